@@ -1,0 +1,45 @@
+# maskprivacy: one command each to set up, run the demo, test and lint.
+#   make demo   set up .venv (Python 3.11) and run the whole pipeline on the embedded demo set
+#   make test   set up .venv and run the test suite (what CI runs)
+#   make lint   ruff, snakefmt, snakemake --lint and the dvc.yaml drift check
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup demo repro test lint dvc-yaml clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: pip takes this CUDA build (it also runs on CPU) from local disk here
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/snakemake --cores all
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+lint: setup
+	$(BIN)/ruff check src tests workflow/scripts benchmarks
+	$(BIN)/ruff format --check src tests workflow/scripts benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+	$(BIN)/python -m maskprivacy.dvcgen --check
+
+dvc-yaml: setup
+	$(BIN)/python -m maskprivacy.dvcgen
+
+clean:
+	rm -rf data/download data/align data/mask data/split results/train results/evaluate results/metrics.json logs .snakemake

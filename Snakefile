@@ -1,0 +1,54 @@
+# maskprivacy: does a face mask protect sex, race and age from a deep network?
+#
+# download -> align -> mask -> split -> train (one model per training set) -> evaluate
+#
+# The one description of the DAG: dvc.yaml is generated from it
+# (`python -m maskprivacy.dvcgen`, checked by `python -m maskprivacy.dvcgen --check`).
+import os
+import sys
+from pathlib import Path
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+# The package in src/ serves every script, also in per-rule conda envs and on cluster nodes.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p
+)
+
+from maskprivacy.params import validate
+
+validate(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
+
+CONDITIONS = [c["name"] for c in config["evaluate"]["conditions"]]
+DATASETS = sorted(
+    {c[k] for c in config["evaluate"]["conditions"] for k in ("train", "test")}
+)
+TRAIN_SETS = sorted({c["train"] for c in config["evaluate"]["conditions"]})
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+include: "workflow/rules/download.smk"
+include: "workflow/rules/align.smk"
+include: "workflow/rules/mask.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/metrics.json",
+        "results/evaluate/statistics.json",

@@ -1,0 +1,258 @@
+"""Generate dvc.yaml from the Snakefile, so the two can never describe different pipelines.
+
+The Snakefile is the one description of the DAG. This module builds Snakemake's job DAG for the
+default target (with ``params.yaml`` as config) and writes one DVC stage per rule: its inputs
+become ``deps`` (plus the rule's script and the package module of the same name), its outputs
+``outs`` (metrics and plots where they are), the params sections the rule reads become
+``params``, and its command runs that rule alone through Snakemake. A rule with wildcards
+becomes a ``foreach`` stage (``train@unmasked``, ...).
+
+    python -m maskprivacy.dvcgen            # (re)write dvc.yaml
+    python -m maskprivacy.dvcgen --check    # exit 1 if dvc.yaml is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import io
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HEADER = (
+    "# GENERATED from the Snakefile by `python -m maskprivacy.dvcgen`: do not edit by hand.\n"
+    "# `python -m maskprivacy.dvcgen --check` (run by the tests) fails when this file is stale.\n"
+)
+METRICS = {"results/metrics.json"}
+# Outputs shown as plots: learning curves (per-epoch tables) and the evaluation pictures.
+PLOTS = {"results/train/{dataset}/history.csv", "results/evaluate/plots"}
+# How `dvc plots show` draws the per-epoch tables: one learning-curve plot over every run.
+CURVES = ["train_loss", "val_loss", "val_sex_acc", "val_race_acc", "val_age_mae"]
+SNAKEMAKE = "snakemake --cores all --quiet rules --force --allowed-rules {rule} -- {targets}"
+
+
+def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
+    """The jobs of the Snakemake DAG for the default target, forced, as plain dicts."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import DAGSettings, OutputSettings, ResourceSettings
+
+    quiet = {Quietness.ALL}
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        SnakemakeApi(OutputSettings(quiet=quiet)) as api,
+    ):
+        wapi = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            snakefile=root / "Snakefile",
+            workdir=root,
+        )
+        wapi.dag(DAGSettings(forceall=True))
+        wf = wapi._workflow  # the public API has no job listing
+        wf._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+        wf._build_dag()
+        config = wf.config
+        jobs = []
+        for job in wf.dag.jobs:
+            rule = job.rule
+            sections = sorted(
+                {
+                    s
+                    for v in job.params
+                    for s, cfg in config.items()
+                    if isinstance(v, dict) and v == cfg
+                }
+            )
+            jobs.append(
+                {
+                    "rule": rule.name,
+                    "wildcards": dict(job.wildcards_dict),
+                    "input": [str(f) for f in job.input],
+                    "input_names": _input_names(job),
+                    "output": [str(f) for f in job.output],
+                    "input_patterns": [str(f) for f in rule.input if isinstance(f, str)],
+                    "output_patterns": [str(f) for f in rule.output],
+                    "script": rule.script,
+                    "params": sections,
+                    "is_target": rule.name == wf.default_target,
+                }
+            )
+    return jobs
+
+
+def _input_names(job: Any) -> list[str]:
+    """A name for each input position (the rule's keyword, or ``input<i>``)."""
+    names = [f"input{i}" for i in range(len(job.input))]
+    for name, (start, end) in job.input._names.items():
+        for i in range(start, end if end is not None else start + 1):
+            names[i] = name if (end is None or end - start == 1) else f"{name}{i - start}"
+    return names
+
+
+def package_modules(root: Path, script: Path) -> list[str]:
+    """The package modules a script imports, directly or through other package modules."""
+    pkg = root / "src" / "maskprivacy"
+    seen: set[str] = set()
+    todo = [script]
+    pat = re.compile(r"^\s*from\s+(?:maskprivacy|\.)(?:\.(\w+))?\s+import\s+([\w, ()]+)", re.M)
+    while todo:
+        text = todo.pop().read_text()
+        for sub, names in pat.findall(text):
+            candidates = [sub] if sub else [n.strip() for n in names.strip("()").split(",")]
+            for mod in candidates:
+                f = pkg / f"{mod}.py"
+                if mod and mod not in seen and f.exists():
+                    seen.add(mod)
+                    todo.append(f)
+    return sorted(f"src/maskprivacy/{m}.py" for m in seen)
+
+
+def _template(path: str, wildcards: dict[str, str]) -> str:
+    """Turn a concrete path back into a DVC foreach template (``${item.name}``)."""
+    for name, value in sorted(wildcards.items(), key=lambda kv: -len(kv[1])):
+        path = re.sub(
+            rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "${item." + name + "}", path
+        )
+    return path
+
+
+def build(root: Path) -> dict[str, Any]:
+    jobs = [j for j in snakemake_jobs(root) if not j["is_target"]]
+    by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for j in jobs:
+        by_rule[j["rule"]].append(j)
+    order = _topological(jobs)
+    stages: dict[str, Any] = {}
+    curves: list[str] = []
+    for rule in order:
+        group = sorted(by_rule[rule], key=lambda j: sorted(j["wildcards"].items()))
+        first = group[0]
+        wild = first["wildcards"]
+        tpl = functools.partial(_template, wildcards=wild)
+        # An input that differs between jobs in more than the wildcard becomes an item field.
+        item_fields: dict[str, list[str]] = {}
+        dep_set = set()
+        for i in range(len(first["input"])):
+            values = [_template(j["input"][i], j["wildcards"]) for j in group]
+            if len(set(values)) == 1:
+                dep_set.add(values[0])
+            else:
+                key = first["input_names"][i]
+                item_fields[key] = [j["input"][i] for j in group]
+                dep_set.add("${item." + key + "}")
+        deps = sorted(dep_set)
+        if first["script"]:
+            script = (root / "workflow" / "rules" / first["script"]).resolve()
+            deps.append(str(script.relative_to(root)))
+            deps += package_modules(root, script)
+        outs: list[Any] = []
+        metrics: list[Any] = []
+        plots: list[Any] = []
+        for p in first["output"]:
+            t = tpl(p)
+            pattern = _pattern_for(p, first)
+            if p in METRICS:
+                metrics.append({p: {"cache": False}})
+            elif pattern in PLOTS:
+                plots.append({t: {"cache": True}})
+                if pattern.endswith(".csv"):
+                    curves.extend(j["output"][first["output"].index(p)] for j in group)
+            else:
+                outs.append(t)
+        targets = " ".join(tpl(p) for p in first["output"])
+        stage: dict[str, Any] = {
+            "cmd": SNAKEMAKE.format(rule=rule, targets=targets),
+            "deps": deps,
+        }
+        if first["params"]:
+            stage["params"] = first["params"]
+        if outs:
+            stage["outs"] = outs
+        if metrics:
+            stage["metrics"] = metrics
+        if plots:
+            stage["plots"] = plots
+        if wild:
+            # keyed by the wildcard values, so DVC names the stages train@masked, ...
+            items = {
+                "-".join(v for _, v in sorted(j["wildcards"].items())): {
+                    **dict(sorted(j["wildcards"].items())),
+                    **{k: v[n] for k, v in item_fields.items()},
+                }
+                for n, j in enumerate(group)
+            }
+            stages[rule] = {"foreach": items, "do": stage}
+        else:
+            stages[rule] = stage
+    top_plots: list[Any] = []
+    for name in CURVES:
+        top_plots.append({name: {"x": "epoch", "y": {c: name for c in sorted(curves)}}})
+    top_plots.append("results/evaluate/plots")
+    return {"stages": stages, "plots": top_plots}
+
+
+def _pattern_for(path: str, job: dict[str, Any]) -> str:
+    for raw in job["output_patterns"]:
+        pat = re.sub(r"\{(\w+),[^}]*\}", r"{\1}", raw)  # drop wildcard constraints
+        if pat.format(**job["wildcards"]) == path:
+            return pat
+    return path
+
+
+def _topological(jobs: list[dict[str, Any]]) -> list[str]:
+    """Rule names in dependency order (ties broken by name, so the output is stable)."""
+    producer = {o: j["rule"] for j in jobs for o in j["output"]}
+    deps: dict[str, set[str]] = defaultdict(set)
+    for j in jobs:
+        deps[j["rule"]] |= {
+            producer[i] for i in j["input"] if i in producer and producer[i] != j["rule"]
+        }
+    order: list[str] = []
+    pending = sorted({j["rule"] for j in jobs})
+    while pending:
+        ready = [r for r in pending if deps[r] <= set(order)]
+        if not ready:
+            raise RuntimeError(f"cycle among rules {pending}")
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return order
+
+
+def render(root: Path) -> str:
+    return HEADER + yaml.safe_dump(build(root), sort_keys=False, width=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", type=Path, default=Path.cwd(), help="the repository (default: here)")
+    ap.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is not up to date")
+    args = ap.parse_args(argv)
+    root = args.root.resolve()
+    text = render(root)
+    target = root / "dvc.yaml"
+    if args.check:
+        current = target.read_text() if target.exists() else ""
+        if current != text:
+            print(
+                "dvc.yaml is stale: it no longer matches the Snakefile and params.yaml.\n"
+                "Regenerate it with `python -m maskprivacy.dvcgen` and commit the result.",
+                file=sys.stderr,
+            )
+            return 1
+        print("dvc.yaml is up to date with the Snakefile")
+        return 0
+    from .io import write_text
+
+    write_text(target, text)
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Loading and validating params.yaml against its JSON schema, with errors a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA = Path("workflow/schemas/params.schema.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml does not fit the schema; the message lists every problem with its key."""
+
+
+def validate(params: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """Validate ``params``; raise :class:`ParamsError` naming each bad key. Returns ``params``."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    problems = []
+    for err in errors:
+        key = ".".join(map(str, err.absolute_path)) or "(top level)"
+        problems.append(f"  - {key}: {err.message}")
+    names = {
+        c["name"] for c in params.get("evaluate", {}).get("conditions", []) if isinstance(c, dict)
+    }
+    base = params.get("evaluate", {}).get("baseline")
+    if names and base is not None and base not in names:
+        problems.append(
+            f"  - evaluate.baseline: {base!r} is not one of the conditions {sorted(names)}"
+        )
+    if len(names) != len(params.get("evaluate", {}).get("conditions", [])):
+        problems.append("  - evaluate.conditions: condition names must be unique")
+    fr = params.get("split", {}).get("fractions")
+    if isinstance(fr, list) and len(fr) == 3 and all(isinstance(f, int | float) for f in fr):
+        if abs(sum(fr) - 1) > 1e-6:
+            problems.append(f"  - split.fractions: must sum to 1, got {sum(fr):g}")
+    if problems:
+        raise ParamsError("params.yaml is not valid:\n" + "\n".join(problems))
+    return params
+
+
+def load(path: str | Path = "params.yaml", schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    return validate(params, schema_path)

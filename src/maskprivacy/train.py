@@ -1,0 +1,444 @@
+"""The ``train`` stage: one multitask ResNet for sex, race and age, data and augmentation on device.
+
+The whole training set is decoded once into a uint8 tensor that lives on the training device
+(GPU memory on CUDA, host memory on CPU), so a step never waits for a data loader. Each batch is
+augmented on the device, per sample and seeded (random affine through ``affine_grid`` /
+``grid_sample``, horizontal flip, brightness and contrast), normalised with ImageNet statistics
+and fed to the network in channels-last layout under bf16 autocast on CUDA. Losses and metrics
+are accumulated on the device and read back once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from .io import atomic_path, write_table
+from .labels import RACES, SEXES
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+AGE_CENTRE, AGE_SCALE = 35.0, 20.0
+N_SEX, N_RACE = len(SEXES), len(RACES)
+ARCHES = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+@dataclass
+class TrainConfig:
+    """The ``train`` section of params.yaml (validated by the schema before it gets here)."""
+
+    arch: str = "resnet50"
+    weights: str = ""
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    image_size: int = 224
+    seed: int = 0
+    compile: str | bool = "auto"
+    precision: str = "auto"
+    device: str = "auto"
+    eval_batch_size: int = 512
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"sex": 1.0, "race": 1.0, "age": 1.0}
+    )
+    augment: dict[str, float] = field(
+        default_factory=lambda: {
+            "flip": 0.5,
+            "rotate": 10.0,
+            "scale": 0.1,
+            "translate": 0.05,
+            "brightness": 0.2,
+            "contrast": 0.2,
+        }
+    )
+
+    @classmethod
+    def from_params(cls, cfg: dict[str, Any]) -> TrainConfig:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in cfg.items() if k in known})
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but torch sees no CUDA device")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------- data
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+        return np.array(im, dtype=np.uint8)
+
+
+def load_images(
+    folder: str | Path, files: Sequence[str], size: int, workers: int = 4, progress: bool = True
+) -> torch.Tensor:
+    """Decode ``files`` from ``folder`` into a (N, 3, size, size) uint8 tensor on the host."""
+    out = torch.empty((len(files), size, size, 3), dtype=torch.uint8)
+    folder = Path(folder)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        it = pool.map(lambda f: _decode(folder / f, size), files, chunksize=64)
+        for i, arr in enumerate(
+            tqdm(it, total=len(files), desc="decode", unit="img", disable=not progress)
+        ):
+            out[i] = torch.from_numpy(arr)
+    return out.permute(0, 3, 1, 2)
+
+
+def labels_tensor(table: pd.DataFrame) -> torch.Tensor:
+    """(N, 3) float tensor: sex, race, age."""
+    return torch.tensor(table[["sex", "race", "age"]].to_numpy(dtype=np.float32))
+
+
+class GPUAugment:
+    """Per-sample seeded augmentation and normalisation of uint8 batches, on their device."""
+
+    def __init__(self, aug: dict[str, float], size: int, device: torch.device, seed: int):
+        self.aug = aug
+        self.size = size
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(seed)
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+
+    def _u(self, n: int, device: torch.device, lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(n, device=device, generator=self.gen) * (hi - lo) + lo
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+    def __call__(self, x: torch.Tensor, train: bool = True) -> torch.Tensor:
+        x = x.float()
+        n, dev = x.shape[0], x.device
+        if train:
+            a = self.aug
+            angle = self._u(n, dev, -1, 1) * math.radians(a.get("rotate", 0.0))
+            scale = 1 + self._u(n, dev, -1, 1) * a.get("scale", 0.0)
+            flip = torch.where(self._u(n, dev, 0, 1) < a.get("flip", 0.0), -1.0, 1.0)
+            tx = self._u(n, dev, -1, 1) * 2 * a.get("translate", 0.0)
+            ty = self._u(n, dev, -1, 1) * 2 * a.get("translate", 0.0)
+            cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+            theta = torch.stack(
+                [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
+            )
+            grid = F.affine_grid(theta, [n, 3, self.size, self.size], align_corners=False)
+            x = F.grid_sample(
+                x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+            )
+            b = 1 + self._u(n, dev, -1, 1).view(n, 1, 1, 1) * a.get("brightness", 0.0)
+            c = 1 + self._u(n, dev, -1, 1).view(n, 1, 1, 1) * a.get("contrast", 0.0)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = ((x - mean) * c + mean) * b
+            x = x.clamp(0, 255)
+        elif x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+        return (x - self.mean) / self.std
+
+
+# ---------------------------------------------------------------- model
+
+
+class MultiTaskHead(nn.Module):
+    """Sex logits (2), race logits (5) and normalised age (1) from one feature vector."""
+
+    def __init__(self, in_features: int):
+        super().__init__()
+        self.fc = nn.Linear(in_features, N_SEX + N_RACE + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def build_model(arch: str = "resnet50", weights: str = "") -> nn.Module:
+    """A torchvision ResNet with a multitask head; from scratch unless ``weights`` names a file."""
+    import torchvision
+
+    if arch not in ARCHES:
+        raise ValueError(f"train.arch must be one of {ARCHES}, got {arch!r}")
+    model = torchvision.models.get_model(arch, weights=None)
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"train.weights: {path} does not exist. Download torchvision's ImageNet weights for "
+                f"{arch} (e.g. ResNet50_Weights.IMAGENET1K_V2 from download.pytorch.org) on a machine "
+                "with internet, copy the .pth file here, and point train.weights at it; or leave "
+                "train.weights empty to train from scratch."
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
+            raise ValueError(
+                f"train.weights: {path} does not fit {arch} (unexpected {unexpected[:3]}, missing {missing[:3]})"
+            )
+    model.fc = MultiTaskHead(model.fc.in_features)
+    return model
+
+
+def split_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    out = out.float()
+    return out[:, :N_SEX], out[:, N_SEX : N_SEX + N_RACE], out[:, -1]
+
+
+def multitask_loss(
+    out: torch.Tensor, y: torch.Tensor, weights: dict[str, float], label_smoothing: float = 0.0
+) -> torch.Tensor:
+    sex, race, age = split_outputs(out)
+    ls = F.cross_entropy(sex, y[:, 0].long(), label_smoothing=label_smoothing)
+    lr = F.cross_entropy(race, y[:, 1].long(), label_smoothing=label_smoothing)
+    la = F.smooth_l1_loss(age, (y[:, 2] - AGE_CENTRE) / AGE_SCALE, beta=0.1)
+    return (
+        weights.get("sex", 1.0) * ls + weights.get("race", 1.0) * lr + weights.get("age", 1.0) * la
+    )
+
+
+# ---------------------------------------------------------------- loops
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    augment: GPUAugment,
+    device: torch.device,
+    batch_size: int = 512,
+    precision: str = "auto",
+) -> dict[str, np.ndarray]:
+    """Class probabilities for sex and race and predicted age (years) for uint8 images."""
+    model.eval()
+    sex_p, race_p, ages = [], [], []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device, non_blocking=True)
+        x = augment(x, train=False).contiguous(memory_format=torch.channels_last)
+        with _autocast(device, precision):
+            out = model(x)
+        s, r, a = split_outputs(out)
+        sex_p.append(s.softmax(1))
+        race_p.append(r.softmax(1))
+        ages.append(a * AGE_SCALE + AGE_CENTRE)
+    cat = lambda xs, w: torch.cat(xs).cpu().numpy() if xs else np.zeros((0, w))  # noqa: E731
+    return {
+        "sex_prob": cat(sex_p, N_SEX),
+        "race_prob": cat(race_p, N_RACE),
+        "age": cat(ages, 1).reshape(-1),
+    }
+
+
+def prediction_metrics(pred: dict[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+    return {
+        "sex_acc": float((pred["sex_prob"].argmax(1) == y[:, 0]).mean()),
+        "race_acc": float((pred["race_prob"].argmax(1) == y[:, 1]).mean()),
+        "age_mae": float(np.abs(pred["age"] - y[:, 2]).mean()),
+    }
+
+
+def train_one_epoch(
+    model: nn.Module,
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    gen: torch.Generator,
+    progress: bool = False,
+    desc: str = "train",
+) -> tuple[torch.Tensor, int]:
+    """One pass over shuffled batches; returns the summed loss (a device tensor) and images seen."""
+    model.train()
+    n = len(images)
+    order = torch.randperm(n, generator=gen, device=gen.device)
+    total = torch.zeros((), device=images.device)
+    seen = 0
+    n_batches = n // batch_size if n >= batch_size else 1  # drop the ragged last batch
+    for b in tqdm(range(n_batches), desc=desc, unit="batch", leave=False, disable=not progress):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        idx = idx.to(images.device)
+        loss = step(images[idx], labels[idx])
+        total += loss.detach() * len(idx)
+        seen += len(idx)
+    return total, seen
+
+
+def fit(
+    cfg: TrainConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    checkpoint: str | Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    name: str = "model",
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Train a multitask model; returns it and a per-epoch history table."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    model = build_model(cfg.arch, cfg.weights).to(device, memory_format=torch.channels_last)
+    images = images.to(device)
+    labels = labels.to(device)
+    augment = GPUAugment(cfg.augment, cfg.image_size, device, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(images) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warmup)
+            * 0.5
+            * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps))))
+        ),
+    )
+    use_compile = cfg.compile if isinstance(cfg.compile, bool) else device.type == "cuda"
+    fwd = torch.compile(model) if use_compile else model
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = augment(x, train=True).contiguous(memory_format=torch.channels_last)
+        with _autocast(device, cfg.precision):
+            out = fwd(x)
+        loss = multitask_loss(out, y, cfg.loss_weights, cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return loss
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    rows = []
+    y_val = val_labels.numpy()
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        total, seen = train_one_epoch(model, step, images, labels, cfg.batch_size, gen)
+        train_loss = float(total) / max(1, seen)  # one host sync per epoch
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "lr": sched.get_last_lr()[0],
+            "seconds": dt,
+            "images_per_s": seen / dt,
+        }
+        if len(val_images):
+            pred = predict(model, val_images, augment, device, cfg.eval_batch_size, cfg.precision)
+            vals = prediction_metrics(pred, y_val)
+            row["val_loss"] = float(
+                multitask_loss(_logits_from(pred), torch.from_numpy(y_val), cfg.loss_weights)
+            )
+            row.update({f"val_{k}": v for k, v in vals.items()})
+        rows.append(row)
+        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k.startswith("val_")})
+        if checkpoint:
+            save_checkpoint(model, cfg, epoch, checkpoint)
+    return model, pd.DataFrame(rows)
+
+
+def _logits_from(pred: dict[str, np.ndarray]) -> torch.Tensor:
+    """Rebuild an output tensor from probabilities (log-probs are valid logits) for val loss."""
+    eps = 1e-7
+    return torch.cat(
+        [
+            torch.from_numpy(np.log(pred["sex_prob"] + eps)),
+            torch.from_numpy(np.log(pred["race_prob"] + eps)),
+            torch.from_numpy((pred["age"][:, None] - AGE_CENTRE) / AGE_SCALE),
+        ],
+        1,
+    ).float()
+
+
+def save_checkpoint(model: nn.Module, cfg: TrainConfig, epoch: int, path: str | Path) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "state_dict": state,
+        "arch": cfg.arch,
+        "image_size": cfg.image_size,
+        "epoch": epoch,
+        "config": cfg.__dict__,
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(payload["arch"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device, memory_format=torch.channels_last).eval(), payload
+
+
+def run(
+    cfg: dict[str, Any],
+    split_table: str | Path,
+    images_dir: str | Path,
+    model_out: str | Path,
+    history_out: str | Path,
+    threads: int = 1,
+    progress: bool = True,
+    name: str = "model",
+) -> dict[str, Any]:
+    """Train on the split's train part, validate on its val part, write model and history."""
+    from .io import read_table
+
+    tc = TrainConfig.from_params(cfg)
+    table = read_table(split_table)
+    tr, va = table[table["split"] == "train"], table[table["split"] == "val"]
+    if len(tr) < 2:
+        raise ValueError(f"train: only {len(tr)} training image(s) in {split_table}")
+    workers = max(1, threads)
+    x_tr = load_images(images_dir, tr["file"].tolist(), tc.image_size, workers, progress)
+    x_va = load_images(images_dir, va["file"].tolist(), tc.image_size, workers, progress)
+    t0 = time.perf_counter()
+    _, history = fit(
+        tc,
+        x_tr,
+        labels_tensor(tr),
+        x_va,
+        labels_tensor(va),
+        checkpoint=model_out,
+        threads=threads,
+        progress=progress,
+        name=name,
+    )
+    write_table(history_out, history)
+    last = history.iloc[-1].to_dict()
+    return {"n_train": len(tr), "n_val": len(va), "seconds": time.perf_counter() - t0, **last}

@@ -1,0 +1,644 @@
+"""download stage: label parsing via ingest, safe archive extraction, resumable downloads, run().
+
+Everything runs on data the tests make; the HTTP server listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import sys
+import tarfile
+import threading
+import time
+import types
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from maskprivacy import download
+from maskprivacy.download import (
+    DownloadError,
+    UnsafeArchiveError,
+    fetch_url,
+    ingest,
+    list_images,
+    part_path,
+    safe_extract,
+)
+from maskprivacy.io import read_table, sha256_file
+
+GOOD = [
+    "26_1_2_20170116174525125.jpg.chip.jpg",
+    "1_0_0_20161219140623097.jpg.chip.jpg",
+    "70_0_3_20170119210016431.jpg",
+]
+MALFORMED_DATE = "55_0_0_20170116232725357jpg.chip.jpg"  # a published defect: valid labels
+BAD_NAMES = {
+    "39_1_20170116174525125.jpg.chip.jpg": "field",  # no race field (a published defect)
+    "x_1_2_20170116174525125.jpg.chip.jpg": "age",
+    "117_1_2_20170116174525125.jpg.chip.jpg": "age",
+}
+NOT_IMAGES = ["notes.txt", ".DS_Store", "26_1_2_20170116174525125.jpg.chip.gif"]
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    """A tiny JPEG whose bytes differ with ``seed``."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (seed * 37 % 256, seed * 91 % 256, seed * 53 % 256)).save(
+        buf, format="JPEG"
+    )
+    return buf.getvalue()
+
+
+def make_inputs(folder: Path) -> dict[str, str]:
+    """A folder of good, badly named, non-image and duplicate-named files.
+
+    Returns {relative path: expected reject reason, or '' for the manifest}.
+    """
+    expected: dict[str, str] = {}
+    files = {n: "" for n in [*GOOD, MALFORMED_DATE]}
+    files |= {n: "bad_name" for n in BAD_NAMES}
+    files |= {n: "not_an_image_name" for n in NOT_IMAGES}
+    files["sub/" + GOOD[0]] = "duplicate_name"  # listed after the top-level copy
+    files["__MACOSX/._" + GOOD[1]] = "bad_name"  # resource fork: image suffix, bad labels
+    for i, (rel, reason) in enumerate(sorted(files.items())):
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg_bytes(i) if rel.endswith(".jpg") else b"not an image\n")
+        expected[rel] = reason
+    return expected
+
+
+def check_tables(manifest: pd.DataFrame, rejects: pd.DataFrame, expected: dict[str, str]) -> None:
+    """Every input is in exactly one table, with the expected reason."""
+    assert len(manifest) + len(rejects) == len(expected)
+    good = sorted(Path(r).name for r, why in expected.items() if not why)
+    assert sorted(manifest["file"]) == good
+    want = Counter(why for why in expected.values() if why)
+    assert Counter(rejects["reason"]) == want
+    assert set(rejects["stage"]) <= {"download"}
+
+
+# --------------------------------------------------------------------------------------------
+# ingest and list_images
+# --------------------------------------------------------------------------------------------
+
+
+def test_list_images_keeps_hidden_and_macosx(tmp_path):
+    expected = make_inputs(tmp_path)
+    listed = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    assert listed == sorted(expected)
+    assert ".DS_Store" in listed and "__MACOSX/._" + GOOD[1] in listed
+
+
+def test_ingest_every_file_in_one_table(tmp_path):
+    src = tmp_path / "in"
+    expected = make_inputs(src)
+    out = tmp_path / "images"
+    manifest, rejects = ingest(list_images(src), out, False, "test", root=src, progress=False)
+    check_tables(manifest, rejects, expected)
+    assert list(manifest.columns) == download.MANIFEST_COLUMNS
+    assert list(rejects.columns) == ["file", "stage", "reason", "detail"]
+
+    row = manifest.set_index("file").loc[GOOD[0]]
+    assert (row.age, row.sex, row.race, row.age_bucket) == (26, 1, 2, 3)
+    assert row.source == "test" and row.name_note == ""
+    assert row.sha256 == sha256_file(src / GOOD[0]) == sha256_file(out / GOOD[0])
+    note = manifest.set_index("file").loc[MALFORMED_DATE, "name_note"]
+    assert "malformed" in note
+    assert sorted(p.name for p in out.iterdir()) == sorted(manifest["file"])
+
+    rej = rejects.set_index("file")
+    for name, word in BAD_NAMES.items():
+        assert rej.loc[name, "reason"] == "bad_name"
+        assert word in rej.loc[name, "detail"]
+    dup = rejects[rejects["reason"] == "duplicate_name"].iloc[0]
+    assert dup.file == GOOD[0] and "sub/" + GOOD[0] in dup.detail
+    assert rej.loc[".DS_Store", "reason"] == "not_an_image_name"
+
+
+def test_ingest_strict_names_rejects_malformed_date(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate([GOOD[0], MALFORMED_DATE]):
+        (src / name).write_bytes(jpeg_bytes(i))
+    manifest, rejects = ingest(list_images(src), tmp_path / "out", True, "t", progress=False)
+    assert manifest["file"].tolist() == [GOOD[0]]
+    assert rejects["file"].tolist() == [MALFORMED_DATE]
+    assert rejects["reason"].tolist() == ["bad_name"]
+    assert "malformed" in rejects["detail"].iloc[0]
+
+
+def test_ingest_suffix_is_case_insensitive_and_sources_per_file(tmp_path):
+    a = tmp_path / "26_1_2_20170116174525125.JPG"
+    b = tmp_path / "27_1_2_20170116174525125.png"
+    a.write_bytes(jpeg_bytes(1))
+    b.write_bytes(jpeg_bytes(2))
+    manifest, rejects = ingest([a, b], tmp_path / "out", False, ["s1", "s2"], progress=False)
+    assert rejects.empty
+    assert manifest["source"].tolist() == ["s1", "s2"]
+    assert manifest["name_note"].str.len().gt(0).all()  # not the canonical .jpg form
+
+
+# --------------------------------------------------------------------------------------------
+# safe_extract
+# --------------------------------------------------------------------------------------------
+
+
+def make_tar(path: Path, entries: dict[str, bytes], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1_600_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def make_zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+ENTRIES = {
+    "UTKFace/" + GOOD[0]: jpeg_bytes(1),
+    "UTKFace/" + GOOD[1]: jpeg_bytes(2),
+    "UTKFace/x/../" + GOOD[2]: jpeg_bytes(3),  # '..' that stays inside is fine
+}
+
+
+@pytest.mark.parametrize(
+    "name, maker",
+    [
+        ("a.tar.gz", make_tar),
+        ("a.tgz", make_tar),
+        ("a.tar", lambda p, e: make_tar(p, e, "w")),
+        ("a.tar.bz2", lambda p, e: make_tar(p, e, "w:bz2")),
+        ("a.zip", make_zip),
+    ],
+)
+def test_safe_extract_good_archives(tmp_path, name, maker):
+    archive = maker(tmp_path / name, ENTRIES)
+    dest = tmp_path / "out"
+    (dest / "stale").mkdir(parents=True)  # replaced atomically
+    assert safe_extract(archive, dest) == dest
+    got = {p.relative_to(dest).as_posix(): p.read_bytes() for p in list_images(dest)}
+    assert got == {
+        "UTKFace/" + GOOD[0]: ENTRIES["UTKFace/" + GOOD[0]],
+        "UTKFace/" + GOOD[1]: ENTRIES["UTKFace/" + GOOD[1]],
+        "UTKFace/" + GOOD[2]: ENTRIES["UTKFace/x/../" + GOOD[2]],
+    }
+    assert not (dest / "stale").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "out"])  # no temp left
+
+
+def _tar_with(path: Path, info: tarfile.TarInfo, data: bytes = b"") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        ok = tarfile.TarInfo("ok.jpg")
+        ok.size = 3
+        tar.addfile(ok, io.BytesIO(b"abc"))
+        info.size = len(data) if info.isreg() else 0
+        tar.addfile(info, io.BytesIO(data) if data else None)
+    return path
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+def _zip_symlink(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("ok.jpg", b"abc")
+        info = zipfile.ZipInfo("link.jpg")
+        info.create_system = 3
+        info.external_attr = (0o120777 << 16) & 0xFFFF0000
+        zf.writestr(info, "/etc/passwd")
+    return path
+
+
+UNSAFE: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "tar absolute": (
+        lambda d: _tar_with(d / "a.tar.gz", _info("/tmp/evil.jpg"), b"x"),
+        "/tmp/evil",
+    ),
+    "tar dotdot": (lambda d: _tar_with(d / "a.tar.gz", _info("../evil.jpg"), b"x"), "../evil"),
+    "tar deep dotdot": (
+        lambda d: _tar_with(d / "a.tar.gz", _info("a/../../evil.jpg"), b"x"),
+        "a/../../evil",
+    ),
+    "tar symlink": (
+        lambda d: _tar_with(d / "a.tar.gz", _info("link.jpg", tarfile.SYMTYPE, "/etc/passwd")),
+        "link.jpg",
+    ),
+    "tar hardlink": (
+        lambda d: _tar_with(d / "a.tar.gz", _info("hard.jpg", tarfile.LNKTYPE, "ok.jpg")),
+        "hard.jpg",
+    ),
+    "tar char device": (
+        lambda d: _tar_with(d / "a.tar.gz", _info("dev.jpg", tarfile.CHRTYPE)),
+        "dev.jpg",
+    ),
+    "tar block device": (
+        lambda d: _tar_with(d / "a.tar.gz", _info("blk.jpg", tarfile.BLKTYPE)),
+        "blk.jpg",
+    ),
+    "tar fifo": (lambda d: _tar_with(d / "a.tar.gz", _info("fifo", tarfile.FIFOTYPE)), "fifo"),
+    "zip dotdot": (
+        lambda d: make_zip(d / "a.zip", {"ok.jpg": b"a", "../evil.jpg": b"x"}),
+        "../evil",
+    ),
+    "zip absolute": (
+        lambda d: make_zip(d / "a.zip", {"ok.jpg": b"a", "/tmp/evil.jpg": b"x"}),
+        "/tmp/evil",
+    ),
+    "zip backslash dotdot": (
+        lambda d: make_zip(d / "a.zip", {"..\\evil.jpg": b"x"}),
+        "evil",
+    ),
+    "zip symlink": (lambda d: _zip_symlink(d / "a.zip"), "link.jpg"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSAFE))
+def test_safe_extract_refuses_unsafe_members(tmp_path, case):
+    build, member = UNSAFE[case]
+    src = tmp_path / "src"
+    src.mkdir()
+    archive = build(src)
+    dest = tmp_path / "box" / "out"
+    with pytest.raises(UnsafeArchiveError, match=re.escape(member)):
+        safe_extract(archive, dest)
+    assert not dest.exists()
+    assert not (tmp_path / "evil.jpg").exists() and not (tmp_path / "box" / "evil.jpg").exists()
+    assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
+
+
+def test_safe_extract_rejects_non_archive(tmp_path):
+    f = tmp_path / "photo.jpg"
+    f.write_bytes(jpeg_bytes(0))
+    with pytest.raises(ValueError, match="not a supported archive"):
+        safe_extract(f, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------------------------
+# fetch_url against a local server
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    files: dict[str, bytes] = field(default_factory=dict)
+    # per path, actions applied to successive requests: "cut", "503", "sleep"
+    plans: dict[str, list[str]] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    ignore_range: bool = False
+    cut_at: int = 1000
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Serves ``state.files`` with Range support and scripted failures."""
+
+    server: ThreadingHTTPServer
+
+    def log_message(self, format, *args):  # noqa: A002 - quiet
+        pass
+
+    def do_GET(self):  # noqa: N802 - http.server naming
+        st: ServerState = self.server.state  # type: ignore[attr-defined]
+        rng = self.headers.get("Range")
+        with st.lock:
+            st.requests.append((self.path, rng))
+            plan = st.plans.get(self.path)
+            action = plan.pop(0) if plan else None
+        try:
+            if action == "sleep":
+                time.sleep(0.6)
+            if action == "503":
+                self.send_error(503, "try later")
+                return
+            data = st.files.get(self.path)
+            if data is None:
+                self.send_error(404, "no such file")
+                return
+            start = 0
+            m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+            if m and not st.ignore_range:
+                start = int(m.group(1))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            body = data[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if action == "cut":
+                self.wfile.write(body[: st.cut_at])
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, ServerState]]:
+    state = ServerState()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_fetch_with_checksum(server, tmp_path):
+    base, st = server
+    st.files["/data/file.bin"] = PAYLOAD
+    dest = tmp_path / "cache" / "file.bin"
+    assert fetch_url(base + "/data/file.bin", dest, sha256=PAYLOAD_SHA, progress=True) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_path(dest).exists()
+    assert st.requests == [("/data/file.bin", None)]
+    # already there with the right checksum: nothing is fetched
+    fetch_url(base + "/data/file.bin", dest, sha256=PAYLOAD_SHA.upper(), progress=False)
+    assert len(st.requests) == 1
+
+
+def test_fetch_resumes_after_a_cut_connection(server, tmp_path):
+    base, st = server
+    st.files["/f.bin"] = PAYLOAD
+    st.plans["/f.bin"] = ["cut"]
+    dest = tmp_path / "f.bin"
+    fetch_url(base + "/f.bin", dest, sha256=PAYLOAD_SHA, backoff=0.01, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert st.requests == [("/f.bin", None), ("/f.bin", f"bytes={st.cut_at}-")]
+
+
+def test_fetch_resumes_an_existing_part(server, tmp_path):
+    base, st = server
+    st.files["/f.bin"] = PAYLOAD
+    dest = tmp_path / "f.bin"
+    part_path(dest).write_bytes(PAYLOAD[:4321])
+    fetch_url(base + "/f.bin", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert st.requests == [("/f.bin", "bytes=4321-")]
+    assert not part_path(dest).exists()
+
+
+def test_fetch_restarts_when_server_ignores_range(server, tmp_path):
+    base, st = server
+    st.files["/f.bin"] = PAYLOAD
+    st.ignore_range = True
+    dest = tmp_path / "f.bin"
+    part_path(dest).write_bytes(b"garbage" * 10)
+    fetch_url(base + "/f.bin", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert st.requests == [("/f.bin", "bytes=70-")]
+
+
+def test_fetch_416_means_part_already_complete(server, tmp_path):
+    base, st = server
+    st.files["/f.bin"] = PAYLOAD
+    dest = tmp_path / "f.bin"
+    part_path(dest).write_bytes(PAYLOAD)
+    fetch_url(base + "/f.bin", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert st.requests == [("/f.bin", f"bytes={len(PAYLOAD)}-")]
+
+
+def test_fetch_404_fails_at_once(server, tmp_path):
+    base, st = server
+    url = base + "/missing.tar.gz"
+    dest = tmp_path / "missing.tar.gz"
+    with pytest.raises(DownloadError) as err:
+        fetch_url(url, dest, retries=3, backoff=5, progress=False)
+    msg = str(err.value)
+    assert url in msg and "404" in msg and "download.source: path" in msg
+    assert len(st.requests) == 1
+    assert not dest.exists() and not part_path(dest).exists()
+
+
+def test_fetch_retries_5xx_and_timeouts(server, tmp_path):
+    base, st = server
+    st.files["/f.bin"] = PAYLOAD
+    st.plans["/f.bin"] = ["503", "sleep"]
+    dest = tmp_path / "f.bin"
+    fetch_url(base + "/f.bin", dest, timeout=0.2, retries=2, backoff=0.01, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert len(st.requests) == 3
+
+
+def test_fetch_gives_up_after_retries(server, tmp_path):
+    base, st = server
+    st.files["/f.bin"] = PAYLOAD
+    st.plans["/f.bin"] = ["503"] * 5
+    url = base + "/f.bin"
+    with pytest.raises(DownloadError, match="after 3 attempt") as err:
+        fetch_url(url, tmp_path / "f.bin", retries=2, backoff=0.01, progress=False)
+    assert url in str(err.value) and "503" in str(err.value)
+    assert len(st.requests) == 3
+    assert not (tmp_path / "f.bin").exists()
+
+
+def test_fetch_connection_refused_is_a_download_error(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/x.zip"
+    with pytest.raises(DownloadError, match=re.escape(url)):
+        fetch_url(url, tmp_path / "x.zip", timeout=1, retries=1, backoff=0.01, progress=False)
+
+
+def test_fetch_wrong_checksum_leaves_nothing(server, tmp_path):
+    base, st = server
+    st.files["/f.bin"] = PAYLOAD
+    url = base + "/f.bin"
+    dest = tmp_path / "f.bin"
+    wrong = "0" * 64
+    with pytest.raises(DownloadError) as err:
+        fetch_url(url, dest, sha256=wrong, progress=False)
+    msg = str(err.value)
+    assert url in msg and wrong in msg and PAYLOAD_SHA in msg and "params.yaml" in msg
+    assert not dest.exists() and not part_path(dest).exists()
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_fetch_refuses_unknown_scheme(tmp_path):
+    with pytest.raises(DownloadError, match="scheme"):
+        fetch_url("gopher://x/y", tmp_path / "y", progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# run()
+# --------------------------------------------------------------------------------------------
+
+
+def cfg_for(**kw) -> dict:
+    cfg = {
+        "source": "path",
+        "path": "",
+        "urls": [],
+        "cache_dir": "",
+        "timeout": 5,
+        "retries": 1,
+        "strict_names": False,
+        "demo": {"n_images": 4, "seed": 0},
+    }
+    cfg.update(kw)
+    return cfg
+
+
+def run_stage(cfg: dict, out: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    summary = download.run(
+        cfg, out / "images", out / "manifest.csv", out / "rejects.csv", progress=False
+    )
+    manifest = read_table(out / "manifest.csv")
+    rejects = read_table(out / "rejects.csv")
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(manifest["file"])
+    assert summary["n_images"] == len(manifest) and summary["n_rejects"] == len(rejects)
+    assert summary["n_inputs"] == len(manifest) + len(rejects)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp left
+    return summary, manifest, rejects
+
+
+def archive_inputs(tmp_path: Path, expected: dict[str, str]) -> dict[str, bytes]:
+    src = tmp_path / "in"
+    return {"UTKFace/" + rel: (src / rel).read_bytes() for rel in expected}
+
+
+def test_run_path_folder(tmp_path):
+    src = tmp_path / "in"
+    expected = make_inputs(src)
+    summary, manifest, rejects = run_stage(cfg_for(path=str(src)), tmp_path / "out")
+    check_tables(manifest, rejects, expected)
+    assert summary["source"] == "path"
+    assert summary["rejects_by_reason"]["bad_name"] == 4
+    assert set(manifest["source"]) == {str(src)}
+    # copies, not links, of the user's files
+    img = tmp_path / "out" / "images" / GOOD[0]
+    assert img.stat().st_ino != (src / GOOD[0]).stat().st_ino
+    # a rerun replaces the folder
+    run_stage(cfg_for(path=str(src)), tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["UTK.tar.gz", "UTK.zip"])
+def test_run_path_archive(tmp_path, name):
+    expected = make_inputs(tmp_path / "in")
+    entries = archive_inputs(tmp_path, expected)
+    maker = make_zip if name.endswith(".zip") else make_tar
+    archive = maker(tmp_path / name, entries)
+    summary, manifest, rejects = run_stage(cfg_for(path=str(archive)), tmp_path / "out")
+    check_tables(manifest, rejects, expected)
+    assert summary["n_inputs"] == len(expected)
+    row = manifest.set_index("file").loc[GOOD[1]]
+    assert row.sha256 == hashlib.sha256(entries["UTKFace/" + GOOD[1]]).hexdigest()
+
+
+def test_run_path_missing_names_the_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download.path"):
+        download.run(cfg_for(path=str(tmp_path / "nope")), *_outs(tmp_path), progress=False)
+    with pytest.raises(FileNotFoundError, match="download.path"):
+        download.run(cfg_for(path=""), *_outs(tmp_path), progress=False)
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_run_no_usable_image_is_an_error(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "readme.txt").write_text("hi")
+    with pytest.raises(ValueError, match="no usable image"):
+        download.run(cfg_for(path=str(src)), *_outs(tmp_path), progress=False)
+
+
+def _outs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    out = tmp_path / "out"
+    return out / "images", out / "manifest.csv", out / "rejects.csv"
+
+
+def test_run_url(server, tmp_path):
+    base, st = server
+    expected = make_inputs(tmp_path / "in")
+    buf = tmp_path / "UTKFace.tar.gz"
+    make_tar(buf, archive_inputs(tmp_path, expected))
+    st.files["/dl/UTKFace.tar.gz"] = buf.read_bytes()
+    single = jpeg_bytes(99)
+    single_name = "33_1_4_20170116174525999.jpg.chip.jpg"
+    st.files["/img/" + single_name] = single
+    urls = [
+        {"url": base + "/dl/UTKFace.tar.gz", "sha256": sha256_file(buf)},
+        {"url": base + "/img/" + single_name, "sha256": None},
+    ]
+    cache = tmp_path / "cache"
+    cfg = cfg_for(source="url", urls=urls, cache_dir=str(cache))
+    summary, manifest, rejects = run_stage(cfg, tmp_path / "out")
+    check_tables(manifest, rejects, {**expected, single_name: ""})
+    assert summary["source"] == "url" and summary["inputs"] == [u["url"] for u in urls]
+    assert manifest.set_index("file").loc[single_name, "source"] == urls[1]["url"]
+    assert (cache / "UTKFace.tar.gz").read_bytes() == buf.read_bytes()
+    assert not list(cache.glob("*.part"))
+    # cached: a second run fetches nothing
+    n = len(st.requests)
+    run_stage(cfg, tmp_path / "out2")
+    assert len(st.requests) == n
+
+
+def test_run_demo_uses_demo_generate(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_generate(folder, n_images=320, seed=0, progress=True):
+        calls.append((n_images, seed))
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(n_images):
+            p = folder / f"{20 + i}_{i % 2}_{i % 5}_{20260101000000000 + i:017d}.jpg.chip.jpg"
+            p.write_bytes(jpeg_bytes(i))
+            paths.append(p)
+        return paths
+
+    fake = types.ModuleType("maskprivacy.demo")
+    fake.generate = fake_generate  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "maskprivacy.demo", fake)
+    summary, manifest, rejects = run_stage(
+        cfg_for(source="demo", demo={"n_images": 5, "seed": 7}), tmp_path / "out"
+    )
+    assert calls == [(5, 7)]
+    assert summary["source"] == "demo" and len(manifest) == 5 and rejects.empty
+    assert set(manifest["source"]) == {"demo"}
+
+
+def test_run_unknown_source(tmp_path):
+    with pytest.raises(ValueError, match="download.source"):
+        download.run(cfg_for(source="ftp"), *_outs(tmp_path), progress=False)

@@ -1,0 +1,56 @@
+"""dvc.yaml is generated from the Snakefile, and a stale one is caught."""
+
+import shutil
+import subprocess
+import sys
+
+import yaml
+from conftest import ROOT
+
+from maskprivacy import dvcgen
+
+
+def test_committed_dvc_yaml_is_up_to_date():
+    res = subprocess.run(
+        [sys.executable, "-m", "maskprivacy.dvcgen", "--check", "--root", str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+
+
+def copy_repo(dst):
+    for name in ("Snakefile", "params.yaml", "dvc.yaml", "workflow", "src"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
+    return dst
+
+
+def test_stale_dvc_yaml_fails_the_check(tmp_path):
+    root = copy_repo(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    # only the unmasked condition: no masked model to train any more
+    params["evaluate"]["conditions"] = [
+        {"name": "unmasked", "train": "unmasked", "test": "unmasked"}
+    ]
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert dvcgen.main(["--check", "--root", str(root)]) == 1
+    assert dvcgen.main(["--root", str(root)]) == 0
+    assert dvcgen.main(["--check", "--root", str(root)]) == 0
+
+
+def test_stages_mirror_the_snakefile():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(dvc) == ["download", "align", "mask", "split", "train", "evaluate"]
+    train = dvc["train"]
+    assert {k: i["dataset"] for k, i in train["foreach"].items()} == {
+        "masked": "masked",
+        "unmasked": "unmasked",
+    }
+    assert "--allowed-rules train" in train["do"]["cmd"]
+    assert train["do"]["params"] == ["train"]
+    assert "${item.images}" in train["do"]["deps"]
+    assert dvc["evaluate"]["metrics"] == [{"results/metrics.json": {"cache": False}}]
+    # every output of one stage that another reads is a dependency there
+    assert "data/split/split.csv" in dvc["evaluate"]["deps"]
+    assert "src/maskprivacy/align.py" in dvc["align"]["deps"]

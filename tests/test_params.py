@@ -1,0 +1,60 @@
+import copy
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from maskprivacy.params import ParamsError, load, validate
+
+SCHEMA = ROOT / "workflow/schemas/params.schema.yaml"
+
+
+@pytest.fixture
+def params():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_shipped_params_are_valid():
+    load(ROOT / "params.yaml", SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda p: p["train"].update(epochs=0), "train.epochs"),
+        (lambda p: p["train"].update(arch="vgg16"), "train.arch"),
+        (lambda p: p["download"].update(source="ftp"), "download.source"),
+        (lambda p: p["download"].update(source="path", path=""), "download.path"),
+        (lambda p: p["split"].update(fractions=[0.5, 0.3, 0.3]), "split.fractions"),
+        (lambda p: p["mask"]["types"].update(balaclava=1.0), "mask.types"),
+        (lambda p: p["evaluate"].update(baseline="nope"), "evaluate.baseline"),
+        (lambda p: p.update(extra={}), "(top level)"),
+        (lambda p: p["train"].update(epochs="10"), "train.epochs"),
+    ],
+)
+def test_bad_params_name_the_key(params, edit, key):
+    bad = copy.deepcopy(params)
+    edit(bad)
+    with pytest.raises(ParamsError) as err:
+        validate(bad, SCHEMA)
+    assert key in str(err.value)
+
+
+def test_all_problems_reported_at_once(params):
+    bad = copy.deepcopy(params)
+    bad["train"]["epochs"] = -1
+    bad["align"]["size"] = 8
+    with pytest.raises(ParamsError) as err:
+        validate(bad, SCHEMA)
+    assert "train.epochs" in str(err.value) and "align.size" in str(err.value)
+
+
+def test_sections_match_stages():
+    """One name per step: rule = script = params section = DVC stage."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    stages = set(dvc["stages"])
+    scripts = {p.stem for p in (ROOT / "workflow/scripts").glob("*.py")}
+    rules = {p.stem for p in (ROOT / "workflow/rules").glob("*.smk")}
+    envs = {p.stem for p in (ROOT / "workflow/envs").glob("*.yaml")}
+    assert set(params) == stages == scripts == rules == envs

@@ -1,0 +1,194 @@
+"""End to end: the whole pipeline through Snakemake and through DVC, in a temp copy of the repo.
+
+Each run uses a tiny configuration (48 demo faces plus bad inputs, ResNet-18 at 32 px, two
+epochs) so the suite stays fast; the behaviour under test is the workflow's, not the model's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import BAD_FILES, ROOT
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+COPY = [
+    "Snakefile",
+    "params.yaml",
+    "dvc.yaml",
+    "workflow",
+    "src",
+    ".dvcignore",
+    ".dvc/config",
+    ".gitignore",
+]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["DVC_NO_ANALYTICS"] = "1"
+    e["MPLBACKEND"] = "Agg"
+    e.pop("PYTHONPATH", None)
+    return e
+
+
+def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+        )
+    return res
+
+
+def tiny_params(source_folder: Path) -> dict:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["download"].update(source="path", path=str(source_folder))
+    p["align"]["size"] = 96
+    p["train"].update(arch="resnet18", epochs=2, batch_size=16, image_size=32, eval_batch_size=64)
+    p["evaluate"]["bootstrap"] = 200
+    return p
+
+
+def make_copy(dst: Path, params: dict) -> Path:
+    for name in COPY:
+        src = ROOT / name
+        target = dst / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, target)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the DAG depends on params (a local source folder is an input): regenerate as a user would
+    sh(dst, str(BIN / "python"), "-m", "maskprivacy.dvcgen", "--root", str(dst))
+    return dst
+
+
+def mtimes(root: Path, patterns: list[str]) -> dict[str, float]:
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns for pat in patterns for p in root.glob(pat)
+    }
+
+
+UPSTREAM = [
+    "data/download/manifest.csv",
+    "data/align/landmarks.csv",
+    "data/mask/masks.csv",
+    "data/split/split.csv",
+]
+DOWNSTREAM = ["results/train/*/model.pt", "results/metrics.json"]
+
+
+@pytest.fixture(scope="module")
+def snake_run(tmp_path_factory, demo_folder):
+    root = make_copy(tmp_path_factory.mktemp("snake"), tiny_params(demo_folder))
+    first = sh(root, str(BIN / "snakemake"), "--cores", "2")
+    return root, first
+
+
+def test_snakemake_runs_every_stage_and_writes_results(snake_run):
+    root, _ = snake_run
+    metrics = json.loads((root / "results/metrics.json").read_text())
+    assert {"unmasked", "masked"} <= set(metrics)
+    for cond in ("unmasked", "masked"):
+        assert 0 <= metrics[cond]["sex"]["accuracy"] <= 1
+        assert metrics[cond]["age"]["mae"] >= 0
+    assert metrics["data_source"] == "path"
+    pngs = sorted(p.name for p in (root / "results/evaluate/plots").glob("*.png"))
+    assert {"confusion_sex_masked.png", "age_unmasked.png", "learning_curves.png"} <= set(pngs)
+
+
+def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):
+    root, _ = snake_run
+    rejects = pd.read_csv(root / "results/evaluate/rejects.csv")
+    got = {r.file: (r.stage, r.reason) for r in rejects.itertuples()}
+    for name, expected in BAD_FILES.items():
+        assert got.get(name) == expected, (name, got.get(name))
+    assert rejects["detail"].notna().all()
+    split = pd.read_csv(root / "data/split/split.csv")
+    inputs = {p.name for p in demo_folder.iterdir()}
+    assert set(split["file"]).isdisjoint(rejects["file"])
+    assert set(split["file"]) | set(rejects["file"]) == inputs
+    stats = json.loads((root / "results/evaluate/statistics.json").read_text())
+    assert stats["accounting"]["balanced"] and stats["accounting"]["inputs"] == len(inputs)
+
+
+def test_second_snakemake_run_does_nothing(snake_run):
+    root, _ = snake_run
+    before = mtimes(root, UPSTREAM + DOWNSTREAM)
+    res = sh(root, str(BIN / "snakemake"), "--cores", "2")
+    assert "Nothing to be done" in res.stdout + res.stderr
+    assert mtimes(root, UPSTREAM + DOWNSTREAM) == before
+
+
+def test_changing_epochs_reruns_only_downstream(snake_run):
+    root, _ = snake_run
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["epochs"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    up, down = mtimes(root, UPSTREAM), mtimes(root, DOWNSTREAM)
+    sh(root, str(BIN / "snakemake"), "--cores", "2")
+    assert mtimes(root, UPSTREAM) == up
+    after = mtimes(root, DOWNSTREAM)
+    assert all(after[k] != down[k] for k in down), (down, after)
+    hist = pd.read_csv(root / "results/train/masked/history.csv")
+    assert hist["epoch"].tolist() == [1]
+
+
+def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
+    root = make_copy(tmp_path, tiny_params(demo_folder))
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
+    sh(root, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "pipeline")
+    first = sh(root, str(BIN / "dvc"), "repro")
+    for stage in (
+        "download",
+        "align",
+        "mask",
+        "split",
+        "train@masked",
+        "train@unmasked",
+        "evaluate",
+    ):
+        assert f"Running stage '{stage}'" in first.stdout, first.stdout
+    again = sh(root, str(BIN / "dvc"), "repro")
+    assert "Running stage" not in again.stdout
+    assert "up to date" in again.stdout
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "run 1")
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["epochs"] = 3
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = sh(root, str(BIN / "dvc"), "status").stdout
+    assert "train@masked" in status and "train@unmasked" in status
+    assert "align:" not in status and "download:" not in status
+    second = sh(root, str(BIN / "dvc"), "repro")
+    ran = {
+        s
+        for s in (
+            "download",
+            "align",
+            "mask",
+            "split",
+            "train@masked",
+            "train@unmasked",
+            "evaluate",
+        )
+        if f"Running stage '{s}'" in second.stdout
+    }
+    assert ran == {"train@masked", "train@unmasked", "evaluate"}, second.stdout
+    pdiff = sh(root, str(BIN / "dvc"), "params", "diff").stdout
+    assert "train.epochs" in pdiff and "2" in pdiff and "3" in pdiff
+    mdiff = sh(root, str(BIN / "dvc"), "metrics", "diff", "--all").stdout
+    assert "masked.sex.accuracy" in mdiff and "unmasked.age.mae" in mdiff

@@ -1,0 +1,26 @@
+def dataset_images(dataset):
+    """The image folder of a data set: faces as aligned, or with a synthetic mask."""
+    return {"unmasked": "data/align/images", "masked": "data/mask/images"}[dataset]
+
+
+rule train:
+    input:
+        split="data/split/split.csv",
+        images=lambda wildcards: dataset_images(wildcards.dataset),
+    output:
+        model="results/train/{dataset}/model.pt",
+        history="results/train/{dataset}/history.csv",
+        report="results/train/{dataset}/report.json",
+    log:
+        "logs/train/{dataset}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: min(8, workflow.cores)
+    resources:
+        mem_mb=32000,
+        runtime=120,
+        gpu=1,
+    params:
+        cfg=config["train"],
+    script:
+        "../scripts/train.py"

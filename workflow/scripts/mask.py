@@ -1,0 +1,19 @@
+"""mask: draw a synthetic mask on every aligned face from its landmarks."""
+
+import time
+
+from maskprivacy import masks
+from maskprivacy.stage import finish, logger
+
+log = logger("mask", snakemake.log[0])
+t0 = time.perf_counter()
+summary = masks.run(
+    snakemake.params.cfg,
+    snakemake.input.images,
+    snakemake.input.landmarks,
+    snakemake.output.images,
+    snakemake.output.masks,
+    snakemake.output.rejects,
+    threads=snakemake.threads,
+)
+finish("mask", summary, t0, snakemake.output.report, log)
