@@ -642,3 +642,58 @@ def test_run_demo_uses_demo_generate(tmp_path, monkeypatch):
 def test_run_unknown_source(tmp_path):
     with pytest.raises(ValueError, match="download.source"):
         download.run(cfg_for(source="ftp"), *_outs(tmp_path), progress=False)
+
+
+# ---------------------------------------------------------------- exact duplicates
+
+
+def _dup_manifest():
+    rows = [
+        ("10_0_0_20170101000000001.jpg.chip.jpg", 10, 0, 0, "aa"),
+        ("10_0_0_20170101000000002.jpg.chip.jpg", 10, 0, 0, "aa"),  # same bytes, same labels
+        ("20_0_1_20170101000000003.jpg.chip.jpg", 20, 0, 1, "bb"),
+        ("21_1_1_20170101000000004.jpg.chip.jpg", 21, 1, 1, "bb"),  # same bytes, other labels
+        ("30_1_2_20170101000000005.jpg.chip.jpg", 30, 1, 2, "cc"),
+    ]
+    return pd.DataFrame(rows, columns=["file", "age", "sex", "race", "sha256"])
+
+
+@pytest.mark.parametrize(
+    "policy, kept, reasons",
+    [
+        ("keep_all", 5, []),
+        ("keep_one", 3, ["duplicate_bytes", "duplicate_bytes"]),
+        (
+            "drop_conflicts",
+            2,
+            ["duplicate_bytes", "duplicate_label_conflict", "duplicate_label_conflict"],
+        ),
+    ],
+)
+def test_exact_duplicate_policies(policy, kept, reasons):
+    from maskprivacy.dedup import exact_duplicates
+
+    m = _dup_manifest()
+    out, rejects = exact_duplicates(m, policy)
+    assert len(out) == kept
+    assert sorted(r["reason"] for r in rejects) == sorted(reasons)
+    assert set(out["file"]) | {r["file"] for r in rejects} == set(m["file"])
+    assert out["sha256"].is_unique or policy == "keep_all"
+
+
+def test_run_drops_duplicate_copies_from_the_folder(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "10_0_0_20170101000000001.jpg.chip.jpg").write_bytes(jpeg_bytes(1))
+    (src / "10_0_0_20170101000000002.jpg.chip.jpg").write_bytes(jpeg_bytes(1))
+    (src / "11_0_0_20170101000000003.jpg.chip.jpg").write_bytes(jpeg_bytes(2))
+    cfg = {"source": "path", "path": str(src), "duplicates": "drop_conflicts"}
+    out = tmp_path / "out"
+    summary = download.run(
+        cfg, out / "images", out / "manifest.csv", out / "rejects.csv", progress=False
+    )
+    assert summary["n_images"] == 2 and summary["rejects_by_reason"] == {"duplicate_bytes": 1}
+    assert sorted(p.name for p in (out / "images").iterdir()) == [
+        "10_0_0_20170101000000001.jpg.chip.jpg",
+        "11_0_0_20170101000000003.jpg.chip.jpg",
+    ]

@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from .dedup import exact_duplicates
 from .io import atomic_dir, rejects_frame, sha256_file, write_table
 from .labels import IMAGE_SUFFIXES, LabelError, age_bucket, name_problem, parse_name
 
@@ -619,6 +620,13 @@ def run(
                 link=link,
                 progress=progress,
             )
+            manifest, dup_rows = exact_duplicates(
+                manifest, str(cfg.get("duplicates", "drop_conflicts"))
+            )
+            for row in dup_rows:
+                (tmp / row["file"]).unlink(missing_ok=True)
+            if dup_rows:
+                rejects = rejects_frame(rejects.to_dict("records") + dup_rows)
     write_table(manifest_out, manifest)
     write_table(rejects_out, rejects)
 
@@ -631,7 +639,8 @@ def run(
         "n_rejects": len(rejects),
         "rejects_by_reason": by_reason,
         "n_name_notes": int((manifest["name_note"] != "").sum()),
-        "n_same_bytes_as_earlier": int(manifest["sha256"].duplicated().sum()),
+        "duplicates_policy": str(cfg.get("duplicates", "drop_conflicts")),
+        "n_same_bytes_kept": int(manifest["sha256"].duplicated().sum()),
     }
     log.info(
         "%d inputs -> %d images, %d rejects %s", len(files), len(manifest), len(rejects), by_reason

@@ -290,6 +290,58 @@ def train_one_epoch(
     return total, seen
 
 
+@dataclass
+class Trainer:
+    """Model, optimiser, schedule and device augmentation: what one training step needs."""
+
+    cfg: TrainConfig
+    device: torch.device
+    model: nn.Module
+    fwd: nn.Module  # the model, compiled when asked
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    augment: GPUAugment
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, augment: bool = True) -> torch.Tensor:
+        """One optimiser step on uint8 images (augmented here) or, with ``augment=False``, on
+        images already normalised. Returns the loss as a device tensor (no host sync)."""
+        if augment:
+            x = self.augment(x, train=True)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device, self.cfg.precision):
+            out = self.fwd(x)
+        loss = multitask_loss(out, y, self.cfg.loss_weights, self.cfg.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return loss
+
+
+def make_trainer(cfg: TrainConfig, steps_per_epoch: int) -> Trainer:
+    """Build the model on the configured device with the optimiser and warm-up cosine schedule."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    model = build_model(cfg.arch, cfg.weights).to(device, memory_format=torch.channels_last)
+    augment = GPUAugment(cfg.augment, cfg.image_size, device, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps)))
+        ),
+    )
+    use_compile = cfg.compile if isinstance(cfg.compile, bool) else device.type == "cuda"
+    fwd = torch.compile(model) if use_compile else model
+    return Trainer(cfg, device, model, fwd, opt, sched, augment)
+
+
 def fit(
     cfg: TrainConfig,
     images: torch.Tensor,
@@ -304,41 +356,11 @@ def fit(
     """Train a multitask model; returns it and a per-epoch history table."""
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    model = build_model(cfg.arch, cfg.weights).to(device, memory_format=torch.channels_last)
+    tr = make_trainer(cfg, max(1, len(images) // cfg.batch_size))
+    device, model, augment, sched = tr.device, tr.model, tr.augment, tr.sched
     images = images.to(device)
     labels = labels.to(device)
-    augment = GPUAugment(cfg.augment, cfg.image_size, device, cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(images) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            min(1.0, (s + 1) / warmup)
-            * 0.5
-            * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps))))
-        ),
-    )
-    use_compile = cfg.compile if isinstance(cfg.compile, bool) else device.type == "cuda"
-    fwd = torch.compile(model) if use_compile else model
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = augment(x, train=True).contiguous(memory_format=torch.channels_last)
-        with _autocast(device, cfg.precision):
-            out = fwd(x)
-        loss = multitask_loss(out, y, cfg.loss_weights, cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        return loss
+    step = tr.step
 
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
