@@ -150,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         else f"CPU ({torch.get_num_threads()} threads)"
     )
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    rows = [measure(args, c) for c in modes]
+    rows = []
+    for c in modes:
+        try:
+            rows.append(measure(args, c))
+        except Exception as exc:  # e.g. no compiler for torch.compile: report, keep the rest
+            print(f"{'compiled' if c else 'eager'} run failed: {type(exc).__name__}: {exc}")
+    if not rows:
+        return 1
     print(
         f"device: {name}; torch {torch.__version__}; {args.arch}, batch {args.batch_size}, "
         f"{args.image_size} px, precision {args.precision}, {args.steps} timed steps"

@@ -463,4 +463,8 @@ def run(
     )
     write_table(history_out, history)
     last = history.iloc[-1].to_dict()
-    return {"n_train": len(tr), "n_val": len(va), "seconds": time.perf_counter() - t0, **last}
+    summary = {"n_train": len(tr), "n_val": len(va), "seconds": time.perf_counter() - t0, **last}
+    if torch.cuda.is_available():
+        summary["device"] = torch.cuda.get_device_name()
+        summary["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return summary
