@@ -20,8 +20,8 @@ configfile: "params.yaml"
 # The package in src/ serves every script, also in per-rule conda envs and on cluster nodes.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)
 )
 
 from maskprivacy.params import validate
@@ -39,6 +39,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/mask.smk"

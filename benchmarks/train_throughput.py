@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(args, c))
         except Exception as exc:  # e.g. no compiler for torch.compile: report, keep the rest
             print(f"{'compiled' if c else 'eager'} run failed: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
     if not rows:
         return 1
     print(

@@ -95,3 +95,34 @@ def test_local_weights_are_loaded(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
     model = train.build_model("resnet18", str(tmp_path / "r18.pth"))
     torch.testing.assert_close(model.conv1.weight, ref.conv1.weight)
+
+
+def test_pinned_feeder_gives_the_same_batches_as_device_feeder():
+    x = torch.arange(10 * 3 * 2 * 2, dtype=torch.uint8).view(10, 3, 2, 2)
+    y = torch.arange(30, dtype=torch.float32).view(10, 3)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    dev = torch.device("cpu")
+    a = list(train.DeviceFeeder(x, y, dev).batches(order, 4, 2))
+    b = list(train.PinnedFeeder(x, y, dev).batches(order, 4, 2))
+    assert len(a) == len(b) == 2
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        torch.testing.assert_close(xa, xb)
+        torch.testing.assert_close(ya, yb)
+    # the batches follow the shuffled order, the ragged tail (2 images) is dropped
+    torch.testing.assert_close(a[0][0], x[order[:4]])
+
+
+def test_placement_choice_and_errors():
+    x, y = torch.zeros(4, 3, 2, 2, dtype=torch.uint8), torch.zeros(4, 3)
+    cpu = torch.device("cpu")
+    assert isinstance(train.make_feeder(x, y, cpu, "auto"), train.DeviceFeeder)
+    assert isinstance(train.make_feeder(x, y, cpu, "pinned"), train.PinnedFeeder)
+    with pytest.raises(ValueError, match="data_placement"):
+        train.make_feeder(x, y, cpu, "disk")
+
+
+def test_fit_through_the_pinned_path(demo_tensors):
+    x, y = demo_tensors
+    cfg = small_config(epochs=1, data_placement="pinned")
+    _, hist = train.fit(cfg, x[:64], y[:64], x[64:96], y[64:96], threads=2, progress=False)
+    assert len(hist) == 1 and np.isfinite(hist["train_loss"]).all()

@@ -54,6 +54,7 @@ class TrainConfig:
     precision: str = "auto"
     device: str = "auto"
     eval_batch_size: int = 512
+    data_placement: str = "auto"
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"sex": 1.0, "race": 1.0, "age": 1.0}
     )
@@ -264,29 +265,130 @@ def prediction_metrics(pred: dict[str, np.ndarray], y: np.ndarray) -> dict[str, 
     }
 
 
+class DeviceFeeder:
+    """Batches gathered from images that live on the training device (GPU memory, or the host
+    when training on the CPU): one index_select per batch, no copy across the bus."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device):
+        self.images, self.labels, self.device = images.to(device), labels.to(device), device
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, order: torch.Tensor, batch_size: int, n_batches: int):
+        order = order.to(self.device)
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            yield self.images[idx], self.labels[idx]
+
+
+class PinnedFeeder:
+    """Batches for a data set too large for the device: images stay in (pinned) host memory;
+    each batch is gathered on the host into a pinned buffer and copied on a side stream while
+    the previous batch computes (double buffering). On a CPU device it degrades to a plain
+    host gather, so the same code path runs (and is tested) without a GPU."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.images = images.pin_memory() if self.cuda else images
+        self.labels = labels
+        self.stream = torch.cuda.Stream(device) if self.cuda else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _stage(self, idx: torch.Tensor, k: int):
+        """Gather batch ``idx`` into host buffer ``k`` and start its copy to the device."""
+        if not self.cuda:
+            return self.images[idx], self.labels[idx]
+        if self.events[k] is not None:
+            self.events[k].synchronize()  # the copy that last read this buffer is done
+        x_host, y_host = self.bufs[k]
+        torch.index_select(self.images, 0, idx, out=x_host)
+        torch.index_select(self.labels, 0, idx, out=y_host)
+        with torch.cuda.stream(self.stream):
+            x = x_host.to(self.device, non_blocking=True)
+            y = y_host.to(self.device, non_blocking=True)
+            self.events[k] = torch.cuda.Event()
+            self.events[k].record(self.stream)
+        return x, y
+
+    def batches(self, order: torch.Tensor, batch_size: int, n_batches: int):
+        order = order.cpu()
+        if self.cuda:
+            self.bufs = [
+                (
+                    torch.empty(
+                        (batch_size, *self.images.shape[1:]), dtype=self.images.dtype
+                    ).pin_memory(),
+                    torch.empty(
+                        (batch_size, *self.labels.shape[1:]), dtype=self.labels.dtype
+                    ).pin_memory(),
+                )
+                for _ in range(2)
+            ]
+            self.events = [None, None]
+        pending = self._stage(order[:batch_size], 0) if n_batches else None
+        for b in range(n_batches):
+            x, y = pending
+            if b + 1 < n_batches:  # start the next copy before this batch computes
+                pending = self._stage(
+                    order[(b + 1) * batch_size : (b + 2) * batch_size], (b + 1) % 2
+                )
+            if self.cuda:
+                current = torch.cuda.current_stream(self.device)
+                current.wait_event(self.events[b % 2])
+                x.record_stream(current)
+                y.record_stream(current)
+            yield x, y
+
+
+def make_feeder(
+    images: torch.Tensor, labels: torch.Tensor, device: torch.device, placement: str = "auto"
+) -> DeviceFeeder | PinnedFeeder:
+    """``device``: images on the training device; ``pinned``: in host memory with prefetching
+    copies; ``auto``: on the device when they take under half of its free memory."""
+    if placement == "auto":
+        placement = "device"
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            need = images.numel() * images.element_size()
+            placement = "device" if need < 0.5 * free else "pinned"
+    if placement not in ("device", "pinned"):
+        raise ValueError(f"train.data_placement must be auto, device or pinned, not {placement!r}")
+    cls = DeviceFeeder if placement == "device" else PinnedFeeder
+    return cls(images, labels, device)
+
+
 def train_one_epoch(
     model: nn.Module,
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    feeder: DeviceFeeder | PinnedFeeder,
     batch_size: int,
     gen: torch.Generator,
     progress: bool = False,
     desc: str = "train",
 ) -> tuple[torch.Tensor, int]:
-    """One pass over shuffled batches; returns the summed loss (a device tensor) and images seen."""
+    """One pass over shuffled batches; returns the summed loss (a device tensor) and images seen.
+
+    The ragged last batch is dropped (a fixed batch shape keeps compiled graphs and cuDNN plans
+    reusable); the loss is summed on the device, so nothing waits on the host per step.
+    """
     model.train()
-    n = len(images)
+    n = len(feeder)
+    batch_size = min(batch_size, n)
     order = torch.randperm(n, generator=gen, device=gen.device)
-    total = torch.zeros((), device=images.device)
+    total = torch.zeros((), device=feeder.device)
     seen = 0
-    n_batches = n // batch_size if n >= batch_size else 1  # drop the ragged last batch
-    for b in tqdm(range(n_batches), desc=desc, unit="batch", leave=False, disable=not progress):
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        idx = idx.to(images.device)
-        loss = step(images[idx], labels[idx])
-        total += loss.detach() * len(idx)
-        seen += len(idx)
+    n_batches = n // batch_size
+    batches = feeder.batches(order, batch_size, n_batches)
+    for x, y in tqdm(
+        batches, total=n_batches, desc=desc, unit="batch", leave=False, disable=not progress
+    ):
+        loss = step(x, y)
+        total += loss.detach() * len(x)
+        seen += len(x)
     return total, seen
 
 
@@ -358,8 +460,7 @@ def fit(
         torch.set_num_threads(threads)
     tr = make_trainer(cfg, max(1, len(images) // cfg.batch_size))
     device, model, augment, sched = tr.device, tr.model, tr.augment, tr.sched
-    images = images.to(device)
-    labels = labels.to(device)
+    feeder = make_feeder(images, labels, device, cfg.data_placement)
     step = tr.step
 
     gen = torch.Generator(device=device)
@@ -369,7 +470,7 @@ def fit(
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
-        total, seen = train_one_epoch(model, step, images, labels, cfg.batch_size, gen)
+        total, seen = train_one_epoch(model, step, feeder, cfg.batch_size, gen)
         train_loss = float(total) / max(1, seen)  # one host sync per epoch
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -1,10 +1,3 @@
-def download_inputs(wildcards):
-    """A local folder or archive named by download.path is an input (reruns when it changes)."""
-    if config["download"]["source"] == "path":
-        return [config["download"]["path"]]
-    return []
-
-
 rule download:
     input:
         download_inputs,

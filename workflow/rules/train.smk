@@ -1,8 +1,3 @@
-def dataset_images(dataset):
-    """The image folder of a data set: faces as aligned, or with a synthetic mask."""
-    return {"unmasked": "data/align/images", "masked": "data/mask/images"}[dataset]
-
-
 rule train:
     input:
         split="data/split/split.csv",
