@@ -106,6 +106,11 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
     assert metrics["data_source"] == "path"
     pngs = sorted(p.name for p in (root / "results/evaluate/plots").glob("*.png"))
     assert {"confusion_sex_masked.png", "age_unmasked.png", "learning_curves.png"} <= set(pngs)
+    assert "groups_masked_vs_unmasked.png" in pngs
+    assert {"unmasked_to_masked", "masked_to_unmasked"} <= set(metrics)
+    page = (root / "results/report.html").read_text()
+    assert "<h1>" in page and "test faces" in page and "data:image/png;base64," in page
+    assert "DEMO DATA: synthetic" not in page  # these inputs came from a folder (source: path)
 
 
 def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):

@@ -30,20 +30,79 @@ def condition_metrics(
         t, p = y[attr].to_numpy(), pred[f"{attr}_pred"].to_numpy()
         m = stats.classification_metrics(t, p, n_classes)
         ci = stats.bootstrap_ci(lambda a, b: float((a == b).mean()), (t, p), n_boot, seed)
+        bci = stats.bootstrap_ci(
+            lambda a, b, k=n_classes: _balanced_accuracy(a, b, k), (t, p), n_boot, seed
+        )
         out[attr] = {
             "accuracy": m["accuracy"],
             "accuracy_low": ci["low"],
             "accuracy_high": ci["high"],
             "balanced_accuracy": m["balanced_accuracy"],
+            "balanced_accuracy_low": bci["low"],
+            "balanced_accuracy_high": bci["high"],
             "per_class_recall": m["per_class_recall"],
             "confusion": m["confusion"],
         }
     t, p = y["age"].to_numpy(float), pred["age_pred"].to_numpy(float)
     r = stats.regression_metrics(t, p)
     ci = stats.bootstrap_ci(lambda a, b: float(np.abs(a - b).mean()), (t, p), n_boot, seed)
-    out["age"] = {"mae": r["mae"], "mae_low": ci["low"], "mae_high": ci["high"], "rmse": r["rmse"]}
+    rci = stats.bootstrap_ci(
+        lambda a, b: float(np.sqrt(((a - b) ** 2).mean())), (t, p), n_boot, seed
+    )
+    out["age"] = {
+        "mae": r["mae"],
+        "mae_low": ci["low"],
+        "mae_high": ci["high"],
+        "rmse": r["rmse"],
+        "rmse_low": rci["low"],
+        "rmse_high": rci["high"],
+    }
     out["n_test"] = int(len(y))
     return out
+
+
+def _balanced_accuracy(t: np.ndarray, p: np.ndarray, n_classes: int) -> float:
+    recalls = [float((p[t == k] == k).mean()) for k in range(n_classes) if (t == k).any()]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def group_table(test: pd.DataFrame, preds: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per condition and sex x race x age-bucket group: n, sex and race accuracy, age MAE."""
+    rows = []
+    for name, df in preds.items():
+        d = test[["sex", "race", "age", "age_bucket"]].assign(
+            sex_ok=(df["sex_pred"].to_numpy() == test["sex"].to_numpy()),
+            race_ok=(df["race_pred"].to_numpy() == test["race"].to_numpy()),
+            age_err=np.abs(df["age_pred"].to_numpy() - test["age"].to_numpy()),
+        )
+        g = d.groupby(["sex", "race", "age_bucket"]).agg(
+            n=("sex_ok", "size"),
+            sex_acc=("sex_ok", "mean"),
+            race_acc=("race_ok", "mean"),
+            age_mae=("age_err", "mean"),
+        )
+        rows.append(g.reset_index().assign(condition=name))
+    cols = ["condition", "sex", "race", "age_bucket", "n", "sex_acc", "race_acc", "age_mae"]
+    return pd.concat(rows, ignore_index=True)[cols]
+
+
+def group_differences(groups: pd.DataFrame, condition: str, baseline: str) -> pd.DataFrame:
+    """Condition minus baseline per race x age bucket (pooled over sex, weighted by n)."""
+
+    def pooled(name: str) -> pd.DataFrame:
+        g = groups[groups["condition"] == name].copy()
+        for c in ("sex_acc", "race_acc", "age_mae"):
+            g[c] = g[c] * g["n"]
+        s = g.groupby(["race", "age_bucket"])[["n", "sex_acc", "race_acc", "age_mae"]].sum()
+        for c in ("sex_acc", "race_acc", "age_mae"):
+            s[c] = s[c] / s["n"]
+        return s
+
+    a, b = pooled(baseline), pooled(condition)
+    out = pd.DataFrame({"n": a["n"]})
+    for c in ("sex_acc", "race_acc", "age_mae"):
+        out[f"{c}_diff"] = b[c] - a[c]
+    return out.reset_index()
 
 
 def headline(full: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +130,9 @@ def run(
     out_predictions: str | Path,
     out_rejects: str | Path,
     out_plots: str | Path,
+    out_groups: str | Path | None = None,
+    out_report: str | Path | None = None,
+    all_params: dict[str, Any] | None = None,
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -217,8 +279,25 @@ def run(
                 }
             )
         plots.comparison_bars_png(bars, tmp / "comparison.png", demo=demo)
+        groups = group_table(test, preds)
+        for name in preds:
+            if name != base:
+                diff = group_differences(groups, name, base)
+                plots.group_heatmap_png(
+                    diff,
+                    f"{name} minus {base}, per race x age group",
+                    tmp / f"groups_{name}_vs_{base}.png",
+                    demo=demo,
+                )
     write_table(out_predictions, pd.concat(preds.values(), ignore_index=True))
     write_table(out_rejects, rejects.sort_values(["stage", "file"], kind="stable"))
+    if out_groups:
+        write_table(out_groups, groups)
     write_json(out_statistics, statistics)
+    if out_report:
+        from . import html_report
+        from .io import write_text
+
+        write_text(out_report, html_report.render(statistics, all_params or {}, out_plots))
     write_json(out_metrics, metrics)
     return metrics

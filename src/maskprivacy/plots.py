@@ -327,3 +327,49 @@ def comparison_bars_png(
 ) -> Path:
     """Write :func:`comparison_bars_figure` to ``path`` (PNG); returns the path."""
     return _save(comparison_bars_figure(rows, demo), path)
+
+
+def group_heatmap_figure(table: pd.DataFrame, title: str, demo: bool = False) -> Figure:
+    """Per-group differences (condition - baseline) on a race x age-bucket grid, one panel each
+    for sex accuracy, race accuracy (points) and age MAE (years); cells show n underneath."""
+    from .labels import AGE_BUCKETS, RACES
+
+    panels = [
+        ("sex_acc_diff", "sex accuracy (pt)", 100.0),
+        ("race_acc_diff", "race accuracy (pt)", 100.0),
+        ("age_mae_diff", "age MAE (years)", 1.0),
+    ]
+    fig = Figure(figsize=(15, 4.2))
+    axes = fig.subplots(1, 3)
+    for ax, (col, label, scale) in zip(axes, panels, strict=True):
+        grid = np.full((len(RACES), len(AGE_BUCKETS)), np.nan)
+        counts = np.zeros_like(grid)
+        for r in table.itertuples():
+            grid[int(r.race), int(r.age_bucket)] = getattr(r, col) * scale
+            counts[int(r.race), int(r.age_bucket)] = r.n
+        lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+        cmap = "RdBu_r" if col == "age_mae_diff" else "RdBu"
+        im = ax.imshow(grid, cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                if counts[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i, j]:+.1f}\nn={int(counts[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                    )
+        ax.set_xticks(range(len(AGE_BUCKETS)), [b[0] for b in AGE_BUCKETS], rotation=45, ha="right")
+        ax.set_yticks(range(len(RACES)), RACES)
+        ax.set_title(label)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle(title)
+    return _finish(fig, demo)
+
+
+def group_heatmap_png(
+    table: pd.DataFrame, title: str, path: str | os.PathLike, demo: bool = False
+) -> Path:
+    return _save(group_heatmap_figure(table, title, demo), path)

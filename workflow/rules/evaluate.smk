@@ -17,6 +17,8 @@ rule evaluate:
         statistics="results/evaluate/statistics.json",
         predictions="results/evaluate/predictions.csv",
         rejects="results/evaluate/rejects.csv",
+        groups="results/evaluate/groups.csv",
+        report="results/report.html",
         plots=directory("results/evaluate/plots"),
     log:
         "logs/evaluate.log",
@@ -31,5 +33,6 @@ rule evaluate:
         cfg=config["evaluate"],
         train=config["train"],
         images={d: dataset_images(d) for d in DATASETS},
+        all=config,
     script:
         "../scripts/evaluate.py"

@@ -26,6 +26,9 @@ metrics = evaluate.run(
     out_predictions=snakemake.output.predictions,
     out_rejects=snakemake.output.rejects,
     out_plots=snakemake.output.plots,
+    out_groups=snakemake.output.groups,
+    out_report=snakemake.output.report,
+    all_params=snakemake.params.all,
     threads=snakemake.threads,
 )
 finish("evaluate", metrics, t0, None, log)

@@ -1,0 +1,187 @@
+"""One self-contained HTML report of an evaluation: the answer first, then the evidence.
+
+No CDN, no external file: plots are embedded as base64 PNGs, styles are inline. The first
+paragraph states the answer in one sentence with its numbers and p-values; a red banner says when
+the figures come from the demo data set.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ALPHA = 0.05
+_ATTR_TEXT = {"sex": "sex accuracy", "race": "race accuracy", "age": "age MAE"}
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _fmt_value(attr: str, v: float) -> str:
+    return f"{v:.2f} years" if attr == "age" else f"{100 * v:.1f}%"
+
+
+def answer_sentence(statistics: dict[str, Any], alpha: float = ALPHA) -> str:
+    """'Masks protect X and Y (...), not Z (...)' for the masked->masked vs baseline comparison
+    (or the first comparison there is)."""
+    comps = statistics.get("comparisons", {})
+    if not comps:
+        return "Only one condition was evaluated, so there is no paired comparison to report."
+    name = next((k for k in comps if k.startswith("masked_vs_")), next(iter(comps)))
+    cmp = comps[name]
+    protected, not_protected, parts = [], [], []
+    for attr in ("sex", "race", "age"):
+        c = cmp[attr]
+        p = c["test"]["p_value"]
+        worse = c["difference"] > 0 if attr == "age" else c["difference"] < 0
+        (protected if worse and p < alpha else not_protected).append(attr)
+        parts.append(
+            f"{_ATTR_TEXT[attr]} {_fmt_value(attr, c['a'])} -> {_fmt_value(attr, c['b'])} "
+            f"({c['test']['name'].split('_')[0].capitalize()} p = {_fmt_p(p)})"
+        )
+    cond, base = name.split("_vs_")
+    n = cmp["sex"]["n"]
+    verdict = (
+        f"a mask protects {', '.join(protected)} significantly"
+        if protected
+        else "a mask protects no attribute significantly"
+    )
+    if protected and not_protected:
+        verdict += f", but not {', '.join(not_protected)}"
+    return (
+        f"On the same {n:,} test faces, going from {base} to {cond}: {'; '.join(parts)}. "
+        f"At alpha = {alpha}, {verdict}."
+    )
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
+
+
+def render(statistics: dict[str, Any], params: dict[str, Any], plots_dir: str | Path) -> str:
+    demo = bool(statistics.get("demo"))
+    conds = statistics["conditions"]
+    rows = []
+    for name, m in conds.items():
+        rows.append(
+            [
+                name,
+                f"{100 * m['sex']['accuracy']:.1f} [{100 * m['sex']['accuracy_low']:.1f}, {100 * m['sex']['accuracy_high']:.1f}]",
+                f"{100 * m['sex']['balanced_accuracy']:.1f}",
+                f"{100 * m['race']['accuracy']:.1f} [{100 * m['race']['accuracy_low']:.1f}, {100 * m['race']['accuracy_high']:.1f}]",
+                f"{100 * m['race']['balanced_accuracy']:.1f}",
+                f"{m['age']['mae']:.2f} [{m['age']['mae_low']:.2f}, {m['age']['mae_high']:.2f}]",
+                f"{m['age']['rmse']:.2f}",
+                m["n_test"],
+            ]
+        )
+    metrics_table = _table(
+        rows,
+        [
+            "condition",
+            "sex acc. % [95% CI]",
+            "sex bal. %",
+            "race acc. % [95% CI]",
+            "race bal. %",
+            "age MAE [95% CI]",
+            "age RMSE",
+            "n",
+        ],
+    )
+    crow = []
+    for cname, cmp in statistics.get("comparisons", {}).items():
+        for attr in ("sex", "race", "age"):
+            c = cmp[attr]
+            unit = 1 if attr == "age" else 100
+            crow.append(
+                [
+                    cname,
+                    attr,
+                    c["metric"],
+                    f"{unit * c['a']:.2f}",
+                    f"{unit * c['b']:.2f}",
+                    f"{unit * c['difference']:+.2f} [{unit * c['ci']['low']:+.2f}, {unit * c['ci']['high']:+.2f}]",
+                    c["test"]["name"],
+                    _fmt_p(c["test"]["p_value"]),
+                ]
+            )
+    cmp_table = _table(
+        crow,
+        [
+            "comparison",
+            "attribute",
+            "metric",
+            "baseline",
+            "condition",
+            "difference [95% CI]",
+            "test",
+            "p",
+        ],
+    )
+    recall_rows = []
+    from .labels import RACES
+
+    for name, m in conds.items():
+        rec = m["race"]["per_class_recall"]
+        recall_rows.append([name, *[("-" if r is None else f"{100 * r:.1f}") for r in rec]])
+    recall_table = _table(recall_rows, ["condition", *RACES])
+    acc = statistics.get("accounting", {})
+    acc_rows = [[k, v] for k, v in acc.get("rejected_by_stage_and_reason", {}).items()]
+    acc_table = _table(
+        [
+            ["inputs", acc.get("inputs")],
+            ["in split", acc.get("in_split")],
+            ["rejected", acc.get("rejected")],
+            *acc_rows,
+        ],
+        ["files", "count"],
+    )
+    split_table = _table(
+        [[k, v] for k, v in statistics.get("split_counts", {}).items()], ["part", "images"]
+    )
+    plots = "".join(_img(p) for p in sorted(Path(plots_dir).glob("*.png")))
+    banner = (
+        '<div class="demo">DEMO DATA: synthetic faces with labels tied to painted cues, not UTKFace. '
+        "These figures test the machinery, not faces.</div>"
+        if demo
+        else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>maskprivacy report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+.demo {{ background: #fde8e8; color: #b00; border: 2px solid #b00; padding: .6em; font-weight: bold; margin: 1em 0; }}
+.answer {{ font-size: 1.2em; background: #eef5ff; padding: .8em; border-left: 4px solid #36c; }}
+table {{ border-collapse: collapse; margin: .8em 0; font-size: .9em; }}
+td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
+figure {{ display: inline-block; margin: .5em; }} img {{ max-width: 100%; }}
+pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }}
+</style></head><body>
+<h1>Does a face mask protect sex, race and age from a deep network?</h1>
+{banner}
+<p class="answer">{html.escape(answer_sentence(statistics))}</p>
+<h2>Metrics per condition</h2>{metrics_table}
+<h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
+<p>McNemar's exact test on per-image correctness (sex, race); Wilcoxon signed-rank test on per-image
+absolute age errors; percentile bootstrap intervals over test images.</p>
+<h2>Race recall per class (%)</h2>{recall_table}
+<h2>Data</h2>{split_table}{acc_table}
+<h2>Plots</h2>{plots}
+<h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
+</body></html>
+"""
