@@ -78,9 +78,45 @@ def test_checkpoint_round_trip(tmp_path):
     train.save_checkpoint(model, cfg, 3, tmp_path / "m.pt")
     loaded, payload = train.load_checkpoint(tmp_path / "m.pt")
     assert payload["epoch"] == 3 and payload["arch"] == "resnet18"
+    assert list(loaded) == ["multitask"]
     x = torch.randn(2, 3, 48, 48)
     model.eval()
-    torch.testing.assert_close(model(x), loaded(x.contiguous(memory_format=torch.channels_last)))
+    torch.testing.assert_close(
+        model(x), loaded["multitask"](x.contiguous(memory_format=torch.channels_last))
+    )
+
+
+def test_paper_protocol_trains_four_single_task_models(demo_tensors, tmp_path):
+    x, y = demo_tensors
+    cfg = small_config(epochs=2, protocol="paper")
+    models, hist = train.fit(
+        cfg,
+        x[:64],
+        y[:64],
+        x[64:96],
+        y[64:96],
+        checkpoint=tmp_path / "p.pt",
+        threads=2,
+        progress=False,
+    )
+    assert list(models) == ["sex", "race", "age", "age_group"]
+    assert [m.fc.fc.out_features for m in models.values()] == [2, 5, 1, 7]
+    assert {"train_loss_sex", "train_loss_age_group", "val_age_group_acc", "val_age_mae"} <= set(
+        hist
+    )
+    loaded, payload = train.load_checkpoint(tmp_path / "p.pt")
+    assert payload["protocol"] == "paper" and list(loaded) == list(models)
+    aug = train.GPUAugment({}, 48, torch.device("cpu"), 0)
+    pred = train.predict(loaded, x[96:100], aug, torch.device("cpu"), 8)
+    assert pred["sex_prob"].shape == (4, 2) and pred["age_group_prob"].shape == (4, 7)
+    assert pred["age"].shape == (4,)
+
+
+def test_age_groups_match_the_paper_buckets():
+    from maskprivacy.labels import age_bucket
+
+    ages = torch.arange(0, 117, dtype=torch.float32)
+    assert train.age_group(ages).tolist() == [age_bucket(int(a)) for a in ages]
 
 
 def test_missing_weights_file_says_how_to_get_it(tmp_path):

@@ -17,7 +17,7 @@ import torch
 
 from . import plots, stats
 from .io import read_table, write_json, write_table
-from .labels import RACES, SEXES
+from .labels import AGE_BUCKETS, RACES, SEXES
 from .train import GPUAugment, TrainConfig, load_checkpoint, load_images, predict, resolve_device
 
 
@@ -57,6 +57,18 @@ def condition_metrics(
         "rmse_low": rci["low"],
         "rmse_high": rci["high"],
     }
+    if "age_group_pred" in pred:
+        t, p = y["age_bucket"].to_numpy(), pred["age_group_pred"].to_numpy()
+        m = stats.classification_metrics(t, p, len(AGE_BUCKETS))
+        ci = stats.bootstrap_ci(lambda a, b: float((a == b).mean()), (t, p), n_boot, seed)
+        out["age_group"] = {
+            "accuracy": m["accuracy"],
+            "accuracy_low": ci["low"],
+            "accuracy_high": ci["high"],
+            "balanced_accuracy": m["balanced_accuracy"],
+            "per_class_recall": m["per_class_recall"],
+            "confusion": m["confusion"],
+        }
     out["n_test"] = int(len(y))
     return out
 
@@ -111,6 +123,11 @@ def headline(full: dict[str, Any]) -> dict[str, Any]:
         "sex": {k: full["sex"][k] for k in ("accuracy", "balanced_accuracy")},
         "race": {k: full["race"][k] for k in ("accuracy", "balanced_accuracy")},
         "age": {k: full["age"][k] for k in ("mae", "rmse")},
+        **(
+            {"age_group": {k: full["age_group"][k] for k in ("accuracy", "balanced_accuracy")}}
+            if "age_group" in full
+            else {}
+        ),
         "n_test": full["n_test"],
     }
 
@@ -169,6 +186,8 @@ def run(
                 "sex_prob_female": p["sex_prob"][:, 1],
             }
         )
+        if "age_group_prob" in p:  # the paper protocol's 7-class age model
+            df["age_group_pred"] = p["age_group_prob"].argmax(1)
         preds[name] = df
         full[name] = condition_metrics(test, df, int(cfg["bootstrap"]), int(cfg["seed"]))
 

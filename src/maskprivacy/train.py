@@ -55,6 +55,7 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_size: int = 512
     data_placement: str = "auto"
+    protocol: str = "multitask"
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"sex": 1.0, "race": 1.0, "age": 1.0}
     )
@@ -163,17 +164,20 @@ class GPUAugment:
 
 
 class MultiTaskHead(nn.Module):
-    """Sex logits (2), race logits (5) and normalised age (1) from one feature vector."""
+    """The final layer: sex logits (2), race logits (5) and normalised age (1) for the multitask
+    model, or one task's outputs for the paper's single-task models."""
 
-    def __init__(self, in_features: int):
+    def __init__(self, in_features: int, n_out: int = N_SEX + N_RACE + 1):
         super().__init__()
-        self.fc = nn.Linear(in_features, N_SEX + N_RACE + 1)
+        self.fc = nn.Linear(in_features, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)
 
 
-def build_model(arch: str = "resnet50", weights: str = "") -> nn.Module:
+def build_model(
+    arch: str = "resnet50", weights: str = "", n_out: int = N_SEX + N_RACE + 1
+) -> nn.Module:
     """A torchvision ResNet with a multitask head; from scratch unless ``weights`` names a file."""
     import torchvision
 
@@ -196,8 +200,66 @@ def build_model(arch: str = "resnet50", weights: str = "") -> nn.Module:
             raise ValueError(
                 f"train.weights: {path} does not fit {arch} (unexpected {unexpected[:3]}, missing {missing[:3]})"
             )
-    model.fc = MultiTaskHead(model.fc.in_features)
+    model.fc = MultiTaskHead(model.fc.in_features, n_out)
     return model
+
+
+# ---------------------------------------------------------------- protocols and tasks
+
+# The paper's age target and its seven age groups (lower bounds of groups 1..6).
+PAPER_AGE_CENTRE, PAPER_AGE_SCALE = 60.0, 60.0
+AGE_GROUP_BOUNDS = (4, 13, 20, 31, 46, 61)
+N_AGE_GROUPS = len(AGE_GROUP_BOUNDS) + 1
+# protocol -> the models it trains: (task, number of outputs)
+PROTOCOLS: dict[str, tuple[tuple[str, int], ...]] = {
+    "multitask": (("multitask", N_SEX + N_RACE + 1),),
+    "paper": (("sex", N_SEX), ("race", N_RACE), ("age", 1), ("age_group", N_AGE_GROUPS)),
+}
+
+
+def age_group(age: torch.Tensor) -> torch.Tensor:
+    """The paper's seven age groups (Baby 0-3 ... Senior 61+) as class indices."""
+    bounds = torch.tensor(AGE_GROUP_BOUNDS, dtype=age.dtype, device=age.device)
+    return torch.bucketize(age.contiguous(), bounds, right=True)
+
+
+def task_loss(task: str, out: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Training loss of one model; ``y`` holds sex, race and age columns."""
+    out = out.float()
+    ls = cfg.label_smoothing
+    if task == "multitask":
+        return multitask_loss(out, y, cfg.loss_weights, ls)
+    if task == "sex":
+        return F.cross_entropy(out, y[:, 0].long(), label_smoothing=ls)
+    if task == "race":
+        return F.cross_entropy(out, y[:, 1].long(), label_smoothing=ls)
+    if task == "age":
+        target = (y[:, 2] - PAPER_AGE_CENTRE) / PAPER_AGE_SCALE
+        return F.smooth_l1_loss(out[:, 0], target, beta=0.1 * AGE_SCALE / PAPER_AGE_SCALE)
+    if task == "age_group":
+        return F.cross_entropy(out, age_group(y[:, 2]).long(), label_smoothing=ls)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def task_outputs(task: str, out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What one model predicts: class probabilities and/or age in years."""
+    out = out.float()
+    if task == "multitask":
+        s, r, a = split_outputs(out)
+        return {
+            "sex_prob": s.softmax(1),
+            "race_prob": r.softmax(1),
+            "age": a * AGE_SCALE + AGE_CENTRE,
+        }
+    if task == "sex":
+        return {"sex_prob": out.softmax(1)}
+    if task == "race":
+        return {"race_prob": out.softmax(1)}
+    if task == "age":
+        return {"age": out[:, 0] * PAPER_AGE_SCALE + PAPER_AGE_CENTRE}
+    if task == "age_group":
+        return {"age_group_prob": out.softmax(1)}
+    raise ValueError(f"unknown task {task!r}")
 
 
 def split_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -230,39 +292,57 @@ def _autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def predict(
-    model: nn.Module,
+    models: nn.Module | dict[str, nn.Module],
     images: torch.Tensor,
     augment: GPUAugment,
     device: torch.device,
     batch_size: int = 512,
     precision: str = "auto",
+    labels: torch.Tensor | None = None,
+    cfg: TrainConfig | None = None,
 ) -> dict[str, np.ndarray]:
-    """Class probabilities for sex and race and predicted age (years) for uint8 images."""
-    model.eval()
-    sex_p, race_p, ages = [], [], []
+    """Predictions of one multitask model or of several single-task models (keyed by task) for
+    uint8 images: ``sex_prob``, ``race_prob``, ``age`` (years), and ``age_group_prob`` when an
+    age-group model is there. With ``labels`` (and ``cfg``), also ``loss``: the summed loss."""
+    if isinstance(models, nn.Module):
+        models = {"multitask": models}
+    for m in models.values():
+        m.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    loss = torch.zeros((), device=device)
     for i in range(0, len(images), batch_size):
         x = images[i : i + batch_size].to(device, non_blocking=True)
         x = augment(x, train=False).contiguous(memory_format=torch.channels_last)
-        with _autocast(device, precision):
-            out = model(x)
-        s, r, a = split_outputs(out)
-        sex_p.append(s.softmax(1))
-        race_p.append(r.softmax(1))
-        ages.append(a * AGE_SCALE + AGE_CENTRE)
-    cat = lambda xs, w: torch.cat(xs).cpu().numpy() if xs else np.zeros((0, w))  # noqa: E731
-    return {
-        "sex_prob": cat(sex_p, N_SEX),
-        "race_prob": cat(race_p, N_RACE),
-        "age": cat(ages, 1).reshape(-1),
-    }
+        for task, model in models.items():
+            with _autocast(device, precision):
+                out = model(x)
+            for k, v in task_outputs(task, out).items():
+                parts.setdefault(k, []).append(v)
+            if labels is not None:
+                y = labels[i : i + batch_size].to(device)
+                loss += task_loss(task, out, y, cfg or TrainConfig()) * len(x)
+    result = {k: torch.cat(v).cpu().numpy() for k, v in parts.items()}
+    if len(images) == 0:
+        result = {
+            "sex_prob": np.zeros((0, N_SEX)),
+            "race_prob": np.zeros((0, N_RACE)),
+            "age": np.zeros(0),
+        }
+    if labels is not None:
+        result["loss"] = np.array(float(loss) / max(1, len(images)))
+    return result
 
 
 def prediction_metrics(pred: dict[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
-    return {
+    out = {
         "sex_acc": float((pred["sex_prob"].argmax(1) == y[:, 0]).mean()),
         "race_acc": float((pred["race_prob"].argmax(1) == y[:, 1]).mean()),
         "age_mae": float(np.abs(pred["age"] - y[:, 2]).mean()),
     }
+    if "age_group_prob" in pred:
+        groups = np.searchsorted(AGE_GROUP_BOUNDS, y[:, 2], side="right")
+        out["age_group_acc"] = float((pred["age_group_prob"].argmax(1) == groups).mean())
+    return out
 
 
 class DeviceFeeder:
@@ -398,6 +478,7 @@ class Trainer:
 
     cfg: TrainConfig
     device: torch.device
+    task: str
     model: nn.Module
     fwd: nn.Module  # the model, compiled when asked
     opt: torch.optim.Optimizer
@@ -412,7 +493,7 @@ class Trainer:
         x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(self.device, self.cfg.precision):
             out = self.fwd(x)
-        loss = multitask_loss(out, y, self.cfg.loss_weights, self.cfg.label_smoothing)
+        loss = task_loss(self.task, out, y, self.cfg)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -420,15 +501,17 @@ class Trainer:
         return loss
 
 
-def make_trainer(cfg: TrainConfig, steps_per_epoch: int) -> Trainer:
-    """Build the model on the configured device with the optimiser and warm-up cosine schedule."""
+def make_trainer(
+    cfg: TrainConfig, steps_per_epoch: int, task: str = "multitask", n_out: int = N_SEX + N_RACE + 1
+) -> Trainer:
+    """Build one model on the configured device with its optimiser and warm-up cosine schedule."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    model = build_model(cfg.arch, cfg.weights).to(device, memory_format=torch.channels_last)
+    model = build_model(cfg.arch, cfg.weights, n_out).to(device, memory_format=torch.channels_last)
     augment = GPUAugment(cfg.augment, cfg.image_size, device, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
@@ -441,7 +524,7 @@ def make_trainer(cfg: TrainConfig, steps_per_epoch: int) -> Trainer:
     )
     use_compile = cfg.compile if isinstance(cfg.compile, bool) else device.type == "cuda"
     fwd = torch.compile(model) if use_compile else model
-    return Trainer(cfg, device, model, fwd, opt, sched, augment)
+    return Trainer(cfg, device, task, model, fwd, opt, sched, augment)
 
 
 def fit(
@@ -454,65 +537,75 @@ def fit(
     threads: int | None = None,
     progress: bool = True,
     name: str = "model",
-) -> tuple[nn.Module, pd.DataFrame]:
-    """Train a multitask model; returns it and a per-epoch history table."""
+) -> tuple[dict[str, nn.Module], pd.DataFrame]:
+    """Train the models of ``cfg.protocol`` (one multitask model, or the paper's four single-task
+    models, epoch by epoch side by side on the same device-resident data); returns them keyed by
+    task and a per-epoch history table (validation metrics of the models together)."""
+    if cfg.protocol not in PROTOCOLS:
+        raise ValueError(f"train.protocol must be one of {sorted(PROTOCOLS)}, not {cfg.protocol!r}")
     if threads:
         torch.set_num_threads(threads)
-    tr = make_trainer(cfg, max(1, len(images) // cfg.batch_size))
-    device, model, augment, sched = tr.device, tr.model, tr.augment, tr.sched
+    steps = max(1, len(images) // cfg.batch_size)
+    trainers = {
+        task: make_trainer(cfg, steps, task, n_out) for task, n_out in PROTOCOLS[cfg.protocol]
+    }
+    first = next(iter(trainers.values()))
+    device, augment = first.device, first.augment
     feeder = make_feeder(images, labels, device, cfg.data_placement)
-    step = tr.step
-
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
+    models = {task: tr.model for task, tr in trainers.items()}
     rows = []
     y_val = val_labels.numpy()
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
-        total, seen = train_one_epoch(model, step, feeder, cfg.batch_size, gen)
-        train_loss = float(total) / max(1, seen)  # one host sync per epoch
+        row: dict[str, Any] = {"epoch": epoch}
+        losses, seen = [], 0
+        for task, tr in trainers.items():
+            total, n = train_one_epoch(tr.model, tr.step, feeder, cfg.batch_size, gen)
+            losses.append((task, total, n))
+            seen += n
+        # one host sync per epoch
+        row["train_loss"] = sum(float(t) / max(1, n) for _, t, n in losses)
+        if len(losses) > 1:
+            row.update({f"train_loss_{task}": float(t) / max(1, n) for task, t, n in losses})
         if device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "lr": sched.get_last_lr()[0],
-            "seconds": dt,
-            "images_per_s": seen / dt,
-        }
+        row.update(lr=first.sched.get_last_lr()[0], seconds=dt, images_per_s=seen / dt)
         if len(val_images):
-            pred = predict(model, val_images, augment, device, cfg.eval_batch_size, cfg.precision)
-            vals = prediction_metrics(pred, y_val)
-            row["val_loss"] = float(
-                multitask_loss(_logits_from(pred), torch.from_numpy(y_val), cfg.loss_weights)
+            pred = predict(
+                models,
+                val_images,
+                augment,
+                device,
+                cfg.eval_batch_size,
+                cfg.precision,
+                val_labels,
+                cfg,
             )
-            row.update({f"val_{k}": v for k, v in vals.items()})
+            row["val_loss"] = float(pred["loss"])
+            row.update({f"val_{k}": v for k, v in prediction_metrics(pred, y_val).items()})
         rows.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k.startswith("val_")})
         if checkpoint:
-            save_checkpoint(model, cfg, epoch, checkpoint)
-    return model, pd.DataFrame(rows)
+            save_checkpoint(models, cfg, epoch, checkpoint)
+    return models, pd.DataFrame(rows)
 
 
-def _logits_from(pred: dict[str, np.ndarray]) -> torch.Tensor:
-    """Rebuild an output tensor from probabilities (log-probs are valid logits) for val loss."""
-    eps = 1e-7
-    return torch.cat(
-        [
-            torch.from_numpy(np.log(pred["sex_prob"] + eps)),
-            torch.from_numpy(np.log(pred["race_prob"] + eps)),
-            torch.from_numpy((pred["age"][:, None] - AGE_CENTRE) / AGE_SCALE),
-        ],
-        1,
-    ).float()
-
-
-def save_checkpoint(model: nn.Module, cfg: TrainConfig, epoch: int, path: str | Path) -> None:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def save_checkpoint(
+    models: nn.Module | dict[str, nn.Module], cfg: TrainConfig, epoch: int, path: str | Path
+) -> None:
+    """Write every model of the protocol (state dicts keyed by task) atomically."""
+    if isinstance(models, nn.Module):
+        models = {"multitask": models}
     payload = {
-        "state_dict": state,
+        "state_dicts": {
+            t: {k: v.detach().cpu() for k, v in m.state_dict().items()} for t, m in models.items()
+        },
+        "n_out": {t: m.fc.fc.out_features for t, m in models.items()},
+        "protocol": cfg.protocol,
         "arch": cfg.arch,
         "image_size": cfg.image_size,
         "epoch": epoch,
@@ -522,11 +615,17 @@ def save_checkpoint(model: nn.Module, cfg: TrainConfig, epoch: int, path: str | 
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+def load_checkpoint(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[dict[str, nn.Module], dict]:
+    """The models of a checkpoint keyed by task, in eval mode on ``device``, and its payload."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(payload["arch"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device, memory_format=torch.channels_last).eval(), payload
+    models = {}
+    for task, state in payload["state_dicts"].items():
+        model = build_model(payload["arch"], n_out=payload["n_out"][task])
+        model.load_state_dict(state)
+        models[task] = model.to(device, memory_format=torch.channels_last).eval()
+    return models, payload
 
 
 def run(
