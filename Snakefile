@@ -1,6 +1,7 @@
 # maskprivacy: does a face mask protect sex, race and age from a deep network?
 #
-# download -> align -> mask -> split -> train (one model per training set) -> evaluate
+# download -> align -> mask -> split -> train (one model per training set)
+#   -> evaluate (one job per condition) -> compare (paired statistics, metrics, report)
 #
 # The one description of the DAG: dvc.yaml is generated from it
 # (`python -m maskprivacy.dvcgen`, checked by `python -m maskprivacy.dvcgen --check`).
@@ -28,7 +29,8 @@ from maskprivacy.params import validate
 
 validate(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
 
-CONDITIONS = [c["name"] for c in config["evaluate"]["conditions"]]
+CONDITION = {c["name"]: c for c in config["evaluate"]["conditions"]}
+CONDITIONS = list(CONDITION)
 DATASETS = sorted(
     {c[k] for c in config["evaluate"]["conditions"] for k in ("train", "test")}
 )
@@ -37,6 +39,7 @@ TRAIN_SETS = sorted({c["train"] for c in config["evaluate"]["conditions"]})
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    condition="|".join(CONDITIONS),
 
 
 include: "workflow/rules/common.smk"
@@ -46,10 +49,11 @@ include: "workflow/rules/mask.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:
     default_target: True
     input:
         "results/metrics.json",
-        "results/evaluate/statistics.json",
+        "results/report.html",

@@ -41,7 +41,7 @@ def test_stale_dvc_yaml_fails_the_check(tmp_path):
 
 def test_stages_mirror_the_snakefile():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(dvc) == ["download", "align", "mask", "split", "train", "evaluate"]
+    assert list(dvc) == ["download", "align", "mask", "split", "train", "evaluate", "compare"]
     train = dvc["train"]
     assert {k: i["dataset"] for k, i in train["foreach"].items()} == {
         "masked": "masked",
@@ -50,7 +50,16 @@ def test_stages_mirror_the_snakefile():
     assert "--allowed-rules train" in train["do"]["cmd"]
     assert train["do"]["params"] == ["train"]
     assert "${item.images}" in train["do"]["deps"]
-    assert dvc["evaluate"]["metrics"] == [{"results/metrics.json": {"cache": False}}]
+    assert dvc["compare"]["metrics"] == [{"results/metrics.json": {"cache": False}}]
+    evaluate = dvc["evaluate"]
+    assert set(evaluate["foreach"]) == {
+        "unmasked",
+        "masked",
+        "unmasked_to_masked",
+        "masked_to_unmasked",
+    }
+    assert evaluate["foreach"]["unmasked_to_masked"]["model"] == "results/train/unmasked/model.pt"
+    assert evaluate["foreach"]["unmasked_to_masked"]["images"] == "data/mask/images"
     # every output of one stage that another reads is a dependency there
-    assert "data/split/split.csv" in dvc["evaluate"]["deps"]
+    assert "data/split/split.csv" in dvc["compare"]["deps"]
     assert "src/maskprivacy/align.py" in dvc["align"]["deps"]

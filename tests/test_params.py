@@ -27,7 +27,7 @@ def test_shipped_params_are_valid():
         (lambda p: p["download"].update(source="path", path=""), "download.path"),
         (lambda p: p["split"].update(fractions=[0.5, 0.3, 0.3]), "split.fractions"),
         (lambda p: p["mask"]["types"].update(balaclava=1.0), "mask.types"),
-        (lambda p: p["evaluate"].update(baseline="nope"), "evaluate.baseline"),
+        (lambda p: p["compare"].update(baseline="nope"), "compare.baseline"),
         (lambda p: p.update(extra={}), "(top level)"),
         (lambda p: p["train"].update(epochs="10"), "train.epochs"),
     ],

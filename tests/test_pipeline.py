@@ -56,6 +56,7 @@ def tiny_params(source_folder: Path) -> dict:
     p["align"]["size"] = 96
     p["train"].update(arch="resnet18", epochs=2, batch_size=16, image_size=32, eval_batch_size=64)
     p["evaluate"]["bootstrap"] = 200
+    p["compare"]["bootstrap"] = 200
     return p
 
 
@@ -104,7 +105,7 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
         assert 0 <= metrics[cond]["sex"]["accuracy"] <= 1
         assert metrics[cond]["age"]["mae"] >= 0
     assert metrics["data_source"] == "path"
-    pngs = sorted(p.name for p in (root / "results/evaluate/plots").glob("*.png"))
+    pngs = sorted(p.name for p in (root / "results").rglob("*.png"))
     assert {"confusion_sex_masked.png", "age_unmasked.png", "learning_curves.png"} <= set(pngs)
     assert "groups_masked_vs_unmasked.png" in pngs
     assert {"unmasked_to_masked", "masked_to_unmasked"} <= set(metrics)
@@ -115,7 +116,7 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
 
 def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):
     root, _ = snake_run
-    rejects = pd.read_csv(root / "results/evaluate/rejects.csv")
+    rejects = pd.read_csv(root / "results/compare/rejects.csv")
     got = {r.file: (r.stage, r.reason) for r in rejects.itertuples()}
     for name, expected in BAD_FILES.items():
         assert got.get(name) == expected, (name, got.get(name))
@@ -124,7 +125,7 @@ def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):
     inputs = {p.name for p in demo_folder.iterdir()}
     assert set(split["file"]).isdisjoint(rejects["file"])
     assert set(split["file"]) | set(rejects["file"]) == inputs
-    stats = json.loads((root / "results/evaluate/statistics.json").read_text())
+    stats = json.loads((root / "results/compare/statistics.json").read_text())
     assert stats["accounting"]["balanced"] and stats["accounting"]["inputs"] == len(inputs)
 
 
@@ -163,7 +164,9 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
         "split",
         "train@masked",
         "train@unmasked",
-        "evaluate",
+        "evaluate@unmasked",
+        "evaluate@masked_to_unmasked",
+        "compare",
     ):
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     again = sh(root, str(BIN / "dvc"), "repro")
@@ -179,20 +182,20 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
     assert "train@masked" in status and "train@unmasked" in status
     assert "align:" not in status and "download:" not in status
     second = sh(root, str(BIN / "dvc"), "repro")
-    ran = {
-        s
-        for s in (
-            "download",
-            "align",
-            "mask",
-            "split",
-            "train@masked",
-            "train@unmasked",
-            "evaluate",
-        )
-        if f"Running stage '{s}'" in second.stdout
+    evals = {
+        f"evaluate@{c}" for c in ("unmasked", "masked", "unmasked_to_masked", "masked_to_unmasked")
     }
-    assert ran == {"train@masked", "train@unmasked", "evaluate"}, second.stdout
+    stages = {
+        "download",
+        "align",
+        "mask",
+        "split",
+        "train@masked",
+        "train@unmasked",
+        "compare",
+    } | evals
+    ran = {s for s in stages if f"Running stage '{s}'" in second.stdout}
+    assert ran == {"train@masked", "train@unmasked", "compare"} | evals, second.stdout
     pdiff = sh(root, str(BIN / "dvc"), "params", "diff").stdout
     assert "train.epochs" in pdiff and "2" in pdiff and "3" in pdiff
     mdiff = sh(root, str(BIN / "dvc"), "metrics", "diff", "--all").stdout

@@ -1,9 +1,8 @@
-"""The ``evaluate`` stage: test every condition, compare each with the baseline on the same images.
+"""The ``evaluate`` stage: one condition (a model trained on one data set, tested on the test
+part of another), on the test images of the shared split.
 
-A condition is a model trained on one data set (``unmasked`` or ``masked``) tested on the test
-part of another. Every condition is scored on the same test images (those of the shared split),
-so differences between conditions are paired: McNemar's exact test for sex and race, Wilcoxon's
-signed-rank test on per-image absolute age errors, and seeded bootstrap intervals.
+Writes the per-image predictions, the condition's metrics with seeded bootstrap intervals and its
+plots. Every condition is scored on the same test images, so the ``compare`` stage can pair them.
 """
 
 from __future__ import annotations
@@ -132,191 +131,97 @@ def headline(full: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def predict_condition(
+    cond: dict[str, str],
+    train_cfg: dict[str, Any],
+    test: pd.DataFrame,
+    model_path: str | Path,
+    images_dir: str | Path,
+    threads: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per-image predictions of the condition's model(s) on its test images."""
+    tc = TrainConfig.from_params(train_cfg)
+    device = resolve_device(tc.device)
+    models, payload = load_checkpoint(model_path, device)
+    size = int(payload["image_size"])
+    images = load_images(images_dir, test["file"].tolist(), size, threads, progress)
+    p = predict(
+        models, images, GPUAugment({}, size, device, 0), device, tc.eval_batch_size, tc.precision
+    )
+    df = pd.DataFrame(
+        {
+            "file": test["file"],
+            "condition": cond["name"],
+            "sex_pred": p["sex_prob"].argmax(1),
+            "race_pred": p["race_prob"].argmax(1),
+            "age_pred": p["age"],
+            "sex_prob_female": p["sex_prob"][:, 1],
+        }
+    )
+    if "age_group_prob" in p:  # the paper protocol's 7-class age model
+        df["age_group_pred"] = p["age_group_prob"].argmax(1)
+    return df
+
+
+def test_part(split_table: str | Path) -> pd.DataFrame:
+    split = read_table(split_table)
+    test = split[split["split"] == "test"].reset_index(drop=True)
+    if test.empty:
+        raise ValueError(f"no test images in {split_table}")
+    return test
+
+
 def run(
     cfg: dict[str, Any],
+    condition: str,
     train_cfg: dict[str, Any],
     split_table: str | Path,
-    models: dict[str, str | Path],
-    histories: dict[str, str | Path],
-    images: dict[str, str | Path],
-    reject_tables: list[str | Path],
-    n_inputs: int,
+    model_path: str | Path,
+    images_dir: str | Path,
     data_source: str,
-    out_metrics: str | Path,
-    out_statistics: str | Path,
     out_predictions: str | Path,
-    out_rejects: str | Path,
+    out_metrics: str | Path,
     out_plots: str | Path,
-    out_groups: str | Path | None = None,
-    out_report: str | Path | None = None,
-    all_params: dict[str, Any] | None = None,
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
+    """Evaluate one condition of ``evaluate.conditions``; write predictions, metrics, plots."""
     from .io import atomic_dir
 
     if threads:
         torch.set_num_threads(threads)
+    conds = {c["name"]: c for c in cfg["conditions"]}
+    if condition not in conds:
+        raise ValueError(
+            f"evaluate: no condition {condition!r} in evaluate.conditions ({sorted(conds)})"
+        )
+    cond = conds[condition]
     demo = data_source == "demo"
-    tc = TrainConfig.from_params(train_cfg)
-    device = resolve_device(tc.device)
-    split = read_table(split_table)
-    test = split[split["split"] == "test"].reset_index(drop=True)
-    if test.empty:
-        raise ValueError(f"evaluate: no test images in {split_table}")
-    cache: dict[str, torch.Tensor] = {}
-    preds: dict[str, pd.DataFrame] = {}
-    full: dict[str, Any] = {}
-    for cond in cfg["conditions"]:
-        name, tr, te = cond["name"], cond["train"], cond["test"]
-        model, payload = load_checkpoint(models[tr], device)
-        size = int(payload["image_size"])
-        key = f"{te}@{size}"
-        if key not in cache:
-            cache[key] = load_images(images[te], test["file"].tolist(), size, threads, progress)
-        aug = GPUAugment({}, size, device, 0)
-        p = predict(model, cache[key], aug, device, tc.eval_batch_size, tc.precision)
-        df = pd.DataFrame(
-            {
-                "file": test["file"],
-                "condition": name,
-                "sex_pred": p["sex_prob"].argmax(1),
-                "race_pred": p["race_prob"].argmax(1),
-                "age_pred": p["age"],
-                "sex_prob_female": p["sex_prob"][:, 1],
-            }
-        )
-        if "age_group_prob" in p:  # the paper protocol's 7-class age model
-            df["age_group_pred"] = p["age_group_prob"].argmax(1)
-        preds[name] = df
-        full[name] = condition_metrics(test, df, int(cfg["bootstrap"]), int(cfg["seed"]))
-
-    base = cfg["baseline"]
-    comparisons: dict[str, Any] = {}
-    for name in preds:
-        if name == base:
-            continue
-        a, b = preds[base], preds[name]
-        comparisons[f"{name}_vs_{base}"] = {
-            attr: stats.paired_comparison(
-                attr,
-                test[attr].to_numpy(),
-                a[f"{attr}_pred"].to_numpy(),
-                b[f"{attr}_pred"].to_numpy(),
-                n_resamples=int(cfg["bootstrap"]),
-                seed=int(cfg["seed"]),
-            )
-            for attr in ("sex", "race", "age")
-        }
-
-    # Every input accounted for: outputs (the split) plus the rejects of every stage.
-    rejects = pd.concat([read_table(t) for t in reject_tables], ignore_index=True)
-    accounting = {
-        "inputs": n_inputs,
-        "in_split": int(len(split)),
-        "rejected": int(len(rejects)),
-        "rejected_by_stage_and_reason": {
-            f"{s}/{r}": int(n) for (s, r), n in rejects.groupby(["stage", "reason"]).size().items()
-        },
-        "balanced": n_inputs == len(split) + len(rejects),
-    }
-    if not accounting["balanced"]:
-        raise RuntimeError(f"evaluate: inputs are not all accounted for: {accounting}")
-
-    metrics = {"data_source": data_source, **{n: headline(m) for n, m in full.items()}}
-    for cmp_name, cmp in comparisons.items():
-        metrics[cmp_name] = {
-            "sex_mcnemar_p": cmp["sex"]["test"]["p_value"],
-            "race_mcnemar_p": cmp["race"]["test"]["p_value"],
-            "age_wilcoxon_p": cmp["age"]["test"]["p_value"],
-        }
-    statistics = {
-        "data_source": data_source,
-        "demo": demo,
-        "baseline": base,
-        "conditions": full,
-        "comparisons": comparisons,
-        "accounting": accounting,
-        "split_counts": split["split"].value_counts().to_dict(),
-    }
+    test = test_part(split_table)
+    preds = predict_condition(cond, train_cfg, test, model_path, images_dir, threads, progress)
+    full = condition_metrics(test, preds, int(cfg["bootstrap"]), int(cfg["seed"]))
     with atomic_dir(out_plots) as tmp:
-        for name, m in full.items():
-            plots.confusion_matrix_png(
-                m["sex"]["confusion"],
-                list(SEXES),
-                f"sex: {name}",
-                tmp / f"confusion_sex_{name}.png",
-                demo=demo,
-            )
-            plots.confusion_matrix_png(
-                m["race"]["confusion"],
-                list(RACES),
-                f"race: {name}",
-                tmp / f"confusion_race_{name}.png",
-                demo=demo,
-            )
-            plots.age_scatter_png(
-                test["age"].to_numpy(float),
-                preds[name]["age_pred"].to_numpy(float),
-                f"age: {name}",
-                tmp / f"age_{name}.png",
-                demo=demo,
-            )
-        plots.learning_curves_png(
-            {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
-        )
-        bars = []
-        for name, m in full.items():
-            bars.append(
-                {
-                    "condition": name,
-                    "attribute": "sex",
-                    "metric": "accuracy",
-                    "estimate": m["sex"]["accuracy"],
-                    "low": m["sex"]["accuracy_low"],
-                    "high": m["sex"]["accuracy_high"],
-                }
-            )
-            bars.append(
-                {
-                    "condition": name,
-                    "attribute": "race",
-                    "metric": "accuracy",
-                    "estimate": m["race"]["accuracy"],
-                    "low": m["race"]["accuracy_low"],
-                    "high": m["race"]["accuracy_high"],
-                }
-            )
-            bars.append(
-                {
-                    "condition": name,
-                    "attribute": "age",
-                    "metric": "mae",
-                    "estimate": m["age"]["mae"],
-                    "low": m["age"]["mae_low"],
-                    "high": m["age"]["mae_high"],
-                }
-            )
-        plots.comparison_bars_png(bars, tmp / "comparison.png", demo=demo)
-        groups = group_table(test, preds)
-        for name in preds:
-            if name != base:
-                diff = group_differences(groups, name, base)
-                plots.group_heatmap_png(
-                    diff,
-                    f"{name} minus {base}, per race x age group",
-                    tmp / f"groups_{name}_vs_{base}.png",
+        for attr, names in (
+            ("sex", SEXES),
+            ("race", RACES),
+            ("age_group", [b[0] for b in AGE_BUCKETS]),
+        ):
+            if attr in full:
+                plots.confusion_matrix_png(
+                    full[attr]["confusion"],
+                    list(names),
+                    f"{attr}: {condition}",
+                    tmp / f"confusion_{attr}_{condition}.png",
                     demo=demo,
                 )
-    write_table(out_predictions, pd.concat(preds.values(), ignore_index=True))
-    write_table(out_rejects, rejects.sort_values(["stage", "file"], kind="stable"))
-    if out_groups:
-        write_table(out_groups, groups)
-    write_json(out_statistics, statistics)
-    if out_report:
-        from . import html_report
-        from .io import write_text
-
-        write_text(out_report, html_report.render(statistics, all_params or {}, out_plots))
-    write_json(out_metrics, metrics)
-    return metrics
+        plots.age_scatter_png(
+            test["age"].to_numpy(float),
+            preds["age_pred"].to_numpy(float),
+            f"age: {condition}",
+            tmp / f"age_{condition}.png",
+            demo=demo,
+        )
+    write_table(out_predictions, preds)
+    write_json(out_metrics, {"condition": cond, "data_source": data_source, **full})
+    return headline(full)

@@ -72,7 +72,9 @@ def _img(path: Path) -> str:
     return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
 
 
-def render(statistics: dict[str, Any], params: dict[str, Any], plots_dir: str | Path) -> str:
+def render(
+    statistics: dict[str, Any], params: dict[str, Any], plot_dirs: str | Path | list[str | Path]
+) -> str:
     demo = bool(statistics.get("demo"))
     conds = statistics["conditions"]
     rows = []
@@ -150,10 +152,28 @@ def render(statistics: dict[str, Any], params: dict[str, Any], plots_dir: str | 
         ],
         ["files", "count"],
     )
+    mask_rows = [
+        [
+            cond,
+            mtype,
+            r["n"],
+            f"{100 * r['sex_accuracy']:.1f}",
+            f"{100 * r['race_accuracy']:.1f}",
+            f"{r['age_mae']:.2f}",
+        ]
+        for cond, types in statistics.get("by_mask_type", {}).items()
+        for mtype, r in types.items()
+    ]
+    mask_table = _table(
+        mask_rows, ["condition", "mask type", "n", "sex acc. %", "race acc. %", "age MAE"]
+    )
     split_table = _table(
         [[k, v] for k, v in statistics.get("split_counts", {}).items()], ["part", "images"]
     )
-    plots = "".join(_img(p) for p in sorted(Path(plots_dir).glob("*.png")))
+    if isinstance(plot_dirs, str | Path):
+        plot_dirs = [plot_dirs]
+    plots = "".join(_img(p) for d in plot_dirs for p in sorted(Path(d).glob("*.png")))
+    alpha = float(statistics.get("alpha", ALPHA))
     banner = (
         '<div class="demo">DEMO DATA: synthetic faces with labels tied to painted cues, not UTKFace. '
         "These figures test the machinery, not faces.</div>"
@@ -174,12 +194,13 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 </style></head><body>
 <h1>Does a face mask protect sex, race and age from a deep network?</h1>
 {banner}
-<p class="answer">{html.escape(answer_sentence(statistics))}</p>
+<p class="answer">{html.escape(answer_sentence(statistics, alpha))}</p>
 <h2>Metrics per condition</h2>{metrics_table}
 <h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
 <p>McNemar's exact test on per-image correctness (sex, race); Wilcoxon signed-rank test on per-image
 absolute age errors; percentile bootstrap intervals over test images.</p>
 <h2>Race recall per class (%)</h2>{recall_table}
+<h2>By mask type</h2>{mask_table}
 <h2>Data</h2>{split_table}{acc_table}
 <h2>Plots</h2>{plots}
 <h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>

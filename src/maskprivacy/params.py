@@ -27,10 +27,10 @@ def validate(params: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[s
     names = {
         c["name"] for c in params.get("evaluate", {}).get("conditions", []) if isinstance(c, dict)
     }
-    base = params.get("evaluate", {}).get("baseline")
+    base = (params.get("compare") or {}).get("baseline")
     if names and base is not None and base not in names:
         problems.append(
-            f"  - evaluate.baseline: {base!r} is not one of the conditions {sorted(names)}"
+            f"  - compare.baseline: {base!r} is not one of the conditions {sorted(names)}"
         )
     if len(names) != len(params.get("evaluate", {}).get("conditions", [])):
         problems.append("  - evaluate.conditions: condition names must be unique")

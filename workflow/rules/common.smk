@@ -2,12 +2,26 @@
 
 
 def download_inputs(wildcards):
-    """A local folder or archive named by download.path is an input (reruns when it changes)."""
+    """The folders or archives named by download.path are inputs (reruns when they change)."""
     if config["download"]["source"] == "path":
-        return [config["download"]["path"]]
+        path = config["download"]["path"]
+        return [path] if isinstance(path, str) else list(path)
     return []
+
+
+def label_fixes_input(wildcards):
+    """The corrections table of download.label_defects: fix (the committed one by default)."""
+    return (
+        config["download"].get("label_fixes")
+        or "src/maskprivacy/data/utkface_label_fixes.csv"
+    )
 
 
 def dataset_images(dataset):
     """The image folder of a data set: faces as aligned, or with a synthetic mask."""
     return {"unmasked": "data/align/images", "masked": "data/mask/images"}[dataset]
+
+
+def condition_model(condition):
+    """The model a condition tests: the one trained on its training set."""
+    return "results/train/{}/model.pt".format(CONDITION[condition]["train"])

@@ -1,4 +1,4 @@
-"""evaluate: score every condition on the shared test images and compare them, paired."""
+"""evaluate: one condition's model on its test images: predictions, metrics, plots."""
 
 import json
 import time
@@ -7,28 +7,21 @@ from pathlib import Path
 from maskprivacy import evaluate
 from maskprivacy.stage import finish, logger
 
-log = logger("evaluate", snakemake.log[0])
+condition = snakemake.wildcards.condition
+log = logger(f"evaluate[{condition}]", snakemake.log[0])
 t0 = time.perf_counter()
-datasets = [Path(m).parent.name for m in snakemake.input.models]
 download_report = json.loads(Path(snakemake.input.download_report).read_text())
-metrics = evaluate.run(
+summary = evaluate.run(
     snakemake.params.cfg,
+    condition,
     snakemake.params.train,
     split_table=snakemake.input.split,
-    models=dict(zip(datasets, snakemake.input.models, strict=True)),
-    histories=dict(zip(datasets, snakemake.input.histories, strict=True)),
-    images=snakemake.params.images,
-    reject_tables=snakemake.input.rejects,
-    n_inputs=download_report["n_inputs"],
+    model_path=snakemake.input.model,
+    images_dir=snakemake.input.images,
     data_source=download_report["source"],
-    out_metrics=snakemake.output.metrics,
-    out_statistics=snakemake.output.statistics,
     out_predictions=snakemake.output.predictions,
-    out_rejects=snakemake.output.rejects,
+    out_metrics=snakemake.output.metrics,
     out_plots=snakemake.output.plots,
-    out_groups=snakemake.output.groups,
-    out_report=snakemake.output.report,
-    all_params=snakemake.params.all,
     threads=snakemake.threads,
 )
-finish("evaluate", metrics, t0, None, log)
+finish("evaluate", {"condition": condition, **summary}, t0, None, log)

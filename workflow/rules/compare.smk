@@ -1,0 +1,39 @@
+rule compare:
+    input:
+        split="data/split/split.csv",
+        predictions=expand(
+            "results/evaluate/{condition}/predictions.csv", condition=CONDITIONS
+        ),
+        metrics=expand(
+            "results/evaluate/{condition}/metrics.json", condition=CONDITIONS
+        ),
+        plots=expand("results/evaluate/{condition}/plots", condition=CONDITIONS),
+        histories=expand("results/train/{dataset}/history.csv", dataset=TRAIN_SETS),
+        rejects=[
+            "data/download/rejects.csv",
+            "data/align/rejects.csv",
+            "data/mask/rejects.csv",
+            "data/split/rejects.csv",
+        ],
+        masks="data/mask/masks.csv",
+        download_report="data/download/report.json",
+    output:
+        metrics="results/metrics.json",
+        statistics="results/compare/statistics.json",
+        groups="results/compare/groups.csv",
+        rejects="results/compare/rejects.csv",
+        plots=directory("results/compare/plots"),
+        report="results/report.html",
+    log:
+        "logs/compare.log",
+    conda:
+        "../envs/compare.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        cfg=config["compare"],
+        conditions=config["evaluate"]["conditions"],
+        all=config,
+    script:
+        "../scripts/compare.py"
