@@ -1,6 +1,6 @@
 # maskprivacy: one command each to set up, run the demo, test and lint.
 #   make demo   set up .venv (Python 3.11) and run the whole pipeline on the embedded demo set
-#   make test   set up .venv and run the test suite (what CI runs)
+#   make test   set up .venv, lint, and run the test suite (what CI runs)
 #   make lint   ruff, snakefmt, snakemake --lint and the dvc.yaml drift check
 PYTHON ?= python3.11
 VENV   := .venv
@@ -28,7 +28,7 @@ demo: setup
 repro: setup
 	$(BIN)/dvc repro
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest -q -ra
 
 lint: setup
