@@ -1,6 +1,8 @@
 """download stage: label parsing via ingest, safe archive extraction, resumable downloads, run().
 
-Everything runs on data the tests make; the HTTP server listens on 127.0.0.1 only.
+Everything runs on data the tests make; the HTTP server listens on 127.0.0.1 only. Verification
+against the published manifest, label defects and duplicates have their own test files
+(test_verify.py, test_dedup.py); here they are off or see only distinct images.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from maskprivacy import download
+from maskprivacy.defects import DefectPolicy
 from maskprivacy.download import (
     DownloadError,
     UnsafeArchiveError,
@@ -42,8 +46,8 @@ GOOD = [
     "70_0_3_20170119210016431.jpg",
 ]
 MALFORMED_DATE = "55_0_0_20170116232725357jpg.chip.jpg"  # a published defect: valid labels
+MISSING_RACE = "39_1_20170116174525125.jpg.chip.jpg"  # a published defect: no race field
 BAD_NAMES = {
-    "39_1_20170116174525125.jpg.chip.jpg": "field",  # no race field (a published defect)
     "x_1_2_20170116174525125.jpg.chip.jpg": "age",
     "117_1_2_20170116174525125.jpg.chip.jpg": "age",
 }
@@ -51,11 +55,12 @@ NOT_IMAGES = ["notes.txt", ".DS_Store", "26_1_2_20170116174525125.jpg.chip.gif"]
 
 
 def jpeg_bytes(seed: int) -> bytes:
-    """A tiny JPEG whose bytes differ with ``seed``."""
+    """A small JPEG of random blobs: bytes and perceptual hash differ with ``seed``."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize((48, 48), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (seed * 37 % 256, seed * 91 % 256, seed * 53 % 256)).save(
-        buf, format="JPEG"
-    )
+    img.save(buf, format="JPEG", quality=90)
     return buf.getvalue()
 
 
@@ -67,6 +72,7 @@ def make_inputs(folder: Path) -> dict[str, str]:
     expected: dict[str, str] = {}
     files = {n: "" for n in [*GOOD, MALFORMED_DATE]}
     files |= {n: "bad_name" for n in BAD_NAMES}
+    files[MISSING_RACE] = "label_defect"  # dropped by the committed corrections table
     files |= {n: "not_an_image_name" for n in NOT_IMAGES}
     files["sub/" + GOOD[0]] = "duplicate_name"  # listed after the top-level copy
     files["__MACOSX/._" + GOOD[1]] = "bad_name"  # resource fork: image suffix, bad labels
@@ -104,7 +110,7 @@ def test_ingest_every_file_in_one_table(tmp_path):
     src = tmp_path / "in"
     expected = make_inputs(src)
     out = tmp_path / "images"
-    manifest, rejects = ingest(list_images(src), out, False, "test", root=src, progress=False)
+    manifest, rejects = ingest(list_images(src), out, None, "test", root=src, progress=False)
     check_tables(manifest, rejects, expected)
     assert list(manifest.columns) == download.MANIFEST_COLUMNS
     assert list(rejects.columns) == ["file", "stage", "reason", "detail"]
@@ -114,28 +120,30 @@ def test_ingest_every_file_in_one_table(tmp_path):
     assert row.source == "test" and row.name_note == ""
     assert row.sha256 == sha256_file(src / GOOD[0]) == sha256_file(out / GOOD[0])
     note = manifest.set_index("file").loc[MALFORMED_DATE, "name_note"]
-    assert "malformed" in note
+    assert note.startswith("fixed by utkface_label_fixes.csv") and "missing dot" in note
     assert sorted(p.name for p in out.iterdir()) == sorted(manifest["file"])
 
     rej = rejects.set_index("file")
     for name, word in BAD_NAMES.items():
         assert rej.loc[name, "reason"] == "bad_name"
         assert word in rej.loc[name, "detail"]
+    assert "no race field" in rej.loc[MISSING_RACE, "detail"]
     dup = rejects[rejects["reason"] == "duplicate_name"].iloc[0]
     assert dup.file == GOOD[0] and "sub/" + GOOD[0] in dup.detail
     assert rej.loc[".DS_Store", "reason"] == "not_an_image_name"
 
 
-def test_ingest_strict_names_rejects_malformed_date(tmp_path):
+def test_ingest_label_defects_drop_rejects_malformed_date(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     for i, name in enumerate([GOOD[0], MALFORMED_DATE]):
         (src / name).write_bytes(jpeg_bytes(i))
-    manifest, rejects = ingest(list_images(src), tmp_path / "out", True, "t", progress=False)
+    policy = DefectPolicy.from_params({"label_defects": "drop"})
+    manifest, rejects = ingest(list_images(src), tmp_path / "out", policy, "t", progress=False)
     assert manifest["file"].tolist() == [GOOD[0]]
     assert rejects["file"].tolist() == [MALFORMED_DATE]
-    assert rejects["reason"].tolist() == ["bad_name"]
-    assert "malformed" in rejects["detail"].iloc[0]
+    assert rejects["reason"].tolist() == ["label_defect"]
+    assert "malformed_stamp" in rejects["detail"].iloc[0]
 
 
 def test_ingest_suffix_is_case_insensitive_and_sources_per_file(tmp_path):
@@ -143,7 +151,7 @@ def test_ingest_suffix_is_case_insensitive_and_sources_per_file(tmp_path):
     b = tmp_path / "27_1_2_20170116174525125.png"
     a.write_bytes(jpeg_bytes(1))
     b.write_bytes(jpeg_bytes(2))
-    manifest, rejects = ingest([a, b], tmp_path / "out", False, ["s1", "s2"], progress=False)
+    manifest, rejects = ingest([a, b], tmp_path / "out", None, ["s1", "s2"], progress=False)
     assert rejects.empty
     assert manifest["source"].tolist() == ["s1", "s2"]
     assert manifest["name_note"].str.len().gt(0).all()  # not the canonical .jpg form
@@ -513,7 +521,7 @@ def cfg_for(**kw) -> dict:
         "cache_dir": "",
         "timeout": 5,
         "retries": 1,
-        "strict_names": False,
+        "verify": "off",  # test_verify.py checks verification
         "demo": {"n_images": 4, "seed": 0},
     }
     cfg.update(kw)
@@ -544,7 +552,12 @@ def test_run_path_folder(tmp_path):
     summary, manifest, rejects = run_stage(cfg_for(path=str(src)), tmp_path / "out")
     check_tables(manifest, rejects, expected)
     assert summary["source"] == "path"
-    assert summary["rejects_by_reason"]["bad_name"] == 4
+    assert summary["rejects_by_reason"]["bad_name"] == 3
+    assert summary["rejects_by_reason"]["label_defect"] == 1
+    assert [(d["file"], d["action"]) for d in summary["label_defects"]] == [
+        (MISSING_RACE, "dropped"),
+        (MALFORMED_DATE, "kept"),
+    ]
     assert set(manifest["source"]) == {str(src)}
     # copies, not links, of the user's files
     img = tmp_path / "out" / "images" / GOOD[0]
@@ -697,3 +710,73 @@ def test_run_drops_duplicate_copies_from_the_folder(tmp_path):
         "10_0_0_20170101000000001.jpg.chip.jpg",
         "11_0_0_20170101000000003.jpg.chip.jpg",
     ]
+
+
+# ---------------------------------------------------------------- variants and packagings
+
+
+def _wild_parts(folder: Path) -> dict[str, bytes]:
+    """Three in-the-wild archives part1..3.tar.gz (names without .chip.jpg); their files."""
+    files: dict[str, bytes] = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in (1, 2, 3):
+        entries = {
+            f"part{part}/{20 + i}_{i % 2}_{i % 5}_2017010112{part}0000{i:02d}.jpg": jpeg_bytes(
+                100 * part + i
+            )
+            for i in range(3)
+        }
+        make_tar(folder / f"part{part}.tar.gz", entries)
+        files |= {Path(k).name: v for k, v in entries.items()}
+    return files
+
+
+def test_run_wild_variant_from_a_folder_of_part_archives(tmp_path):
+    files = _wild_parts(tmp_path / "wild")
+    (tmp_path / "wild" / "README.txt").write_text("downloaded by hand")
+    cfg = cfg_for(path=str(tmp_path / "wild"), variant="wild", verify="auto")
+    summary, manifest, rejects = run_stage(cfg, tmp_path / "out")
+    assert sorted(manifest["file"]) == sorted(files)
+    assert rejects["reason"].tolist() == ["not_an_image_name"]  # README.txt
+    assert summary["variant"] == "wild" and summary["n_names_of_other_variant"] == 0
+    assert [Path(i).name for i in summary["inputs"]] == ["wild"]
+    assert set(manifest["source"]) == {
+        str(tmp_path / "wild" / f"part{p}.tar.gz") for p in (1, 2, 3)
+    }
+    assert summary["verification"]["status"] == "not verified"
+    assert "variant 'wild'" in summary["verification"]["why"]
+    for name, data in files.items():
+        assert (tmp_path / "out" / "images" / name).read_bytes() == data
+
+
+def test_run_path_list_and_wild_verify_error(tmp_path):
+    _wild_parts(tmp_path / "wild")
+    parts = [str(tmp_path / "wild" / f"part{p}.tar.gz") for p in (1, 2, 3)]
+    summary, manifest, _ = run_stage(cfg_for(path=parts, variant="wild"), tmp_path / "out")
+    assert summary["inputs"] == parts and len(manifest) == 9
+    with pytest.raises(ValueError, match="no published manifest"):
+        download.run(cfg_for(path=parts, variant="wild", verify="error"), *_outs(tmp_path))
+    with pytest.raises(FileNotFoundError, match="download.path"):
+        download.run(cfg_for(path=[parts[0], str(tmp_path / "part4.tar.gz")]), *_outs(tmp_path))
+
+
+def test_run_writes_groups_pairs_and_sheet(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        (src / f"{20 + i}_0_1_2017010100000000{i}.jpg.chip.jpg").write_bytes(jpeg_bytes(i))
+    (src / "24_0_1_20170101000000009.jpg.chip.jpg").write_bytes(jpeg_bytes(0))  # byte copy
+    out = tmp_path / "out"
+    summary = download.run(
+        cfg_for(path=str(src), duplicates="keep_all"),
+        *_outs(tmp_path),
+        groups_out=out / "groups.csv",
+        pairs_out=out / "pairs.csv",
+        sheet_out=out / "sheet.png",
+        progress=False,
+    )
+    groups = read_table(out / "groups.csv")
+    assert list(groups.columns) == ["file", "group", "group_size", "kind", "phash", "action"]
+    assert groups["group_size"].tolist() == [2, 1, 1, 1, 2]
+    assert summary["duplicates"]["exact_copies"] == 1
+    assert (out / "sheet.png").stat().st_size > 0 and (out / "pairs.csv").exists()

@@ -70,7 +70,10 @@ def face_height(lm: np.ndarray) -> float:
 
 
 def test_mask_types() -> None:
-    assert masks.MASK_TYPES == ("paper", "surgical")
+    assert masks.MASK_TYPES == ("paper", "surgical", "n95", "kn95", "cloth")
+    assert masks.TEXTURES == ("solid", "stripes", "check", "dots", "noise")
+    for t in masks.MASK_TYPES:
+        assert masks.palette(t)
 
 
 @pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
@@ -122,8 +125,11 @@ def test_shifted_down_misses_nose(face, mask_type: str) -> None:
 def test_mask_with_mouth_hole_fails(face, mask_type: str) -> None:
     image, lm = face
     alpha = masks.mask_alpha(lm, image.size, mask_type)
-    x0, y0 = np.floor(lm[48:68].min(0)).astype(int) - 3
-    x1, y1 = np.ceil(lm[48:68].max(0)).astype(int) + 3
+    # a hole wider than the check's tolerance on every side of the mouth
+    iod = float(np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0))))
+    m = int(np.ceil(masks.CHECK_TOLERANCE * iod)) + 2
+    x0, y0 = np.floor(lm[48:68].min(0)).astype(int) - m
+    x1, y1 = np.ceil(lm[48:68].max(0)).astype(int) + m
     alpha[y0:y1, x0:x1] = 0.0
     res = masks.coverage_check(lm, alpha)
     assert not res["ok"]
@@ -147,7 +153,12 @@ def test_coverage_empty_and_full(face) -> None:
 def test_paper_is_exact_white_polygon(face, degrees: float) -> None:
     image, lm = variant(face, degrees, ALIGNED)
     out, info = masks.draw_mask(image, lm, "paper", np.random.default_rng(0))
-    assert info == {"mask_type": "paper", "colour": "white", "rgb": "#ffffff"}
+    assert {k: info[k] for k in ("mask_type", "colour", "rgb", "texture")} == {
+        "mask_type": "paper",
+        "colour": "white",
+        "rgb": "#ffffff",
+        "texture": "flat",
+    }
     assert out.size == image.size and out.mode == "RGB"
     # The polygon through jaw 1..15 and nose bridge 27, rasterised independently.
     from matplotlib.path import Path as MplPath
@@ -276,10 +287,10 @@ def test_seeds_vary_colour(face) -> None:
 
 def test_unknown_type(face) -> None:
     image, lm = face
-    with pytest.raises(ValueError, match="paper, surgical"):
-        masks.draw_mask(image, lm, "n95", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="paper, surgical, n95, kn95, cloth"):
+        masks.draw_mask(image, lm, "balaclava", np.random.default_rng(0))
     with pytest.raises(ValueError, match="valid types"):
-        masks.mask_alpha(lm, image.size, "cloth")
+        masks.mask_alpha(lm, image.size, "visor")
 
 
 def test_unknown_colour(face) -> None:
@@ -319,3 +330,268 @@ def test_bad_arguments(face) -> None:
         masks.mask_alpha(lm, image.size, "paper", supersample=0)
     with pytest.raises(ValueError):
         masks.coverage_check(lm, np.zeros((10, 10, 3)))
+
+
+# --------------------------------------------------------------------------------------------
+# Yaw, roll, textures
+
+
+def yawed(lm: np.ndarray, squeeze: float) -> np.ndarray:
+    """The image-left half of the face squeezed towards the nose line (a head turned away)."""
+    out = lm.copy()
+    mid = lm[27:31, 0].mean()
+    left = out[:, 0] < mid
+    out[left, 0] = mid + squeeze * (out[left, 0] - mid)
+    return out
+
+
+@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+def test_outline_follows_yaw(face, mask_type: str) -> None:
+    image, lm = face
+    turned = yawed(lm, 0.6)
+    geom = masks.FaceGeometry.from_landmarks(turned)
+    assert geom.yaw > masks.FaceGeometry.from_landmarks(lm).yaw + 0.15  # she turns a little
+    # the outline's image-left edge moves in with the squeezed jaw; the right edge stays
+    before, after = masks.outline(lm, mask_type), masks.outline(turned, mask_type)
+    assert after[:, 0].min() > before[:, 0].min() + 5
+    assert abs(after[:, 0].max() - before[:, 0].max()) < 2
+    res = masks.coverage_check(turned, masks.mask_alpha(turned, image.size, mask_type))
+    assert res["ok"], res
+
+
+@pytest.mark.parametrize("mask_type", ["surgical", "n95", "kn95", "cloth"])
+def test_side_turned_away_is_darker(face, mask_type: str) -> None:
+    _, lm = face
+    turned = yawed(lm, 0.6)  # image-left side turned away
+    grey = Image.new("RGB", (ALIGNED, ALIGNED), (160, 160, 160))
+    out, _ = masks.draw_mask(grey, turned, mask_type, np.random.default_rng(0), colour=None)
+    lum = luminance(np.asarray(out))
+    body = masks.mask_alpha(turned, (ALIGNED, ALIGNED), mask_type) > 0.99
+    xx = np.arange(ALIGNED)[None, :].repeat(ALIGNED, 0)
+    nose = turned[30, 0]
+    left = body & (xx < nose - 0.5 * (nose - turned[2, 0]))
+    right = body & (xx > nose + 0.5 * (turned[14, 0] - nose))
+    assert lum[left].mean() < lum[right].mean() - 3
+
+
+def test_far_ear_loop_hidden(face) -> None:
+    image, lm = face
+    turned = yawed(lm, 0.35)
+    assert masks.FaceGeometry.from_landmarks(turned).yaw > 0.35
+    src = np.asarray(image)
+    out = np.asarray(masks.draw_mask(image, turned, "surgical", np.random.default_rng(0))[0])
+    outside = ~ndimage.binary_dilation(
+        masks.mask_alpha(turned, image.size, "surgical") > 0.001, iterations=2
+    )
+    changed = (out != src).any(axis=2) & outside
+    xs = np.nonzero(changed)[1]
+    assert (xs > turned[30, 0]).all()  # only the loop on the image-right (visible) side
+    assert changed.sum() > 20
+
+
+@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+def test_outline_follows_roll(face, mask_type: str) -> None:
+    image, lm = face
+    _, rolled = rotated(image, lm, 20.0)
+    c = (np.array(image.size, float) - 1) / 2
+    th = np.deg2rad(20.0)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    # the outline of the rolled face is the rolled outline (shapes live in the face's frame)
+    np.testing.assert_allclose(
+        masks.outline(rolled, mask_type), (masks.outline(lm, mask_type) - c) @ rot.T + c, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("texture", masks.TEXTURES)
+def test_cloth_textures(face, texture: str) -> None:
+    image, lm = face
+    out, info = masks.draw_mask(image, lm, "cloth", np.random.default_rng(1), "navy", texture)
+    assert info["texture"] == texture and info["colour"] == "navy"
+    body = masks.mask_alpha(lm, image.size, "cloth") > 0.99
+    lum = luminance(np.asarray(out))[body]
+    if texture == "solid":
+        assert np.percentile(lum, 95) < 110  # navy, with shading only
+    else:
+        assert np.percentile(lum, 95) > 150  # the light accent shows
+    assert lum.std() > 4
+
+
+def test_cloth_texture_choices(face) -> None:
+    image, lm = scaled(*face, 64)
+    drawn = [
+        masks.render(image, lm, "cloth", np.random.default_rng(s), textures=["dots", "check"])
+        for s in range(20)
+    ]
+    assert {r.info["texture"] for r in drawn} == {"dots", "check"}
+    with pytest.raises(ValueError, match="texture"):
+        masks.draw_mask(image, lm, "cloth", np.random.default_rng(0), texture="tartan")
+    # other types record their own fixed texture
+    assert masks.draw_mask(image, lm, "kn95", np.random.default_rng(0))[1]["texture"] == "folded"
+
+
+def test_type_choice_forms() -> None:
+    rng = np.random.default_rng(0)
+    assert masks.choose_type("n95", rng) == "n95"
+    assert masks.normalise_choice(["paper", "cloth"], masks.MASK_TYPES, "mask.types") == {
+        "paper": 1.0,
+        "cloth": 1.0,
+    }
+    draws = [masks.choose_type({"paper": 3.0, "kn95": 1.0}, rng) for _ in range(2000)]
+    assert 0.70 < draws.count("paper") / 2000 < 0.80
+    a = [
+        masks.choose_type(["paper", "n95", "cloth"], masks.image_rng(5, f"f{i}")) for i in range(30)
+    ]
+    b = [
+        masks.choose_type(["paper", "n95", "cloth"], masks.image_rng(5, f"f{i}")) for i in range(30)
+    ]
+    assert a == b and set(a) == {"paper", "n95", "cloth"}
+    for bad in ("balaclava", ["paper", "paper"], {"paper": 0.0}, []):
+        with pytest.raises(ValueError, match="mask.types"):
+            masks.normalise_choice(bad, masks.MASK_TYPES, "mask.types")
+
+
+# --------------------------------------------------------------------------------------------
+# The geometry check's tolerance
+
+
+@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+def test_tolerance_is_a_real_margin(face, mask_type: str) -> None:
+    """Shifted up by half the tolerance a mask passes; by a third of a face it fails."""
+    image, lm = face
+    iod = float(np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0))))
+    small = lm - np.array([0.0, 0.5 * masks.CHECK_TOLERANCE * iod])
+    assert masks.coverage_check(lm, masks.mask_alpha(small, image.size, mask_type))["ok"]
+    big = lm - np.array([0.0, 0.33 * face_height(lm)])
+    assert not masks.coverage_check(lm, masks.mask_alpha(big, image.size, mask_type))["ok"]
+
+
+def test_tolerance_zero_is_strict(face) -> None:
+    """With no tolerance, paper's chin points (vertices on its edge) can fail: alpha < 0.5."""
+    image, lm = face
+    alpha = masks.mask_alpha(lm, image.size, "paper")
+    strict = masks.coverage_check(lm, alpha, tolerance=0.0)
+    loose = masks.coverage_check(lm, alpha)
+    assert loose["ok"]
+    assert strict["covered_fraction"] <= loose["covered_fraction"]
+
+
+def test_chin_outside_the_frame(face) -> None:
+    """A chin cut off by the crop counts as covered when the mask reaches the border there."""
+    image, lm = face
+    h = int(lm[8, 1]) - 10  # crop just above the chin
+    crop = image.crop((0, 0, image.size[0], h))
+    assert lm[8, 1] > h
+    for mask_type in masks.MASK_TYPES:
+        alpha = masks.mask_alpha(lm, crop.size, mask_type)
+        assert masks.coverage_check(lm, alpha)["ok"], mask_type
+        hole = alpha.copy()
+        hole[-8:, :] = 0.0  # the mask stops short of the border
+        assert not masks.coverage_check(lm, hole)["ok"], mask_type
+
+
+def test_render_alpha_is_mask_alpha(face) -> None:
+    image, lm = face
+    for mask_type in masks.MASK_TYPES:
+        r = masks.render(image, lm, mask_type, np.random.default_rng(0))
+        np.testing.assert_allclose(
+            r.full_alpha(), masks.mask_alpha(lm, image.size, mask_type), atol=1e-6
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The stage, on faces the test makes
+
+
+@pytest.fixture(scope="module")
+def aligned_demo(tmp_path_factory, demo_folder):
+    """The demo faces through the align stage (the bad inputs become rejects there)."""
+    import pandas as pd
+
+    from maskprivacy import align
+
+    root = tmp_path_factory.mktemp("aligned")
+    files = sorted(p.name for p in demo_folder.glob("*_2026*.jpg"))
+    pd.DataFrame({"file": files}).to_csv(root / "manifest.csv", index=False)
+    cfg = {"size": 128, "upsample": [0, 1], "predictor": "", "jpeg_quality": 95}
+    summary = align.run(
+        cfg,
+        demo_folder,
+        root / "manifest.csv",
+        root / "images",
+        root / "landmarks.csv",
+        root / "rejects.csv",
+        progress=False,
+    )
+    assert summary["n_aligned"] >= 40
+    return root
+
+
+def test_stage_masks_every_face_with_every_type(aligned_demo, tmp_path) -> None:
+    import pandas as pd
+
+    cfg = {"types": list(masks.MASK_TYPES), "seed": 3, "jpeg_quality": 90}
+    summary = masks.run(
+        cfg,
+        aligned_demo / "images",
+        aligned_demo / "landmarks.csv",
+        tmp_path / "images",
+        tmp_path / "masks.csv",
+        tmp_path / "rejects.csv",
+        threads=2,
+        progress=False,
+        contact_sheet_out=tmp_path / "sheet.png",
+    )
+    table = pd.read_csv(tmp_path / "masks.csv")
+    n = len(pd.read_csv(aligned_demo / "landmarks.csv"))
+    assert summary["n_masked"] == len(table) == n and summary["n_rejects"] == 0
+    assert list(table.columns) == masks.MASK_COLUMNS
+    assert set(table["mask_type"]) == set(masks.MASK_TYPES)
+    assert set(table.loc[table.mask_type == "cloth", "texture"]) <= set(masks.TEXTURES)
+    for t in masks.MASK_TYPES:
+        assert set(table.loc[table.mask_type == t, "colour"]) <= set(masks.palette(t))
+    # the geometry check, on every masked face the test made, per type
+    assert set(summary["per_type"]) == set(masks.MASK_TYPES)
+    for t, s in summary["per_type"].items():
+        assert s["geometry_pass_fraction"] == 1.0, (t, s)
+    assert table["geometry_ok"].all()
+    assert len(list((tmp_path / "images").iterdir())) == n
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.size[0] == 160 * (1 + len(masks.MASK_TYPES)) and sheet.size[1] > 5 * 160
+    # repeatable: the same seed gives the same table and pixels
+    again = tmp_path / "again"
+    masks.run(
+        cfg,
+        aligned_demo / "images",
+        aligned_demo / "landmarks.csv",
+        again / "images",
+        again / "masks.csv",
+        again / "rejects.csv",
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(table, pd.read_csv(again / "masks.csv"))
+    f = table["file"].iloc[0]
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "images" / f)),
+        np.asarray(Image.open(again / "images" / f)),
+    )
+
+
+def test_stage_single_type_and_bad_landmarks(aligned_demo, tmp_path) -> None:
+    import pandas as pd
+
+    lm_table = pd.read_csv(aligned_demo / "landmarks.csv")
+    lm_table.loc[0, "x36":"y47"] = 5.0  # both eyes in one place: that face cannot be masked
+    lm_table.to_csv(tmp_path / "landmarks.csv", index=False)
+    summary = masks.run(
+        {"types": "kn95", "textures": "dots", "seed": 0, "jpeg_quality": 90},
+        aligned_demo / "images",
+        tmp_path / "landmarks.csv",
+        tmp_path / "images",
+        tmp_path / "masks.csv",
+        tmp_path / "rejects.csv",
+        progress=False,
+    )
+    assert summary["types"] == {"kn95": len(lm_table) - 1}
+    rejects = pd.read_csv(tmp_path / "rejects.csv")
+    assert rejects["file"].tolist() == [lm_table["file"][0]]
+    assert rejects["reason"].tolist() == ["mask_error"] and "eye" in rejects["detail"][0]

@@ -58,3 +58,123 @@ def test_run_keeps_only_images_every_condition_has():
     assert len(out) == 45 and len(rejects) == 5
     assert set(rejects["reason"]) == {"not_in_every_condition"}
     assert set(out["file"]) | set(rejects["file"]) == set(t["file"])
+
+
+def test_without_groups_is_the_plain_stratified_split():
+    t = table(500)
+    plain = stratified_split(t, seed=4, group=None)
+    assert plain.equals(stratified_split(t.assign(group=t["file"]), seed=4))
+    assert plain.equals(stratified_split(t, seed=4))
+
+
+def test_a_group_with_mixed_labels_stays_whole():
+    t = table(300)
+    t["group"] = t["file"]
+    t.loc[:9, "group"] = "big"  # ten files, assorted labels, one photo
+    for seed in range(10):
+        part = stratified_split(t, seed=seed)
+        assert part[:10].nunique() == 1
+
+
+def test_run_adds_the_group_column_and_counts_groups():
+    t = table(60)
+    groups = pd.DataFrame({"file": t["file"], "group": t["file"]})
+    groups.loc[:3, "group"] = "g"
+    out, _, summary = run({"fractions": [0.8, 0.1, 0.1], "seed": 0}, t, [set(t["file"])], groups)
+    assert list(out.columns) == ["file", "age", "sex", "race", "age_bucket", "group", "split"]
+    assert out.loc[out["group"] == "g", "split"].nunique() == 1
+    assert summary["groups_with_several_files"] == 1 and summary["files_in_such_groups"] == 4
+
+
+def test_data_report_accounts_for_every_file(tmp_path):
+    from PIL import Image
+
+    from maskprivacy.report import data_report, write_data_report
+
+    t = table(100)
+    groups = pd.DataFrame({"file": t["file"], "group": t["file"]})
+    groups.loc[:1, "group"] = "g"
+    out, split_rejects, _ = run(
+        {"fractions": [0.8, 0.1, 0.1], "seed": 0}, t, [set(t["file"]), set(t["file"][:95])], groups
+    )
+    download_rejects = pd.DataFrame(
+        [["x.jpg", "download", "label_defect", "no race field"]] * 3,
+        columns=["file", "stage", "reason", "detail"],
+    )
+    summary = {
+        "source": "path",
+        "n_inputs": 103,
+        "verification": {"status": "verified", "n_verified": 103},
+        "label_defects": [{"file": "x.jpg", "defect": "missing_field", "action": "dropped"}],
+        "duplicates": {"exact_copies": 0},
+    }
+    rep = data_report(summary, out, [download_rejects, split_rejects], groups)
+    assert rep["accounting"] == {"found": 103, "final": 95, "rejected": 8, "balanced": True}
+    assert rep["rejected_by_reason"] == {
+        "download/label_defect": 3,
+        "split/not_in_every_condition": 5,
+    }
+    assert sum(rep["final"]["sex"].values()) == 95
+    assert list(rep["final"]["race"]) == ["White", "Black", "Asian", "Indian", "Others"]
+    assert len(rep["final"]["age_bucket"]) == 7 and "Baby (0-3)" in rep["final"]["age_bucket"]
+    assert sum(rep["final"]["by_split"][p]["n_images"] for p in ("train", "val", "test")) == 95
+    assert rep["duplicates"]["groups_across_split_parts"] == 0
+    write_data_report(rep, tmp_path / "report.json", tmp_path / "labels.png")
+    with Image.open(tmp_path / "labels.png") as im:
+        assert im.width > 600
+
+
+# ---------------------------------------------------------------- the paper's uniform split, random
+
+
+def test_uniform_split_cuts_runs_of_ten_by_age_within_sex_and_race():
+    from maskprivacy.split import uniform_split
+
+    t = table(1000, seed=4)
+    part = uniform_split(t, (0.8, 0.1, 0.1), seed=2021)
+    counts = part.value_counts()
+    for _, g in t.assign(part=part).groupby(["sex", "race"]):
+        g = g.sort_values(["age", "file"], kind="stable")
+        parts = g["part"].tolist()
+        full = len(parts) // 10
+        for r in range(full):  # every complete run of 10 neighbours in age: 8 / 1 / 1
+            run = parts[r * 10 : (r + 1) * 10]
+            assert (run.count("train"), run.count("val"), run.count("test")) == (8, 1, 1)
+    assert abs(counts["test"] / len(t) - 0.1) < 0.01 and abs(counts["train"] / len(t) - 0.8) < 0.01
+
+
+def test_uniform_split_spreads_test_over_ages():
+    from maskprivacy.split import uniform_split
+
+    t = table(2000, seed=5)
+    part = uniform_split(t, (0.8, 0.1, 0.1), seed=0)
+    test_ages = t.loc[part == "test", "age"]
+    # the test set covers the age range like the whole set (quantiles within 2 years)
+    for q in (0.1, 0.5, 0.9):
+        assert abs(test_ages.quantile(q) - t["age"].quantile(q)) <= 2
+
+
+def test_uniform_and_random_are_seeded_and_order_free():
+    from maskprivacy.split import random_split, uniform_split
+
+    t = table(300)
+    for fn in (uniform_split, random_split):
+        a = fn(t, (0.8, 0.1, 0.1), 7)
+        b = fn(t.sample(frac=1, random_state=1), (0.8, 0.1, 0.1), 7).reindex(t.index)
+        assert a.equals(b)
+        assert not a.equals(fn(t, (0.8, 0.1, 0.1), 8))
+        assert (
+            a.value_counts().to_dict() == {"train": 240, "val": 30, "test": 30}
+            or fn is uniform_split
+        )
+
+
+def test_every_method_keeps_duplicate_groups_together():
+    from maskprivacy.split import split_by
+
+    t = table(400)
+    t["group"] = t["file"]
+    t.loc[t.index[:60], "group"] = [f"g{i // 3}" for i in range(60)]  # 20 groups of 3 copies
+    for method in ("stratified", "uniform", "random"):
+        part = split_by(method, t, (0.8, 0.1, 0.1), 3)
+        assert (t.assign(part=part).groupby("group")["part"].nunique() == 1).all(), method

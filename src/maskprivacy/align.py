@@ -1,8 +1,14 @@
 """The ``align`` stage: detect, find 68 landmarks, warp each face so the eyes sit at fixed places.
 
 A similarity transform (rotation, uniform scale, translation) maps the two eye centres onto
-``EYE_LEFT``/``EYE_RIGHT`` (fractions of the output size); the face is resampled into a square
-crop of ``size`` pixels and the landmarks are carried into that frame.
+fixed places (by default ``EYE_LEFT``/``EYE_RIGHT``, fractions of the output size; set by
+``align.eye_y`` and ``align.eye_distance``); the face is resampled into a square crop of ``size``
+pixels and the landmarks are carried into that frame, computed once here and reused by every
+mask type downstream.
+
+Each input ends either in the landmarks table, with the route that found its face (see
+:func:`maskprivacy.faces.detect_landmarks`), or in the rejects table with a reason
+(``decode_error`` or ``no_face``) and a detail.
 """
 
 from __future__ import annotations
@@ -19,21 +25,35 @@ from tqdm import tqdm
 from . import faces
 from .io import atomic_dir, rejects_frame, write_table
 
-# Where the eye centres land in the aligned crop, as fractions of its side.
+# Where the eye centres land in the aligned crop, as fractions of its side (the defaults of
+# align.eye_y = 0.40 and align.eye_distance = 0.30).
 EYE_LEFT = (0.35, 0.40)  # image-left eye (the subject's right eye)
 EYE_RIGHT = (0.65, 0.40)
 LANDMARK_COLUMNS = [f"{axis}{i}" for i in range(68) for axis in ("x", "y")]
 
 
-def similarity_from_eyes(left: np.ndarray, right: np.ndarray, size: int) -> np.ndarray:
+def eye_targets(cfg: dict[str, Any]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The two eye targets (fractions of the side) from ``align.eye_y`` / ``align.eye_distance``."""
+    y = float(cfg.get("eye_y", EYE_LEFT[1]))
+    half = 0.5 * float(cfg.get("eye_distance", EYE_RIGHT[0] - EYE_LEFT[0]))
+    return (0.5 - half, y), (0.5 + half, y)
+
+
+def similarity_from_eyes(
+    left: np.ndarray,
+    right: np.ndarray,
+    size: int,
+    targets: tuple[tuple[float, float], tuple[float, float]] = (EYE_LEFT, EYE_RIGHT),
+) -> np.ndarray:
     """2x3 matrix mapping source (x, y) to aligned (x, y) so the eyes land on the targets."""
+    t_left, t_right = np.asarray(targets[0], float), np.asarray(targets[1], float)
     src = np.asarray(right, float) - np.asarray(left, float)
-    dst = (np.array(EYE_RIGHT) - np.array(EYE_LEFT)) * size
+    dst = (t_right - t_left) * size
     scale = np.hypot(*dst) / max(np.hypot(*src), 1e-9)
     angle = np.arctan2(dst[1], dst[0]) - np.arctan2(src[1], src[0])
     c, s = scale * np.cos(angle), scale * np.sin(angle)
     rot = np.array([[c, -s], [s, c]])
-    t = np.array(EYE_LEFT) * size - rot @ np.asarray(left, float)
+    t = t_left * size - rot @ np.asarray(left, float)
     return np.hstack([rot, t[:, None]])
 
 
@@ -56,10 +76,14 @@ def warp(image: Image.Image, matrix: np.ndarray, size: int) -> Image.Image:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image fully (raises on truncated or non-image files)."""
-    with Image.open(path) as im:
-        im.load()
-        return im.convert("RGB")
+    """Decode an image fully (raises on truncated or non-image files); RGB without a copy."""
+    im = Image.open(path)
+    try:
+        im.load()  # decodes, and closes the file it opened
+    except BaseException:
+        im.close()
+        raise
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def align_one(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -70,16 +94,22 @@ def align_one(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
         image = load_rgb(path)
     except Exception as exc:  # PIL raises many types for broken files
         return {"ok": False, "reason": "decode_error", "detail": f"{type(exc).__name__}: {exc}"}
-    rgb = np.asarray(image)
-    pts, route = faces.detect_landmarks(rgb, tuple(cfg["upsample"]), cfg.get("predictor") or None)
+    prior = tuple(cfg.get("prior_box", faces.UTKFACE_PRIOR_BOX)) if cfg.get("prealigned") else None
+    explain: dict[str, Any] = {}
+    pts, route = faces.detect_landmarks(
+        image,
+        tuple(cfg["upsample"]),
+        cfg.get("predictor") or None,
+        prior_box=prior,
+        grey_first=bool(cfg.get("grey_first", True)),
+        explain=explain,
+        grey=np.asarray(image.convert("L")),
+    )
     if pts is None:
-        return {
-            "ok": False,
-            "reason": "no_face",
-            "detail": f"no frontal face at upsample {list(cfg['upsample'])}",
-        }
+        detail = explain.get("detail") or f"no frontal face at upsample {list(cfg['upsample'])}"
+        return {"ok": False, "reason": "no_face", "detail": detail}
     size = int(cfg["size"])
-    matrix = similarity_from_eyes(*faces.eye_centres(pts), size)
+    matrix = similarity_from_eyes(*faces.eye_centres(pts), size, eye_targets(cfg))
     return {
         "ok": True,
         "image": warp(image, matrix, size),
@@ -94,7 +124,9 @@ def _work(args: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     res = align_one(path, cfg)
     row: dict[str, Any] = {"file": path.name, "ok": res["ok"]}
     if res["ok"]:
-        res["image"].save(Path(out_dir) / path.name, quality=int(cfg["jpeg_quality"]))
+        res["image"].save(
+            Path(out_dir) / path.name, format="JPEG", quality=int(cfg["jpeg_quality"])
+        )
         row["route"] = res["route"]
         row["landmarks"] = res["landmarks"].ravel().round(2).tolist()
     else:
@@ -116,6 +148,15 @@ def run(
     from .io import read_table
 
     files = read_table(manifest)["file"].tolist()
+    x0, y0, x1, y1 = cfg.get("prior_box", faces.UTKFACE_PRIOR_BOX)
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(
+            f"align.prior_box: expected [x0, y0, x1, y1] with x1 > x0, y1 > y0, got {[x0, y0, x1, y1]}"
+        )
+    try:  # load dlib's models once here, so forked workers share them instead of each loading
+        faces.models(cfg.get("predictor") or None)
+    except ImportError:  # no dlib here (landmarks come from elsewhere, as in benchmarks/)
+        pass
     rows: list[dict[str, Any]] = []
     with atomic_dir(images_out) as tmp:
         jobs = [(str(Path(images_in) / f), str(tmp), cfg) for f in files]
@@ -145,13 +186,14 @@ def run(
     )
     write_table(landmarks_out, table)
     write_table(rejects_out, rejects)
-    routes = table["route"].value_counts().to_dict()
     return {
         "n_inputs": len(files),
         "n_aligned": len(ok),
         "n_rejects": len(rejects),
-        "routes": routes,
+        "aligned_fraction": round(len(ok) / len(files), 6) if files else None,
+        "routes": dict(sorted(table["route"].value_counts().to_dict().items())),
         "rejects_by_reason": rejects["reason"].value_counts().to_dict(),
+        "prealigned": bool(cfg.get("prealigned", False)),
     }
 
 

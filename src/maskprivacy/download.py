@@ -1,18 +1,31 @@
-"""download: fetch (or generate, for the demo) the images and write the manifest and rejects.
+"""download: fetch (or generate, for the demo) the images, prove what they are, clean them.
 
 Three sources, chosen by ``download.source`` in ``params.yaml``:
 
 - ``demo``: UTKFace-named demo faces made offline by :mod:`maskprivacy.demo`;
-- ``path``: a local folder, or a ``.tar.gz``/``.tgz``/``.tar``/``.tar.bz2``/``.zip`` archive, of
-  UTKFace-named images (for example the official ``UTKFace.tar.gz`` downloaded by hand);
+- ``path``: UTKFace as the user has it: the aligned & cropped archive ``UTKFace.tar.gz``, a
+  ``.zip`` of it (as Kaggle serves it), the extracted folder, or (``download.variant: wild``)
+  the in-the-wild archives ``part1..3.tar.gz``; ``download.path`` is one path or a list, and
+  archives at the top of a folder are opened too;
 - ``url``: archives or single images fetched over HTTP(S) into ``download.cache_dir`` with
-  resumable, checksummed downloads (stdlib ``urllib`` only).
+  resumable, retried, checksummed downloads (stdlib ``urllib`` only).
 
-Every input file ends in exactly one of two tables: the manifest (labels parsed from the file
-name, sha256 of the bytes) or the rejects table (stage ``download``, with a reason). Decoding the
-images is left to the align stage. Nothing half-written ever sits under a final name: downloads
-go to ``<dest>.part`` first, archives are extracted into a temporary folder, and the image folder
-and tables are moved into place atomically.
+Then, whatever the packaging:
+
+1. every file is hashed (sha256) and, for the published aligned set, compared with the
+   committed manifest (:mod:`maskprivacy.verify`, ``download.verify``): missing, altered and
+   extra files are counted and, by default, stop the stage;
+2. labels are parsed from the names; the published label defects follow
+   ``download.label_defects`` (:mod:`maskprivacy.defects`);
+3. byte-identical and near-identical copies follow ``download.duplicates`` and
+   ``download.near_duplicates`` (:mod:`maskprivacy.dedup`), and every file gets a duplicate
+   group, which the split keeps on one side.
+
+Every input file ends in exactly one of two tables: the manifest (labels, sha256) or the rejects
+table (stage ``download``, with a reason). Decoding the images is left to the align stage (the
+near-duplicate hash skips undecodable files). Nothing half-written ever sits under a final name:
+downloads go to ``<dest>.part`` first, archives are extracted into a temporary folder, and the
+image folder and tables are moved into place atomically.
 """
 
 from __future__ import annotations
@@ -33,15 +46,26 @@ import urllib.request
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
-from .dedup import exact_duplicates
+from .dedup import DEFAULT_THRESHOLD, deduplicate
+from .defects import DefectPolicy, name_defect
 from .io import atomic_dir, rejects_frame, sha256_file, write_table
-from .labels import IMAGE_SUFFIXES, LabelError, age_bucket, name_problem, parse_name
+from .labels import IMAGE_SUFFIXES, age_bucket
+from .verify import (
+    REFERENCES,
+    VARIANTS,
+    Verification,
+    VerificationError,
+    load_reference,
+    resolve_mode,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -393,31 +417,51 @@ def _place(src: Path, dst: Path, link: bool) -> None:
     shutil.copy2(src, dst)
 
 
+def scan(files: Sequence[Path], shown: Sequence[str], progress: bool = False) -> pd.DataFrame:
+    """One row per file: ``rel`` (as shown), ``file`` (base name), ``sha256`` ('' if unreadable)
+    and ``error``."""
+    rows = []
+    for path, rel in tqdm(
+        list(zip(files, shown, strict=True)), desc="sha256", unit="file", disable=not progress
+    ):
+        try:
+            rows.append((rel, path.name, sha256_file(path), ""))
+        except OSError as err:
+            rows.append((rel, path.name, "", f"{type(err).__name__}: {err}"))
+    return pd.DataFrame(rows, columns=["rel", "file", "sha256", "error"])
+
+
 def ingest(
     files: Iterable[str | os.PathLike],
     images_out: str | os.PathLike,
-    strict_names: bool,
+    policy: DefectPolicy | None,
     source: str | Sequence[str],
     *,
     root: str | os.PathLike | None = None,
-    link: bool = False,
+    link: bool | Sequence[bool] = False,
     progress: bool = True,
+    scanned: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Copy the well-named images flat into ``images_out``; return ``(manifest, rejects)``.
 
     Every file ends in exactly one table. Rejects (stage ``download``; ``file`` is the base
     name): a suffix not in :data:`~maskprivacy.labels.IMAGE_SUFFIXES` -> ``not_an_image_name``;
-    labels that do not parse -> ``bad_name`` (detail: why); a base name already taken by an
-    earlier file -> ``duplicate_name``; a file that cannot be read -> ``unreadable``.
+    labels that do not parse -> ``bad_name`` (detail: why); a defective name that the label
+    policy (:class:`~maskprivacy.defects.DefectPolicy`, ``None`` = ``fix`` with the committed
+    table) drops -> ``label_defect``; a base name already taken by an earlier file ->
+    ``duplicate_name``; a file that cannot be read -> ``unreadable``.
 
     ``source`` is one string for all files or one per file. ``root`` (optional) is only used
-    to show paths relative to it in the details. With ``link`` files are hard-linked when
-    possible (use it only for temporary inputs), else copied with :func:`shutil.copy2`.
+    to show paths relative to it in the details. With ``link`` (one flag, or one per file)
+    files are hard-linked when possible (use it only for temporary inputs), else copied with
+    :func:`shutil.copy2`. ``scanned`` (from :func:`scan`, same order) saves hashing again.
     """
     paths = [Path(f) for f in files]
     sources = [source] * len(paths) if isinstance(source, str) else list(source)
-    if len(sources) != len(paths):
-        raise ValueError(f"got {len(sources)} sources for {len(paths)} files")
+    links = [link] * len(paths) if isinstance(link, bool) else list(link)
+    if len(sources) != len(paths) or len(links) != len(paths):
+        raise ValueError(f"got {len(sources)} sources, {len(links)} links for {len(paths)} files")
+    policy = policy if policy is not None else DefectPolicy.from_params({})
     images_out = Path(images_out)
     images_out.mkdir(parents=True, exist_ok=True)
     base = Path(root) if root is not None else None
@@ -430,14 +474,24 @@ def ingest(
                 pass
         return str(p)
 
+    digests: list[str | None] = [None] * len(paths)
+    errors: list[str] = [""] * len(paths)
+    if scanned is not None:
+        if len(scanned) != len(paths):
+            raise ValueError(f"scanned has {len(scanned)} rows for {len(paths)} files")
+        digests = [d or None for d in scanned["sha256"]]
+        errors = list(scanned["error"])
+
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     taken: dict[str, Path] = {}
-    for path, src in tqdm(
-        list(zip(paths, sources, strict=True)),
-        desc=STAGE,
-        unit="file",
-        disable=not progress,
+    for k, (path, src, lnk) in enumerate(
+        tqdm(
+            list(zip(paths, sources, links, strict=True)),
+            desc=STAGE,
+            unit="file",
+            disable=not progress,
+        )
     ):
         name = path.name
         suffix = Path(name).suffix.lower()
@@ -445,18 +499,23 @@ def ingest(
             detail = f"suffix {suffix or '(none)'!r} is not one of {', '.join(IMAGE_SUFFIXES)}"
             rejects.append(_reject(name, "not_an_image_name", detail))
             continue
-        try:
-            labels = parse_name(name, strict=strict_names)
-        except LabelError as err:
-            rejects.append(_reject(name, "bad_name", str(err)))
+        decision = policy.decide(name)
+        if not decision.keep:
+            rejects.append(_reject(name, decision.reason, decision.detail))
             continue
+        labels = decision.labels
+        assert labels is not None
         if name in taken:
             detail = f"{shown(path)} has the same base name as {shown(taken[name])}"
+            if digests[k] is not None and digests[k] == _digest_of(rows, name):
+                detail += " (same bytes)"
             rejects.append(_reject(name, "duplicate_name", detail))
             continue
         try:
-            digest = sha256_file(path)
-            _place(path, images_out / name, link)
+            if errors[k]:
+                raise OSError(errors[k])
+            digest = digests[k] or sha256_file(path)
+            _place(path, images_out / name, lnk)
         except OSError as err:
             rejects.append(_reject(name, "unreadable", f"{type(err).__name__}: {err}"))
             continue
@@ -470,12 +529,19 @@ def ingest(
                 "age_bucket": age_bucket(labels.age),
                 "sha256": digest,
                 "source": src,
-                "name_note": name_problem(name),
+                "name_note": decision.note,
             }
         )
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     manifest = manifest.sort_values("file", kind="stable").reset_index(drop=True)
     return manifest, rejects_frame(rejects)
+
+
+def _digest_of(rows: list[dict[str, Any]], name: str) -> str | None:
+    for r in reversed(rows):
+        if r["file"] == name:
+            return r["sha256"]
+    return None
 
 
 def _reject(name: str, reason: str, detail: str) -> dict[str, Any]:
@@ -514,29 +580,152 @@ def _url_entries(cfg: dict[str, Any]) -> list[tuple[str, str | None]]:
     return out
 
 
+def path_entries(cfg: dict[str, Any]) -> list[str]:
+    """``download.path`` as a list (one string, or a list of strings)."""
+    raw = cfg.get("path") or ""
+    items = [raw] if isinstance(raw, str) else list(raw)
+    return [str(p).strip() for p in items if str(p).strip()]
+
+
+@dataclass
+class _Inputs:
+    """What the sources gave: files with where they came from."""
+
+    files: list[Path] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)
+    links: list[bool] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+
+    def add_folder(self, folder: Path, source: str, link: bool, prefix: str = "") -> None:
+        for p in list_images(folder):
+            self.files.append(p)
+            self.sources.append(source)
+            self.shown.append(prefix + p.relative_to(folder).as_posix())
+            self.links.append(link)
+
+
+_PATH_HINT = (
+    "set it to the UTKFace archive (UTKFace.tar.gz, or the .zip Kaggle serves), the folder it "
+    "extracts to, or (download.variant: wild) the in-the-wild archives part1..3.tar.gz or a "
+    "folder holding them"
+)
+
+
+def _collect_path(cfg: dict[str, Any], work: Path, got: _Inputs) -> None:
+    entries = path_entries(cfg)
+    if not entries:
+        raise FileNotFoundError(
+            f"download.source is 'path' but download.path in params.yaml is empty: {_PATH_HINT}"
+        )
+    for n, raw in enumerate(entries):
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"download.path in params.yaml names {raw!r}, which does not exist: {_PATH_HINT}"
+            )
+        got.inputs.append(str(path))
+        prefix = f"{path.name}/" if len(entries) > 1 else ""
+        if path.is_dir():
+            # archives at the top of the folder (part1..3.tar.gz, UTKFace.tar.gz) are opened
+            archives = sorted(p for p in path.iterdir() if p.is_file() and archive_kind(p))
+            for i, a in enumerate(archives):
+                log.info("extracting %s", a)
+                got.add_folder(safe_extract(a, work / f"p{n}a{i}"), str(a), True, f"{a.name}/")
+            skip = set(archives)
+            for p in list_images(path):
+                if p in skip:
+                    continue
+                got.files.append(p)
+                got.sources.append(str(path))
+                got.shown.append(prefix + p.relative_to(path).as_posix())
+                got.links.append(False)  # the user's files: copy, never share an inode
+        elif archive_kind(path, sniff=True):
+            log.info("extracting %s", path)
+            got.add_folder(safe_extract(path, work / f"p{n}"), str(path), True, prefix)
+        else:
+            raise ValueError(
+                f"download.path {raw!r} is neither a folder nor a supported archive "
+                f"({', '.join(ARCHIVE_SUFFIXES)}): {_PATH_HINT}"
+            )
+
+
+def _collect_url(cfg: dict[str, Any], work: Path, got: _Inputs, progress: bool) -> None:
+    cache = Path(str(cfg.get("cache_dir") or "data/download_cache")).expanduser()
+    used: set[str] = set()
+    entries = _url_entries(cfg)
+    for i, (url, digest) in enumerate(entries):
+        name = _url_file_name(url)
+        if name in used:
+            name = f"{i}-{name}"
+        used.add(name)
+        path = fetch_url(
+            url,
+            cache / name,
+            sha256=digest,
+            timeout=float(cfg.get("timeout", 60)),
+            retries=int(cfg.get("retries", 3)),
+            progress=progress,
+        )
+        got.inputs.append(url)
+        if archive_kind(path, sniff=True):
+            log.info("extracting %s", path)
+            prefix = f"{name}/" if len(entries) > 1 else ""
+            got.add_folder(safe_extract(path, work / f"url{i}"), url, True, prefix)
+        else:
+            got.files.append(path)
+            got.sources.append(url)
+            got.shown.append(name)
+            got.links.append(False)  # a cached download: copy it, never share its inode
+
+
+def _off(value: Any) -> str:
+    """A params value as a string; YAML reads a bare ``off`` as False."""
+    return "off" if value is False else str(value)
+
+
+def _variant_check(manifest: pd.DataFrame, variant: str) -> int:
+    """How many kept names look like the other variant (aligned names end in .chip.jpg)."""
+    chip = manifest["file"].str.endswith(".chip.jpg")
+    return int((~chip).sum() if variant == "aligned" else chip.sum())
+
+
 def run(
     cfg: dict[str, Any],
     images_out: str | os.PathLike,
     manifest_out: str | os.PathLike,
     rejects_out: str | os.PathLike,
     *,
+    groups_out: str | os.PathLike | None = None,
+    pairs_out: str | os.PathLike | None = None,
+    verification_out: str | os.PathLike | None = None,
+    sheet_out: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the download stage with the ``download`` section of params; return a summary.
 
-    Writes the flat image folder ``images_out`` atomically and the manifest and rejects tables.
-    Raises :class:`FileNotFoundError` for a missing ``download.path``, :class:`DownloadError`
-    for a failed download, and :class:`ValueError` when no input is a usable image.
+    Writes the flat image folder ``images_out`` atomically and the manifest and rejects tables,
+    and when given the duplicate groups (``groups_out``), the near-duplicate pairs
+    (``pairs_out``), the verification table (``verification_out``) and the contact sheet of
+    near duplicates (``sheet_out``). Raises :class:`FileNotFoundError` for a missing
+    ``download.path``, :class:`DownloadError` for a failed download,
+    :class:`~maskprivacy.verify.VerificationError` when the files are not the published ones
+    and ``download.verify`` says so, and :class:`ValueError` when no input is a usable image.
     """
     images_out, manifest_out, rejects_out = Path(images_out), Path(manifest_out), Path(rejects_out)
     kind = str(cfg.get("source", "demo"))
-    strict = bool(cfg.get("strict_names", False))
+    variant = str(cfg.get("variant", "aligned"))
+    policy = DefectPolicy.from_params(cfg)
+    exact_policy = str(cfg.get("duplicates", "drop_conflicts"))
+    near_policy = _off(cfg.get("near_duplicates", "drop_conflicts"))
+    threshold = int(cfg.get("near_threshold", DEFAULT_THRESHOLD))
+    verify_mode = _off(cfg.get("verify", "auto"))
+    if variant not in VARIANTS:
+        raise ValueError(f"download.variant must be one of {VARIANTS}, got {variant!r}")
     images_out.parent.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
-    sources: list[str] = []
-    roots: list[Path] = []
-    inputs: list[str] = []
-    link = True
+    got = _Inputs()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(
         prefix=f".{images_out.name}.work.", dir=images_out.parent
     ) as w:
@@ -552,102 +741,114 @@ def run(
                 seed=int(demo_cfg.get("seed", 0)),
                 progress=progress,
             )
-            found = list_images(folder)
-            files, sources, roots, inputs = found, ["demo"] * len(found), [folder], ["demo"]
+            got.add_folder(folder, "demo", True)
+            got.inputs.append("demo")
         elif kind == "path":
-            raw = str(cfg.get("path") or "").strip()
-            if not raw:
-                raise FileNotFoundError(
-                    "download.source is 'path' but download.path in params.yaml is empty: set it "
-                    "to a folder or a .tar.gz/.tgz/.tar/.zip of UTKFace-named images"
-                )
-            path = Path(raw).expanduser()
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"download.path in params.yaml is {raw!r}, which does not exist: set it to "
-                    "a folder or a .tar.gz/.tgz/.tar/.zip of UTKFace-named images"
-                )
-            if path.is_dir():
-                folder, link = path, False
-            elif archive_kind(path, sniff=True):
-                log.info("extracting %s", path)
-                folder = safe_extract(path, work / "extracted")
-            else:
-                raise ValueError(
-                    f"download.path {raw!r} is neither a folder nor a supported archive "
-                    f"({', '.join(ARCHIVE_SUFFIXES)})"
-                )
-            found = list_images(folder)
-            files, sources, roots, inputs = found, [str(path)] * len(found), [folder], [str(path)]
+            _collect_path(cfg, work, got)
         elif kind == "url":
-            cache = Path(str(cfg.get("cache_dir") or "data/download_cache")).expanduser()
-            used: set[str] = set()
-            for i, (url, digest) in enumerate(_url_entries(cfg)):
-                name = _url_file_name(url)
-                if name in used:
-                    name = f"{i}-{name}"
-                used.add(name)
-                got = fetch_url(
-                    url,
-                    cache / name,
-                    sha256=digest,
-                    timeout=float(cfg.get("timeout", 60)),
-                    retries=int(cfg.get("retries", 3)),
-                    progress=progress,
-                )
-                inputs.append(url)
-                if archive_kind(got, sniff=True):
-                    log.info("extracting %s", got)
-                    folder = safe_extract(got, work / f"url{i}")
-                    found = list_images(folder)
-                    roots.append(folder)
-                else:
-                    found = [got]
-                    roots.append(cache)
-                    link = False  # a cached download: copy it, never share its inode
-                files += found
-                sources += [url] * len(found)
+            _collect_url(cfg, work, got, progress)
         else:
             raise ValueError(f"download.source must be demo, path or url, not {kind!r}")
+        timings["acquire"] = time.perf_counter() - t0
 
+        t = time.perf_counter()
+        scanned = scan(got.files, got.shown, progress=progress)
+        reference = load_reference(variant=variant) if variant in REFERENCES else None
+        mode, why = resolve_mode(verify_mode, kind, variant, scanned["file"], reference)
+        check = verify(scanned, reference, mode, why) if reference is not None else None
+        if check is None:
+            check = Verification("off", why)
+        if verification_out is not None:
+            write_table(verification_out, check.table)
+        if mode != "off" and not check.ok:
+            if mode == "error":
+                raise VerificationError(check.message())
+            log.warning("download.verify is warn, going on: %s", check.message())
+        timings["hash_verify"] = time.perf_counter() - t
+
+        t = time.perf_counter()
         with atomic_dir(images_out) as tmp:
             manifest, rejects = ingest(
-                files,
+                got.files,
                 tmp,
-                strict,
-                sources,
-                root=roots[0] if len(roots) == 1 else None,
-                link=link,
+                policy,
+                got.sources,
+                link=got.links,
                 progress=progress,
+                scanned=scanned,
             )
-            manifest, dup_rows = exact_duplicates(
-                manifest, str(cfg.get("duplicates", "drop_conflicts"))
-            )
-            for row in dup_rows:
+            timings["ingest"] = time.perf_counter() - t
+            t = time.perf_counter()
+            dd = deduplicate(manifest, tmp, exact_policy, near_policy, threshold, progress)
+            timings["dedup"] = time.perf_counter() - t
+            if sheet_out is not None:
+                from .report import near_duplicate_sheet
+
+                t = time.perf_counter()
+                near_duplicate_sheet(dd.pairs, tmp, threshold, sheet_out, demo=kind == "demo")
+                timings["sheet"] = time.perf_counter() - t
+            for row in dd.rejects:
                 (tmp / row["file"]).unlink(missing_ok=True)
-            if dup_rows:
-                rejects = rejects_frame(rejects.to_dict("records") + dup_rows)
+            manifest = dd.manifest
+            if dd.rejects:
+                rejects = rejects_frame(rejects.to_dict("records") + dd.rejects)
     write_table(manifest_out, manifest)
     write_table(rejects_out, rejects)
+    if groups_out is not None:
+        write_table(groups_out, dd.groups)
+    if pairs_out is not None:
+        write_table(pairs_out, dd.pairs)
 
     by_reason = dict(sorted(Counter(rejects["reason"]).items()))
+    defects = _defect_list(manifest, rejects)
+    other_variant = _variant_check(manifest, variant)
+    if other_variant > len(manifest) / 2:
+        log.warning(
+            "%d of %d names look like the other variant than download.variant %r "
+            "(aligned & cropped names end in .jpg.chip.jpg): check download.variant",
+            other_variant,
+            len(manifest),
+            variant,
+        )
     summary = {
         "source": kind,
-        "inputs": inputs,
-        "n_inputs": len(files),
+        "variant": variant,
+        "inputs": got.inputs,
+        "n_inputs": len(got.files),
         "n_images": len(manifest),
         "n_rejects": len(rejects),
         "rejects_by_reason": by_reason,
-        "n_name_notes": int((manifest["name_note"] != "").sum()),
-        "duplicates_policy": str(cfg.get("duplicates", "drop_conflicts")),
-        "n_same_bytes_kept": int(manifest["sha256"].duplicated().sum()),
+        "verification": check.summary(),
+        "label_defects_policy": policy.mode,
+        "label_fixes": policy.fixes_name,
+        "label_defects": defects,
+        "n_name_notes": int((manifest["name_note"].fillna("") != "").sum()),
+        "duplicates": dd.summary,
+        "n_names_of_other_variant": other_variant,
+        "seconds_by_step": {k: round(v, 3) for k, v in timings.items()},
     }
     log.info(
-        "%d inputs -> %d images, %d rejects %s", len(files), len(manifest), len(rejects), by_reason
+        "%d inputs -> %d images, %d rejects %s",
+        len(got.files),
+        len(manifest),
+        len(rejects),
+        by_reason,
     )
     if manifest.empty:
         raise ValueError(
-            f"no usable image among the {len(files)} input file(s) of download.source {kind!r} "
-            f"(rejects by reason: {by_reason or 'none'}; see {rejects_out})"
+            f"no usable image among the {len(got.files)} input file(s) of download.source "
+            f"{kind!r} (rejects by reason: {by_reason or 'none'}; see {rejects_out})"
         )
     return summary
+
+
+def _defect_list(manifest: pd.DataFrame, rejects: pd.DataFrame) -> list[dict[str, str]]:
+    """Every file whose name has a label defect, with what was done to it."""
+    out = []
+    notes = manifest[manifest["name_note"].fillna("").str.startswith("fixed by")]
+    for f, note in zip(notes["file"], notes["name_note"], strict=True):
+        out.append({"file": f, "defect": name_defect(f), "action": "kept", "detail": note})
+    dropped = rejects[rejects["reason"] == "label_defect"]
+    for f, detail in zip(dropped["file"], dropped["detail"], strict=True):
+        out.append({"file": f, "defect": name_defect(f), "action": "dropped", "detail": detail})
+    return sorted(out, key=lambda r: r["file"])

@@ -100,11 +100,15 @@ def package_modules(root: Path, script: Path) -> list[str]:
     pkg = root / "src" / "maskprivacy"
     seen: set[str] = set()
     todo = [script]
-    pat = re.compile(r"^\s*from\s+(?:maskprivacy|\.)(?:\.(\w+))?\s+import\s+([\w, ()]+)", re.M)
+    # from maskprivacy import a, b | from maskprivacy.a import x | from . import a | from .a import x
+    pat = re.compile(r"^\s*from\s+(?:maskprivacy\.|\.)?(\w*)\s+import\s+([\w, ()]+)", re.M)
     while todo:
         text = todo.pop().read_text()
         for sub, names in pat.findall(text):
-            candidates = [sub] if sub else [n.strip() for n in names.strip("()").split(",")]
+            if sub in ("", "maskprivacy"):  # from maskprivacy import a / from . import a
+                candidates = [n.strip().split(" as ")[0] for n in names.strip("()").split(",")]
+            else:
+                candidates = [sub]
             for mod in candidates:
                 f = pkg / f"{mod}.py"
                 if mod and mod not in seen and f.exists():

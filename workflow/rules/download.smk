@@ -1,17 +1,24 @@
 rule download:
     input:
-        download_inputs,
+        sources=download_inputs,
+        reference="src/maskprivacy/data/utkface_aligned_sha256.csv.gz",
+        fixes=label_fixes_input,
     output:
         images=directory("data/download/images"),
         manifest="data/download/manifest.csv",
         rejects="data/download/rejects.csv",
         report="data/download/report.json",
+        groups="data/download/groups.csv",
+        pairs="data/download/near_pairs.csv",
+        verification="data/download/verification.csv",
+        sheet="results/data/near_duplicates.png",
     log:
         "logs/download.log",
     conda:
         "../envs/download.yaml"
+    threads: workflow.cores
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
         runtime=60,
     params:
         cfg=config["download"],

@@ -7,6 +7,7 @@ rule mask:
         masks="data/mask/masks.csv",
         rejects="data/mask/rejects.csv",
         report="data/mask/report.json",
+        sheet="results/mask/contact_sheet.png",
     log:
         "logs/mask.log",
     conda:

@@ -1,18 +1,27 @@
 rule split:
     input:
         manifest="data/download/manifest.csv",
+        groups="data/download/groups.csv",
+        download_report="data/download/report.json",
         landmarks="data/align/landmarks.csv",
         masks="data/mask/masks.csv",
+        rejects=[
+            "data/download/rejects.csv",
+            "data/align/rejects.csv",
+            "data/mask/rejects.csv",
+        ],
     output:
         split="data/split/split.csv",
         rejects="data/split/rejects.csv",
         report="data/split/report.json",
+        data_report="results/data/report.json",
+        data_labels="results/data/labels.png",
     log:
         "logs/split.log",
     conda:
         "../envs/split.yaml"
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=10,
     params:
         cfg=config["split"],

@@ -1,8 +1,8 @@
-"""download: fetch (or generate, for the demo) the images and write the manifest and rejects."""
+"""download: fetch the images, verify them, handle label defects and duplicates; write the tables."""
 
 import time
 
-from maskprivacy import download
+from maskprivacy import dedup, defects, download, report, verify  # noqa: F401 - DVC deps
 from maskprivacy.stage import finish, logger
 
 log = logger("download", snakemake.log[0])
@@ -12,5 +12,9 @@ summary = download.run(
     snakemake.output.images,
     snakemake.output.manifest,
     snakemake.output.rejects,
+    groups_out=snakemake.output.groups,
+    pairs_out=snakemake.output.pairs,
+    verification_out=snakemake.output.verification,
+    sheet_out=snakemake.output.sheet,
 )
 finish("download", summary, t0, snakemake.output.report, log)

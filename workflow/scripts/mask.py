@@ -1,4 +1,4 @@
-"""mask: draw a synthetic mask on every aligned face from its landmarks."""
+"""mask: draw a synthetic mask on every aligned face from its landmarks; a contact sheet."""
 
 import time
 
@@ -15,5 +15,6 @@ summary = masks.run(
     snakemake.output.masks,
     snakemake.output.rejects,
     threads=snakemake.threads,
+    contact_sheet_out=snakemake.output.sheet,
 )
 finish("mask", summary, t0, snakemake.output.report, log)

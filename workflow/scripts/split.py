@@ -1,8 +1,10 @@
-"""split: one seeded, stratified train/val/test split, shared by every condition."""
+"""split: one seeded, stratified, group-aware train/val/test split, and the data report."""
 
+import json
 import time
+from pathlib import Path
 
-from maskprivacy import split
+from maskprivacy import report, split
 from maskprivacy.io import read_table, write_table
 from maskprivacy.stage import finish, logger
 
@@ -12,9 +14,18 @@ present = [
     set(read_table(snakemake.input.landmarks)["file"]),
     set(read_table(snakemake.input.masks)["file"]),
 ]
+groups = read_table(snakemake.input.groups)
 table, rejects, summary = split.run(
-    snakemake.params.cfg, read_table(snakemake.input.manifest), present
+    snakemake.params.cfg, read_table(snakemake.input.manifest), present, groups
 )
 write_table(snakemake.output.split, table)
 write_table(snakemake.output.rejects, rejects)
+data = report.data_report(
+    json.loads(Path(snakemake.input.download_report).read_text()),
+    table,
+    [read_table(t) for t in snakemake.input.rejects] + [rejects],
+    groups,
+)
+report.write_data_report(data, snakemake.output.data_report, snakemake.output.data_labels)
+summary["data_report"] = {"accounting": data["accounting"], "final": data["final"]["n_images"]}
 finish("split", summary, t0, snakemake.output.report, log)

@@ -1,0 +1,301 @@
+"""Speed of the pipeline's align + mask against bare dlib on the same images, per core.
+
+Takes the first ``--n`` images by sha1 of their bytes (of a folder or a .tar/.tar.gz/.zip of
+images), then measures, in this process and one core unless said otherwise:
+
+- **bare dlib**: what a dlib user does for each image: the frontal detector at upsample 0 on
+  the RGB array and the 68-point predictor on the largest face; timed on decoded arrays
+  (``detect+landmarks``) and with the JPEG decode included (``+decode``);
+- **pipeline**: ``align.run`` then ``masks.run`` with ``threads=1`` (then ``threads=2``), the
+  functions the workflow's rules call, with the ``align`` and ``mask`` params of ``--params``:
+  decode, detection cascade, landmarks, warp, JPEG write, then read back, mask, geometry check,
+  JPEG write, tables and contact sheet. Rate = input images / wall time of both stages;
+- the mask stage alone for each mask type (``--per-type``).
+
+Each measurement is repeated ``--repeat`` times, bare and pipeline alternating, and the best
+(least disturbed) run is reported, with the load average, since a shared machine drifts. The
+ratio compares the pipeline with bare ``detect+landmarks`` measured in the same run.
+
+    python benchmarks/align_mask_speed.py ../shared/data/UTKFace.tar.gz --n 1000 \\
+        --params presets/utkface.yaml --json results/bench/align_mask_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from maskprivacy import align, faces, masks  # noqa: E402
+
+SUFFIXES = (".jpg", ".jpeg", ".png")
+MASKTHEFACE_IMG_S = 32.0  # peers, measured on the same 1,000 files on one core (issue 4)
+PAPER_CODE_IMG_S = 58.0
+
+
+def first_by_sha1(source: Path, n: int, dest: Path) -> list[str]:
+    """Write the first ``n`` images of ``source`` by sha1 of their bytes into ``dest``."""
+    items: list[tuple[str, str, bytes]] = []
+
+    def add(name: str, data: bytes) -> None:
+        base = Path(name).name
+        if base.lower().endswith(SUFFIXES) and not base.startswith("."):
+            items.append((hashlib.sha1(data).hexdigest(), base, data))
+
+    if source.is_dir():
+        for p in sorted(source.rglob("*")):
+            if p.is_file():
+                add(p.name, p.read_bytes())
+    elif zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as z:
+            for info in z.infolist():
+                if not info.is_dir():
+                    add(info.filename, z.read(info))
+    else:
+        with tarfile.open(source) as t:
+            for m in t:
+                if m.isfile():
+                    add(m.name, t.extractfile(m).read())
+    items.sort()
+    dest.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    for _, name, data in items:
+        if len(names) == n:
+            break
+        if name in names:  # same name twice in the source: keep the first
+            continue
+        (dest / name).write_bytes(data)
+        names.append(name)
+    return names
+
+
+def bare_dlib(paths: list[Path], predictor: str | None) -> dict[str, float]:
+    """Seconds for bare dlib: detect (upsample 0, RGB) + landmarks, with and without decode."""
+    det, sp = faces.models(predictor)
+    t0 = time.perf_counter()
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    t_decode = time.perf_counter() - t0
+    found = 0
+    t0 = time.perf_counter()
+    for a in arrays:
+        rects = det(a, 0)
+        if len(rects):
+            sp(a, max(rects, key=lambda r: r.width() * r.height()))
+            found += 1
+    t_dl = time.perf_counter() - t0
+    return {"detect_landmarks_s": t_dl, "decode_s": t_decode, "found": found}
+
+
+def bare_dlib_2cores(paths: list[Path], predictor: str | None) -> float:
+    """Wall seconds for bare dlib (decode + detect + landmarks) on 2 forked processes."""
+    import multiprocessing as mp
+
+    faces.models(predictor)  # loaded before the fork, as the pipeline does
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=bare_dlib, args=(paths[i::2], predictor)) for i in (0, 1)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - t0
+
+
+def pipeline(
+    images: Path, manifest: Path, work: Path, params: dict[str, Any], threads: int
+) -> dict[str, Any]:
+    """Run align then mask as the rules do; seconds of each and their summaries."""
+    if work.exists():
+        shutil.rmtree(work)
+    t0 = time.perf_counter()
+    a = align.run(
+        params["align"],
+        images,
+        manifest,
+        work / "align/images",
+        work / "align/landmarks.csv",
+        work / "align/rejects.csv",
+        threads=threads,
+        progress=False,
+    )
+    t1 = time.perf_counter()
+    m = masks.run(
+        params["mask"],
+        work / "align/images",
+        work / "align/landmarks.csv",
+        work / "mask/images",
+        work / "mask/masks.csv",
+        work / "mask/rejects.csv",
+        threads=threads,
+        progress=False,
+        contact_sheet_out=work / "contact_sheet.png",
+    )
+    t2 = time.perf_counter()
+    return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m}
+
+
+def mask_only(work: Path, params: dict[str, Any], mask_type: str) -> float:
+    cfg = {**params["mask"], "types": mask_type}
+    out = work / f"mask_{mask_type}"
+    t0 = time.perf_counter()
+    masks.run(
+        cfg,
+        work / "align/images",
+        work / "align/landmarks.csv",
+        out / "images",
+        out / "masks.csv",
+        out / "rejects.csv",
+        threads=1,
+        progress=False,
+    )
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("source", type=Path, help="folder or archive of images")
+    ap.add_argument("--n", type=int, default=1000, help="first N images by sha1 (default 1000)")
+    ap.add_argument("--params", type=Path, default=Path("presets/utkface.yaml"))
+    ap.add_argument("--types", default=None, help="override mask.types: a name or a,b,c")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each measurement (best kept)")
+    ap.add_argument("--no-2cores", action="store_true", help="skip the 2-core runs")
+    ap.add_argument("--per-type", action="store_true", help="also time the mask stage per type")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the outputs in this folder")
+    args = ap.parse_args(argv)
+
+    params = yaml.safe_load(args.params.read_text())
+    if args.types:
+        t = args.types.split(",")
+        params["mask"]["types"] = t[0] if len(t) == 1 else t
+    predictor = params["align"].get("predictor") or None
+    tmp = Path(tempfile.mkdtemp(prefix="align_mask_speed."))
+    try:
+        images = tmp / "images"
+        names = first_by_sha1(args.source, args.n, images)
+        manifest = tmp / "manifest.csv"
+        pd.DataFrame({"file": names}).to_csv(manifest, index=False)
+        paths = [images / f for f in names]
+        n = len(names)
+        faces.models(predictor)  # model loading is not per-image work
+        work = args.keep or tmp / "work"
+
+        bare_runs, pipe_runs = [], []
+        for _ in range(max(1, args.repeat)):
+            bare_runs.append(bare_dlib(paths, predictor))
+            pipe_runs.append(pipeline(images, manifest, work, params, threads=1))
+        bare = min(bare_runs, key=lambda r: r["detect_landmarks_s"])
+        bare_dec = min(r["detect_landmarks_s"] + r["decode_s"] for r in bare_runs)
+        pipe = min(pipe_runs, key=lambda r: r["align_s"] + r["mask_s"])
+        t_pipe = pipe["align_s"] + pipe["mask_s"]
+        res: dict[str, Any] = {
+            "n_images": n,
+            "params": str(args.params),
+            "mask_types": params["mask"]["types"],
+            "align_upsample": params["align"]["upsample"],
+            "loadavg_1min": round(os.getloadavg()[0], 2),
+            "cpu_count": os.cpu_count(),
+            "bare_dlib_detect_landmarks_img_s": n / bare["detect_landmarks_s"],
+            "bare_dlib_with_decode_img_s": n / bare_dec,
+            "bare_dlib_found_fraction": bare["found"] / n,
+            "pipeline_img_s": n / t_pipe,
+            "pipeline_align_img_s": n / pipe["align_s"],
+            "pipeline_mask_img_s": n / pipe["mask_s"],
+            "ratio_pipeline_to_bare": (n / t_pipe) / (n / bare["detect_landmarks_s"]),
+            "ratio_pipeline_to_bare_with_decode": (n / t_pipe) / (n / bare_dec),
+            "speedup_vs_masktheface": (n / t_pipe) / MASKTHEFACE_IMG_S,
+            "masked_fraction": pipe["mask"]["n_masked"] / n,
+            "routes": pipe["align"]["routes"],
+            "rejects_by_reason": pipe["align"]["rejects_by_reason"],
+            "geometry_pass_fraction": pipe["mask"]["geometry_pass_fraction"],
+            "all_runs_s": {
+                "bare_detect_landmarks": [round(r["detect_landmarks_s"], 3) for r in bare_runs],
+                "pipeline": [round(r["align_s"] + r["mask_s"], 3) for r in pipe_runs],
+            },
+        }
+        if not args.no_2cores:
+            t2 = min(
+                (pipeline(images, manifest, work, params, threads=2) for _ in range(args.repeat)),
+                key=lambda r: r["align_s"] + r["mask_s"],
+            )
+            b2 = min(bare_dlib_2cores(paths, predictor) for _ in range(args.repeat))
+            res["pipeline_2cores_img_s"] = n / (t2["align_s"] + t2["mask_s"])
+            res["pipeline_scaling_2_over_1"] = res["pipeline_2cores_img_s"] / res["pipeline_img_s"]
+            res["bare_dlib_with_decode_2cores_img_s"] = n / b2
+            res["bare_dlib_scaling_2_over_1"] = (
+                res["bare_dlib_with_decode_2cores_img_s"] / res["bare_dlib_with_decode_img_s"]
+            )
+        if args.per_type:
+            res["mask_stage_img_s_by_type"] = {
+                t: n / min(mask_only(work, params, t) for _ in range(args.repeat))
+                for t in masks.MASK_TYPES
+            }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(report(res))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def report(r: dict[str, Any]) -> str:
+    out = io.StringIO()
+    w = out.write
+    w(f"align + mask speed on {r['n_images']} images (first by sha1), params {r['params']}\n")
+    w(f"mask.types {r['mask_types']}, align.upsample {r['align_upsample']}; ")
+    w(f"load average {r['loadavg_1min']} on {r['cpu_count']} CPUs (best of repeated runs)\n\n")
+    rows = [
+        ("bare dlib detect(up0, RGB) + landmarks", r["bare_dlib_detect_landmarks_img_s"]),
+        ("bare dlib + JPEG decode", r["bare_dlib_with_decode_img_s"]),
+        ("pipeline align + mask, 1 core", r["pipeline_img_s"]),
+        ("  align stage alone", r["pipeline_align_img_s"]),
+        ("  mask stage alone", r["pipeline_mask_img_s"]),
+    ]
+    if "pipeline_2cores_img_s" in r:
+        rows += [
+            ("pipeline align + mask, 2 cores", r["pipeline_2cores_img_s"]),
+            ("bare dlib + decode, 2 cores", r["bare_dlib_with_decode_2cores_img_s"]),
+        ]
+    for t, v in r.get("mask_stage_img_s_by_type", {}).items():
+        rows.append((f"  mask stage, all {t}", v))
+    rows += [("MaskTheFace (reference, issue 4)", MASKTHEFACE_IMG_S)]
+    rows += [("authors' polygon code (reference)", PAPER_CODE_IMG_S)]
+    for name, v in rows:
+        w(f"  {name:42s} {v:8.1f} img/s\n")
+    w("\n")
+    w(f"  ratio pipeline / bare dlib detect+landmarks   {r['ratio_pipeline_to_bare']:.2f}\n")
+    w(
+        f"  ratio pipeline / bare dlib + decode          {r['ratio_pipeline_to_bare_with_decode']:.2f}\n"
+    )
+    w(f"  pipeline / MaskTheFace                       {r['speedup_vs_masktheface']:.2f}x\n")
+    if "pipeline_scaling_2_over_1" in r:
+        w(f"  scaling 1 -> 2 cores: pipeline {r['pipeline_scaling_2_over_1']:.2f}x, ")
+        w(f"bare dlib {r['bare_dlib_scaling_2_over_1']:.2f}x\n")
+    w(f"  masked {r['masked_fraction']:.2%} (bare dlib finds a face in ")
+    w(f"{r['bare_dlib_found_fraction']:.2%}); geometry check passed by ")
+    w(f"{r['geometry_pass_fraction'] or 0:.2%}\n")
+    w(f"  routes {r['routes']}; rejects {r['rejects_by_reason']}\n")
+    return out.getvalue()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
