@@ -42,4 +42,4 @@ dvc-yaml: setup
 	$(BIN)/python -m maskprivacy.dvcgen
 
 clean:
-	rm -rf data/download data/align data/mask data/split results/train results/evaluate results/metrics.json logs .snakemake
+	rm -rf data/download data/align data/mask data/split results/data results/mask results/train results/evaluate results/compare results/metrics.json results/report.html logs .snakemake

@@ -1,6 +1,6 @@
 # maskprivacy: does a face mask protect sex, race and age from a deep network?
 #
-# download -> align -> mask -> split -> train (one model per training set)
+# download -> align, mask (one job per shard) -> split -> train (one model per training set)
 #   -> evaluate (one job per condition) -> compare (paired statistics, metrics, report)
 #
 # The one description of the DAG: dvc.yaml is generated from it
@@ -35,11 +35,14 @@ DATASETS = sorted(
     {c[k] for c in config["evaluate"]["conditions"] for k in ("train", "test")}
 )
 TRAIN_SETS = sorted({c["train"] for c in config["evaluate"]["conditions"]})
+# align and mask run once per shard (align.shards), in parallel where cores or a cluster allow
+SHARDS = [str(i) for i in range(config["align"].get("shards", 1))]
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     condition="|".join(CONDITIONS),
+    shard=r"\d+",
 
 
 include: "workflow/rules/common.smk"

@@ -26,6 +26,64 @@ def test_warp_moves_pixels_where_the_matrix_says():
     assert abs(x - expect[0]) <= 1.5 and abs(y - expect[1]) <= 1.5
 
 
+def _dot_centroid(arr: np.ndarray, centre: np.ndarray, r: int = 6) -> np.ndarray:
+    c = np.round(centre).astype(int)
+    w = arr[c[1] - r : c[1] + r + 1, c[0] - r : c[0] + r + 1].astype(float)
+    ys, xs = np.mgrid[-r : r + 1, -r : r + 1]
+    return np.array([(xs * w).sum() / w.sum() + c[0], (ys * w).sum() / w.sum() + c[1]])
+
+
+@pytest.mark.parametrize("size", [224, 96])  # enlarged 1.1x, and shrunk 2.1x (box-filtered first)
+@pytest.mark.parametrize("backend", ["dlib", "pil"])
+def test_warp_puts_pixels_where_the_landmarks_go(backend, size, monkeypatch):
+    """Both resamplers (dlib's, and PIL's where dlib is missing) put pixel centres where the
+    landmarks go, so the landmarks carried into the aligned frame stay on the face: dlib's to
+    a tenth of a pixel, PIL's (which rounds its sampling grid) to a quarter."""
+    import sys
+
+    if backend == "pil":
+        monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` raises ImportError
+    else:
+        pytest.importorskip("dlib")
+    a = np.zeros((200, 200, 3), np.uint8)
+    corners = np.array([[70, 90], [130, 84], [100, 150], [40, 40]])  # even: 2x2 blocks stay whole
+    for x, y in corners:
+        a[y : y + 4, x : x + 4] = 255
+    dots = corners + 1.5  # centres of the 4 x 4 squares
+    m = align.similarity_from_eyes(dots[0], dots[1], size)
+    out = align.warp(Image.fromarray(a), m, size)
+    assert out.size == (size, size) and out.mode == "RGB"
+    arr = np.asarray(out)[..., 0]
+    for d in dots:
+        expect = align.apply_affine(m, d[None])[0]
+        tol = 0.1 if backend == "dlib" else 0.25
+        np.testing.assert_allclose(_dot_centroid(arr, expect, r=4), expect, atol=tol)
+
+
+def test_warp_backends_agree(monkeypatch):
+    pytest.importorskip("dlib")
+    import sys
+
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        image = Image.open(f).convert("RGB")
+    m = align.similarity_from_eyes(np.array([200.0, 230.0]), np.array([300.0, 225.0]), 160)
+    fast = np.asarray(align.warp(image, m, 160)).astype(int)
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    slow = np.asarray(align.warp(image, m, 160)).astype(int)
+    assert np.abs(fast - slow)[2:-2, 2:-2].mean() < 1.5  # rounding apart
+
+
+def test_warp_does_not_alias_when_it_shrinks():
+    """A 1-pixel checkerboard shrunk 2.2x is mid-grey, not a moire of black and white."""
+    board = (np.indices((400, 400)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    img = Image.fromarray(np.stack([board] * 3, axis=-1))
+    out = np.asarray(align.warp(img, np.array([[0.45, 0, 0.0], [0, 0.45, 0.0]]), 160))
+    inner = out[5:-5, 5:-5].astype(float)
+    assert abs(inner.mean() - 127.5) < 3 and inner.std() < 5
+
+
 def test_align_one_on_a_demo_face(demo_folder):
     face = sorted(demo_folder.glob("[0-9]*_2026*.jpg"))[0]
     res = align.align_one(face, {"size": 96, "upsample": [0, 1], "predictor": ""})
@@ -71,7 +129,13 @@ def utk_like():
         image = Image.open(f).convert("RGB")
     pts, _ = faces.detect_landmarks(np.asarray(image), (0,))
     m = align.similarity_from_eyes(*faces.eye_centres(pts), 200, UTK_EYES)
-    return align.warp(image, m, 200), align.apply_affine(m, pts)
+    # the test face is made with PIL's resampling, fixed here, whatever align.warp uses
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
+    a, b, c = inv[0]
+    d, e, f = inv[1]
+    coeffs = (a, b, c + 0.5 * (a + b) - 0.5, d, e, f + 0.5 * (d + e) - 0.5)
+    framed = image.transform((200, 200), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    return framed, align.apply_affine(m, pts)
 
 
 def iod(lm):
@@ -207,3 +271,82 @@ def test_run_records_routes_and_reasons(demo_folder, tmp_path, utk_like):
             tmp_path / "y.csv",
             progress=False,
         )
+
+
+def test_shards_split_the_work_and_add_up_to_the_whole(demo_folder, tmp_path):
+    """Each shard aligns its own files; together they give what one job gives, file for file."""
+    import pandas as pd
+    from conftest import BAD_FILES
+
+    faces_ = sorted(p.name for p in demo_folder.glob("[0-9]*_2026*.jpg"))[:14]
+    files = faces_ + list(BAD_FILES)[:4]
+    pd.DataFrame({"file": files}).to_csv(tmp_path / "manifest.csv", index=False)
+    cfg = {"size": 64, "upsample": [0, 1], "predictor": "", "jpeg_quality": 90}
+
+    def run(shard: int, shards: int):
+        out = tmp_path / f"{shard}of{shards}"
+        s = align.run(
+            cfg,
+            demo_folder,
+            tmp_path / "manifest.csv",
+            out / "images",
+            out / "landmarks.csv",
+            out / "rejects.csv",
+            progress=False,
+            shard=shard,
+            shards=shards,
+        )
+        return s, pd.read_csv(out / "landmarks.csv"), pd.read_csv(out / "rejects.csv"), out
+
+    whole, table, rejects, out = run(0, 1)
+    parts = [run(k, 3) for k in range(3)]
+    assert sum(p[0]["n_inputs"] for p in parts) == whole["n_inputs"] == len(files)
+    assert all(p[0]["n_inputs"] > 0 for p in parts)  # 18 files hash into all three shards
+    names = [set(p[1]["file"]) | set(p[2]["file"]) for p in parts]
+    assert set.union(*names) == set(files) and sum(map(len, names)) == len(files)  # disjoint
+    merged = pd.concat([p[1] for p in parts]).sort_values("file").reset_index(drop=True)
+    pd.testing.assert_frame_equal(merged, table)
+    assert sorted(pd.concat([p[2] for p in parts])["file"]) == sorted(rejects["file"])
+    for p in parts:  # a shard's images are exactly its aligned faces
+        assert {f.name for f in (p[3] / "images").iterdir()} == set(p[1]["file"])
+    with pytest.raises(ValueError, match="shard 3 is not in 0 .. 2"):
+        run(3, 3)
+
+
+def test_shard_of_is_stable_and_balanced():
+    from maskprivacy import shards
+
+    names = [
+        f"{a}_{s}_{r}_2017010{d}.jpg.chip.jpg"
+        for a in range(1, 80)
+        for s in (0, 1)
+        for r in range(5)
+        for d in range(3)
+    ]
+    counts = np.bincount([shards.shard_of(n, 8) for n in names], minlength=8)
+    assert counts.sum() == len(names) and counts.min() > 0.8 * len(names) / 8
+    assert shards.shard_of("a/b/x.jpg", 8) == shards.shard_of("x.jpg", 8)  # the name alone
+    assert all(shards.shard_of(n, 1) == 0 for n in names[:20])
+    with pytest.raises(ValueError, match="at least 1"):
+        shards.shard_of("x.jpg", 0)
+
+
+def test_locate_finds_each_file_in_its_shard_folder(tmp_path):
+    from maskprivacy import shards
+
+    a, b = tmp_path / "0", tmp_path / "1"
+    a.mkdir()
+    b.mkdir()
+    (a / "x.jpg").write_bytes(b"x")
+    (b / "y.jpg").write_bytes(b"y")
+    for d in (a, b):  # Snakemake marks each directory output with such a file
+        (d / ".snakemake_timestamp").write_bytes(b"")
+    assert shards.locate([a, b], ["y.jpg", "x.jpg"]) == [b / "y.jpg", a / "x.jpg"]
+    assert shards.locate(a, ["x.jpg"]) == [a / "x.jpg"]
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) not found .*z\.jpg"):
+        shards.locate([a, b], ["x.jpg", "z.jpg"])
+    with pytest.raises(FileNotFoundError, match="y.jpg"):
+        shards.locate(a, ["y.jpg"])
+    (b / "x.jpg").write_bytes(b"x")
+    with pytest.raises(ValueError, match="x.jpg is in two shard folders"):
+        shards.locate([a, b], ["x.jpg"])

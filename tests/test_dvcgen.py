@@ -49,7 +49,7 @@ def test_stages_mirror_the_snakefile():
     }
     assert "--allowed-rules train" in train["do"]["cmd"]
     assert train["do"]["params"] == ["train"]
-    assert "${item.images}" in train["do"]["deps"]
+    assert {"${item.images0}", "${item.images1}"} <= set(train["do"]["deps"])
     assert dvc["compare"]["metrics"] == [{"results/metrics.json": {"cache": False}}]
     evaluate = dvc["evaluate"]
     assert set(evaluate["foreach"]) == {
@@ -59,7 +59,19 @@ def test_stages_mirror_the_snakefile():
         "masked_to_unmasked",
     }
     assert evaluate["foreach"]["unmasked_to_masked"]["model"] == "results/train/unmasked/model.pt"
-    assert evaluate["foreach"]["unmasked_to_masked"]["images"] == "data/mask/images"
+    # one image folder per shard (align.shards: 2), each a dependency of the stage
+    to_masked = evaluate["foreach"]["unmasked_to_masked"]
+    assert [to_masked["images0"], to_masked["images1"]] == [
+        "data/mask/0/images",
+        "data/mask/1/images",
+    ]
+    assert {"${item.images0}", "${item.images1}"} <= set(evaluate["do"]["deps"])
+    assert list(dvc["align"]["foreach"]) == ["0", "1"] and list(dvc["mask"]["foreach"]) == [
+        "0",
+        "1",
+    ]
+    assert "data/align/${item.shard}/landmarks.csv" in dvc["mask"]["do"]["deps"]
+    assert {"data/align/0/landmarks.csv", "data/align/1/landmarks.csv"} <= set(dvc["split"]["deps"])
     # every output of one stage that another reads is a dependency there
     assert "data/split/split.csv" in dvc["compare"]["deps"]
-    assert "src/maskprivacy/align.py" in dvc["align"]["deps"]
+    assert "src/maskprivacy/align.py" in dvc["align"]["do"]["deps"]

@@ -498,6 +498,26 @@ def test_render_alpha_is_mask_alpha(face) -> None:
         )
 
 
+def test_coverage_check_on_the_box_alone_equals_the_full_image(face) -> None:
+    """The stage checks the alpha of the mask's box only; the answer must not change."""
+    image, lm = face
+    h = int(lm[8, 1]) - 10  # also a crop that cuts the chin off: the box meets the border
+    for img in (image, image.crop((0, 0, image.size[0], h))):
+        for mask_type in masks.MASK_TYPES:
+            r = masks.render(img, lm, mask_type, np.random.default_rng(1))
+            for tol in (0.0, 0.05, 0.2):
+                full = masks.coverage_check(lm, r.full_alpha(), tolerance=tol)
+                boxed = masks.coverage_check(lm, r.alpha, tolerance=tol, box=r.box, size=img.size)
+                assert boxed == full, (mask_type, tol)
+    # a mask moved off the mouth fails the same way in both forms
+    r = masks.render(image, lm + (0, 40), "surgical", np.random.default_rng(1))
+    full = masks.coverage_check(lm, r.full_alpha())
+    assert not full["ok"]
+    assert masks.coverage_check(lm, r.alpha, box=r.box, size=image.size) == full
+    with pytest.raises(ValueError, match="does not match box"):
+        masks.coverage_check(lm, r.alpha[1:], box=r.box, size=image.size)
+
+
 # --------------------------------------------------------------------------------------------
 # The stage, on faces the test makes
 

@@ -83,8 +83,8 @@ def mtimes(root: Path, patterns: list[str]) -> dict[str, float]:
 
 UPSTREAM = [
     "data/download/manifest.csv",
-    "data/align/landmarks.csv",
-    "data/mask/masks.csv",
+    "data/align/*/landmarks.csv",  # one per shard (align.shards: 2)
+    "data/mask/*/masks.csv",
     "data/split/split.csv",
 ]
 DOWNSTREAM = ["results/train/*/model.pt", "results/metrics.json"]
@@ -132,6 +132,7 @@ def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):
 def test_second_snakemake_run_does_nothing(snake_run):
     root, _ = snake_run
     before = mtimes(root, UPSTREAM + DOWNSTREAM)
+    assert len(before) == len(UPSTREAM) + 2 + 2  # both shards' tables, both models
     res = sh(root, str(BIN / "snakemake"), "--cores", "2")
     assert "Nothing to be done" in res.stdout + res.stderr
     assert mtimes(root, UPSTREAM + DOWNSTREAM) == before
@@ -159,8 +160,10 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
     first = sh(root, str(BIN / "dvc"), "repro")
     for stage in (
         "download",
-        "align",
-        "mask",
+        "align@0",
+        "align@1",
+        "mask@0",
+        "mask@1",
         "split",
         "train@masked",
         "train@unmasked",
@@ -180,15 +183,17 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = sh(root, str(BIN / "dvc"), "status").stdout
     assert "train@masked" in status and "train@unmasked" in status
-    assert "align:" not in status and "download:" not in status
+    assert "align@" not in status and "mask@" not in status and "download:" not in status
     second = sh(root, str(BIN / "dvc"), "repro")
     evals = {
         f"evaluate@{c}" for c in ("unmasked", "masked", "unmasked_to_masked", "masked_to_unmasked")
     }
     stages = {
         "download",
-        "align",
-        "mask",
+        "align@0",
+        "align@1",
+        "mask@0",
+        "mask@1",
         "split",
         "train@masked",
         "train@unmasked",

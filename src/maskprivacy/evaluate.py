@@ -136,7 +136,7 @@ def predict_condition(
     train_cfg: dict[str, Any],
     test: pd.DataFrame,
     model_path: str | Path,
-    images_dir: str | Path,
+    images_dir: str | Path | list[str | Path],
     threads: int = 1,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -178,7 +178,7 @@ def run(
     train_cfg: dict[str, Any],
     split_table: str | Path,
     model_path: str | Path,
-    images_dir: str | Path,
+    images_dir: str | Path | list[str | Path],
     data_source: str,
     out_predictions: str | Path,
     out_metrics: str | Path,

@@ -1049,8 +1049,14 @@ def coverage_check(
     alpha: np.ndarray,
     threshold: float = 0.5,
     tolerance: float = CHECK_TOLERANCE,
+    box: Box | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Does ``alpha`` cover the nose, mouth and chin and leave the eyes clear?
+
+    ``alpha`` is the mask's coverage over the whole image, or, with ``box`` and the image
+    ``size`` (width, height), only inside ``box`` (as :class:`Rendered` keeps it: zero outside),
+    which gives the same answer without building the full-size array.
 
     Each landmark is judged with a tolerance ``r = max(1 px, tolerance * IOD)`` (IOD: distance
     between the eye centres; 5% by default, about dlib's own landmark error), the same both ways:
@@ -1073,6 +1079,18 @@ def coverage_check(
     alpha = np.asarray(alpha)
     if alpha.ndim != 2:
         raise ValueError(f"alpha: expected a 2-D (height, width) array, got shape {alpha.shape}")
+    if box is None:
+        h, w = alpha.shape
+        x0 = y0 = 0
+    else:  # alpha covers only ``box``: zero elsewhere, judged exactly as the full image
+        w, h = _check_size(size)
+        if box.empty:  # nothing drawn
+            alpha, box = np.zeros((1, 1), np.float32), Box(-3, -3, -2, -2)
+        elif alpha.shape != (box.h, box.w):
+            raise ValueError(f"alpha: shape {alpha.shape} does not match box {box}")
+        x0, y0 = box.x0, box.y0
+    # one pixel of zeros around, so bilinear samples next to the box see the zeros outside it
+    padded = np.pad(alpha.astype(np.float32, copy=False), 1)
     iod = float(np.hypot(*(lm[42:48].mean(axis=0) - lm[36:42].mean(axis=0))))
     r = max(1.0, tolerance * iod)
     ang = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
@@ -1081,9 +1099,10 @@ def coverage_check(
 
     def sample(points: np.ndarray) -> np.ndarray:
         pts = (points[:, None, :] + offsets[None]).reshape(-1, 2)
-        vals = ndimage.map_coordinates(
-            alpha.astype(np.float32, copy=False), [pts[:, 1], pts[:, 0]], order=1, mode="nearest"
-        )
+        # outside the image: the nearest border pixel; then into the padded box's frame
+        px = np.clip(pts[:, 0], 0, w - 1) - x0 + 1
+        py = np.clip(pts[:, 1], 0, h - 1) - y0 + 1
+        vals = ndimage.map_coordinates(padded, [py, px], order=1, mode="constant", cval=0.0)
         return vals.reshape(len(points), len(offsets))
 
     covered = sample(lm[list(COVERED)]).max(axis=1) >= threshold
@@ -1198,7 +1217,13 @@ def _mask_one(args: tuple[str, str, np.ndarray, dict]) -> dict:
         rng = image_rng(int(cfg["seed"]), name)
         mask_type = choose(cfg["_types"], rng)
         r = render(image, landmarks, mask_type, rng, textures=cfg["_textures"])
-        check = coverage_check(landmarks, r.full_alpha(), tolerance=float(cfg["_tolerance"]))
+        check = coverage_check(
+            landmarks,
+            r.alpha,
+            tolerance=float(cfg["_tolerance"]),
+            box=r.box,
+            size=r.image.size,
+        )
         r.image.save(Path(out_dir) / name, format="JPEG", quality=int(cfg["jpeg_quality"]))
     except Exception as exc:  # one bad face must not stop the run: it becomes a reject row
         return {

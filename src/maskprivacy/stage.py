@@ -36,7 +36,8 @@ def finish(
     log: logging.Logger,
 ) -> None:
     """Write the stage report (JSON) and log it with the wall time."""
-    summary = {"stage": name, "seconds": round(time.perf_counter() - started, 3), **summary}
+    # the stage's own wall time wins over any "seconds" a summary carries
+    summary = {"stage": name, **summary, "seconds": round(time.perf_counter() - started, 3)}
     if report:
         write_json(report, summary)
     log.info("done: %s", json.dumps(summary, default=str))

@@ -96,13 +96,20 @@ def _decode(path: Path, size: int) -> np.ndarray:
 
 
 def load_images(
-    folder: str | Path, files: Sequence[str], size: int, workers: int = 4, progress: bool = True
+    folder: str | Path | Sequence[str | Path],
+    files: Sequence[str],
+    size: int,
+    workers: int = 4,
+    progress: bool = True,
 ) -> torch.Tensor:
-    """Decode ``files`` from ``folder`` into a (N, 3, size, size) uint8 tensor on the host."""
+    """Decode ``files`` into a (N, 3, size, size) uint8 tensor on the host; ``folder`` is one
+    image folder or a list of them (the shards'), each file in exactly one."""
+    from .shards import locate
+
     out = torch.empty((len(files), size, size, 3), dtype=torch.uint8)
-    folder = Path(folder)
+    paths = locate(folder, files)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        it = pool.map(lambda f: _decode(folder / f, size), files, chunksize=64)
+        it = pool.map(lambda p: _decode(p, size), paths, chunksize=64)
         for i, arr in enumerate(
             tqdm(it, total=len(files), desc="decode", unit="img", disable=not progress)
         ):
@@ -631,7 +638,7 @@ def load_checkpoint(
 def run(
     cfg: dict[str, Any],
     split_table: str | Path,
-    images_dir: str | Path,
+    images_dir: str | Path | list[str | Path],
     model_out: str | Path,
     history_out: str | Path,
     threads: int = 1,
@@ -662,8 +669,8 @@ def run(
         name=name,
     )
     write_table(history_out, history)
-    last = history.iloc[-1].to_dict()
-    summary = {"n_train": len(tr), "n_val": len(va), "seconds": time.perf_counter() - t0, **last}
+    last = {("last_epoch_seconds" if k == "seconds" else k): v for k, v in history.iloc[-1].items()}
+    summary = {"n_train": len(tr), "n_val": len(va), "fit_seconds": time.perf_counter() - t0, **last}
     if torch.cuda.is_available():
         summary["device"] = torch.cuda.get_device_name()
         summary["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30

@@ -3,17 +3,17 @@ rule align:
         images="data/download/images",
         manifest="data/download/manifest.csv",
     output:
-        images=directory("data/align/images"),
-        landmarks="data/align/landmarks.csv",
-        rejects="data/align/rejects.csv",
-        report="data/align/report.json",
+        images=directory("data/align/{shard}/images"),
+        landmarks="data/align/{shard}/landmarks.csv",
+        rejects="data/align/{shard}/rejects.csv",
+        report="data/align/{shard}/report.json",
     log:
-        "logs/align.log",
+        "logs/align/{shard}.log",
     conda:
         "../envs/align.yaml"
-    threads: workflow.cores
+    threads: max(1, workflow.cores // len(SHARDS))
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=60,
     params:
         cfg=config["align"],

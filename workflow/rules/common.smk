@@ -18,8 +18,14 @@ def label_fixes_input(wildcards):
 
 
 def dataset_images(dataset):
-    """The image folder of a data set: faces as aligned, or with a synthetic mask."""
-    return {"unmasked": "data/align/images", "masked": "data/mask/images"}[dataset]
+    """The image folders (one per shard) of a data set: faces as aligned, or masked."""
+    stage = {"unmasked": "align", "masked": "mask"}[dataset]
+    return expand("data/{stage}/{shard}/images", stage=stage, shard=SHARDS)
+
+
+def shard_tables(stage, name):
+    """One table of ``stage`` per shard, e.g. every shard's data/align/<shard>/landmarks.csv."""
+    return expand("data/{stage}/{shard}/{name}", stage=stage, shard=SHARDS, name=name)
 
 
 def condition_model(condition):

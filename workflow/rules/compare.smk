@@ -11,11 +11,11 @@ rule compare:
         histories=expand("results/train/{dataset}/history.csv", dataset=TRAIN_SETS),
         rejects=[
             "data/download/rejects.csv",
-            "data/align/rejects.csv",
-            "data/mask/rejects.csv",
+            *shard_tables("align", "rejects.csv"),
+            *shard_tables("mask", "rejects.csv"),
             "data/split/rejects.csv",
         ],
-        masks="data/mask/masks.csv",
+        masks=shard_tables("mask", "masks.csv"),
         download_report="data/download/report.json",
     output:
         metrics="results/metrics.json",

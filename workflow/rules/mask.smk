@@ -1,20 +1,20 @@
 rule mask:
     input:
-        images="data/align/images",
-        landmarks="data/align/landmarks.csv",
+        images="data/align/{shard}/images",
+        landmarks="data/align/{shard}/landmarks.csv",
     output:
-        images=directory("data/mask/images"),
-        masks="data/mask/masks.csv",
-        rejects="data/mask/rejects.csv",
-        report="data/mask/report.json",
-        sheet="results/mask/contact_sheet.png",
+        images=directory("data/mask/{shard}/images"),
+        masks="data/mask/{shard}/masks.csv",
+        rejects="data/mask/{shard}/rejects.csv",
+        report="data/mask/{shard}/report.json",
+        sheet="results/mask/{shard}/contact_sheet.png",
     log:
-        "logs/mask.log",
+        "logs/mask/{shard}.log",
     conda:
         "../envs/mask.yaml"
-    threads: workflow.cores
+    threads: max(1, workflow.cores // len(SHARDS))
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=60,
     params:
         cfg=config["mask"],

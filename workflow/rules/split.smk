@@ -3,12 +3,12 @@ rule split:
         manifest="data/download/manifest.csv",
         groups="data/download/groups.csv",
         download_report="data/download/report.json",
-        landmarks="data/align/landmarks.csv",
-        masks="data/mask/masks.csv",
+        landmarks=shard_tables("align", "landmarks.csv"),
+        masks=shard_tables("mask", "masks.csv"),
         rejects=[
             "data/download/rejects.csv",
-            "data/align/rejects.csv",
-            "data/mask/rejects.csv",
+            *shard_tables("align", "rejects.csv"),
+            *shard_tables("mask", "rejects.csv"),
         ],
     output:
         split="data/split/split.csv",

@@ -5,7 +5,8 @@ import time
 from maskprivacy import align
 from maskprivacy.stage import finish, logger
 
-log = logger("align", snakemake.log[0])
+shard = int(snakemake.wildcards.shard)
+log = logger(f"align[{shard}]", snakemake.log[0])
 t0 = time.perf_counter()
 summary = align.run(
     snakemake.params.cfg,
@@ -15,5 +16,7 @@ summary = align.run(
     snakemake.output.landmarks,
     snakemake.output.rejects,
     threads=snakemake.threads,
+    shard=shard,
+    shards=int(snakemake.params.cfg.get("shards", 1)),
 )
 finish("align", summary, t0, snakemake.output.report, log)

@@ -20,7 +20,7 @@ metrics = compare.run(
     condition_plots=dict(zip(names, snakemake.input.plots, strict=True)),
     histories={Path(h).parent.name: h for h in snakemake.input.histories},
     reject_tables=snakemake.input.rejects,
-    masks_table=snakemake.input.masks,
+    masks_table=list(snakemake.input.masks),
     n_inputs=download_report["n_inputs"],
     data_source=download_report["source"],
     all_params=snakemake.params.all,

@@ -17,7 +17,7 @@ summary = evaluate.run(
     snakemake.params.train,
     split_table=snakemake.input.split,
     model_path=snakemake.input.model,
-    images_dir=snakemake.input.images,
+    images_dir=list(snakemake.input.images),
     data_source=download_report["source"],
     out_predictions=snakemake.output.predictions,
     out_metrics=snakemake.output.metrics,

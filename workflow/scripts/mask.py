@@ -5,7 +5,7 @@ import time
 from maskprivacy import masks
 from maskprivacy.stage import finish, logger
 
-log = logger("mask", snakemake.log[0])
+log = logger(f"mask[{snakemake.wildcards.shard}]", snakemake.log[0])
 t0 = time.perf_counter()
 summary = masks.run(
     snakemake.params.cfg,
@@ -17,4 +17,4 @@ summary = masks.run(
     threads=snakemake.threads,
     contact_sheet_out=snakemake.output.sheet,
 )
-finish("mask", summary, t0, snakemake.output.report, log)
+finish("mask", {"shard": snakemake.wildcards.shard, **summary}, t0, snakemake.output.report, log)

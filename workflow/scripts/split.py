@@ -10,9 +10,9 @@ from maskprivacy.stage import finish, logger
 
 log = logger("split", snakemake.log[0])
 t0 = time.perf_counter()
-present = [
-    set(read_table(snakemake.input.landmarks)["file"]),
-    set(read_table(snakemake.input.masks)["file"]),
+present = [  # the faces every shard aligned, and masked
+    {f for t in snakemake.input.landmarks for f in read_table(t)["file"]},
+    {f for t in snakemake.input.masks for f in read_table(t)["file"]},
 ]
 groups = read_table(snakemake.input.groups)
 table, rejects, summary = split.run(

@@ -11,7 +11,7 @@ t0 = time.perf_counter()
 summary = train.run(
     snakemake.params.cfg,
     snakemake.input.split,
-    snakemake.input.images,
+    list(snakemake.input.images),
     snakemake.output.model,
     snakemake.output.history,
     threads=snakemake.threads,
