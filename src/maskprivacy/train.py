@@ -670,7 +670,12 @@ def run(
     )
     write_table(history_out, history)
     last = {("last_epoch_seconds" if k == "seconds" else k): v for k, v in history.iloc[-1].items()}
-    summary = {"n_train": len(tr), "n_val": len(va), "fit_seconds": time.perf_counter() - t0, **last}
+    summary = {
+        "n_train": len(tr),
+        "n_val": len(va),
+        "fit_seconds": time.perf_counter() - t0,
+        **last,
+    }
     if torch.cuda.is_available():
         summary["device"] = torch.cuda.get_device_name()
         summary["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
