@@ -69,6 +69,7 @@ def test_benchmark_prints_rates_ratio_and_scaling(tmp_path, demo_folder, capsys)
     assert set(res["mask_stage_img_s_by_type"]) == {"paper", "surgical", "n95", "kn95", "cloth"}
     assert 0 < res["masked_fraction"] <= 1
     assert "2 shard jobs" in text and res["pipeline_2shards_img_s"] > 0
+    assert len(res["ratio_paired"]) == 1 and res["ratio_paired"][0] > 0
     assert (
         res["pipeline_shards_scaling_2_over_1"]
         == res["pipeline_2shards_img_s"] / res["pipeline_img_s"]

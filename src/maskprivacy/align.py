@@ -67,9 +67,9 @@ def warp(image: Image.Image | np.ndarray, matrix: np.ndarray, size: int) -> Imag
     Bilinear, pixel centres at integer coordinates (dlib's and the landmarks' convention);
     output pixels whose source lies outside the image are black. An image shrunk to half its
     size or less is first box-filtered by the whole factor, so it does not alias (faces of
-    in-the-wild photos). dlib's ``transform_image``
-    does it about twice as fast as PIL's affine transform (0.8 ms against 1.5 ms for a
-    224 x 224 crop here); PIL serves where dlib is not installed.
+    in-the-wild photos). dlib's ``transform_image`` does it about twice as fast as PIL's affine
+    transform (0.8 ms against 1.5 ms for a 224 x 224 crop here); PIL serves where dlib is not
+    installed.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
@@ -87,14 +87,16 @@ def warp(image: Image.Image | np.ndarray, matrix: np.ndarray, size: int) -> Imag
     except ImportError:
         dlib = None
     if dlib is not None:
-        arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        if isinstance(image, Image.Image):
+            image = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        arr = np.asarray(image)
         out = dlib.transform_image(
             np.ascontiguousarray(arr, dtype=np.uint8),
             dlib.point_transform_projective(inv),
             size,
             size,
         )
-        return Image.fromarray(out, "RGB" if out.ndim == 3 else "L")
+        return Image.fromarray(out)  # (h, w, 3) -> RGB, (h, w) -> L
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     # PIL wants the output->input map with pixel corners at integers: shift by half a pixel.
