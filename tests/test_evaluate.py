@@ -118,3 +118,15 @@ def test_report_is_self_contained_and_says_demo(fake, tmp_path):
     assert "epochs: 3" in page
     real = html_report.render(statistics_for(test, preds, demo=False), {}, tmp_path)
     assert "DEMO DATA: synthetic" not in real
+    assert "The masks" not in real  # no contact sheet given
+    from PIL import Image
+
+    (tmp_path / "sheets").mkdir()
+    Image.new("RGB", (40, 20), "white").save(tmp_path / "sheets" / "contact_sheet.png")
+    with_sheet = html_report.render(
+        statistics_for(test, preds, demo=False),
+        {},
+        tmp_path,
+        [tmp_path / "sheets/contact_sheet.png"],
+    )
+    assert "The masks" in with_sheet and 'alt="contact_sheet"' in with_sheet

@@ -112,6 +112,7 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
     page = (root / "results/report.html").read_text()
     assert "<h1>" in page and "test faces" in page and "data:image/png;base64," in page
     assert "DEMO DATA: synthetic" not in page  # these inputs came from a folder (source: path)
+    assert "The masks" in page  # the mask stage's contact sheet, embedded
 
 
 def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):

@@ -86,6 +86,7 @@ def run(
     out_rejects: str | Path,
     out_plots: str | Path,
     out_report: str | Path,
+    contact_sheets: list[str | Path] = (),
 ) -> dict[str, Any]:
     demo = data_source == "demo"
     split = read_table(split_table)
@@ -176,6 +177,8 @@ def run(
     write_table(out_rejects, rejects.sort_values(["stage", "file"], kind="stable"))
     write_json(out_statistics, statistics)
     plot_dirs = [Path(out_plots), *[Path(condition_plots[c["name"]]) for c in conditions]]
-    write_text(out_report, html_report.render(statistics, all_params, plot_dirs))
+    write_text(
+        out_report, html_report.render(statistics, all_params, plot_dirs, list(contact_sheets))
+    )
     write_json(out_metrics, metrics)
     return metrics

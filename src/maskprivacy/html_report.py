@@ -73,8 +73,12 @@ def _img(path: Path) -> str:
 
 
 def render(
-    statistics: dict[str, Any], params: dict[str, Any], plot_dirs: str | Path | list[str | Path]
+    statistics: dict[str, Any],
+    params: dict[str, Any],
+    plot_dirs: str | Path | list[str | Path],
+    contact_sheets: list[str | Path] = (),
 ) -> str:
+    """The self-contained HTML page; ``contact_sheets`` (the mask stage's PNGs) show the masks."""
     demo = bool(statistics.get("demo"))
     conds = statistics["conditions"]
     rows = []
@@ -173,6 +177,13 @@ def render(
     if isinstance(plot_dirs, str | Path):
         plot_dirs = [plot_dirs]
     plots = "".join(_img(p) for d in plot_dirs for p in sorted(Path(d).glob("*.png")))
+    sheets = "".join(_img(Path(p)) for p in contact_sheets if Path(p).is_file())
+    masks_section = (
+        "<h2>The masks</h2><p>Faces of the test run's data with every mask type drawn from their "
+        "landmarks (the configured types are starred).</p>" + sheets
+        if sheets
+        else ""
+    )
     alpha = float(statistics.get("alpha", ALPHA))
     banner = (
         '<div class="demo">DEMO DATA: synthetic faces with labels tied to painted cues, not UTKFace. '
@@ -202,6 +213,7 @@ absolute age errors; percentile bootstrap intervals over test images.</p>
 <h2>Race recall per class (%)</h2>{recall_table}
 <h2>By mask type</h2>{mask_table}
 <h2>Data</h2>{split_table}{acc_table}
+{masks_section}
 <h2>Plots</h2>{plots}
 <h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
 </body></html>

@@ -16,6 +16,7 @@ rule compare:
             "data/split/rejects.csv",
         ],
         masks=shard_tables("mask", "masks.csv"),
+        sheet="results/mask/0/contact_sheet.png",
         download_report="data/download/report.json",
     output:
         metrics="results/metrics.json",

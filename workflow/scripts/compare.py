@@ -30,5 +30,6 @@ metrics = compare.run(
     out_rejects=snakemake.output.rejects,
     out_plots=snakemake.output.plots,
     out_report=snakemake.output.report,
+    contact_sheets=[snakemake.input.sheet],
 )
 finish("compare", metrics, t0, None, log)
