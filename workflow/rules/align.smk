@@ -11,7 +11,7 @@ rule align:
         "logs/align/{shard}.log",
     conda:
         "../envs/align.yaml"
-    threads: max(1, workflow.cores // len(SHARDS))
+    threads: 1  # parallel over shards (align.shards), one core each
     resources:
         mem_mb=2000,
         runtime=60,

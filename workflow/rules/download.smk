@@ -16,7 +16,7 @@ rule download:
         "logs/download.log",
     conda:
         "../envs/download.yaml"
-    threads: workflow.cores
+    threads: 8  # capped at --cores locally
     resources:
         mem_mb=4000,
         runtime=60,

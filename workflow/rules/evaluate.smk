@@ -12,7 +12,7 @@ rule evaluate:
         "logs/evaluate/{condition}.log",
     conda:
         "../envs/evaluate.yaml"
-    threads: min(8, workflow.cores)
+    threads: 8  # capped at --cores locally
     resources:
         mem_mb=16000,
         runtime=30,

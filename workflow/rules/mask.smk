@@ -12,7 +12,7 @@ rule mask:
         "logs/mask/{shard}.log",
     conda:
         "../envs/mask.yaml"
-    threads: max(1, workflow.cores // len(SHARDS))
+    threads: 1  # parallel over shards (align.shards), one core each
     resources:
         mem_mb=2000,
         runtime=60,

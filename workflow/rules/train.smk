@@ -10,7 +10,7 @@ rule train:
         "logs/train/{dataset}.log",
     conda:
         "../envs/train.yaml"
-    threads: min(8, workflow.cores)
+    threads: 8  # capped at --cores locally
     resources:
         mem_mb=32000,
         runtime=120,
