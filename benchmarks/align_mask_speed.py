@@ -120,63 +120,58 @@ def bare_dlib_2cores(paths: list[Path], predictor: str | None) -> float:
     return time.perf_counter() - t0
 
 
-def pipeline(
-    images: Path, manifest: Path, work: Path, params: dict[str, Any], threads: int
+def align_and_mask(
+    images: Path,
+    manifest: Path,
+    out: Path,
+    params: dict[str, Any],
+    threads: int = 1,
+    shard: int = 0,
+    shards: int = 1,
 ) -> dict[str, Any]:
-    """Run align then mask as the rules do; seconds of each and their summaries."""
-    if work.exists():
-        shutil.rmtree(work)
+    """One ``align`` job then one ``mask`` job (of ``shard``), as the rules run them; seconds of
+    each and their summaries."""
     t0 = time.perf_counter()
     a = align.run(
-        params["align"],
-        images,
-        manifest,
-        work / "align/images",
-        work / "align/landmarks.csv",
-        work / "align/rejects.csv",
-        threads=threads,
-        progress=False,
-    )
-    t1 = time.perf_counter()
-    m = masks.run(
-        params["mask"],
-        work / "align/images",
-        work / "align/landmarks.csv",
-        work / "mask/images",
-        work / "mask/masks.csv",
-        work / "mask/rejects.csv",
-        threads=threads,
-        progress=False,
-        contact_sheet_out=work / "contact_sheet.png",
-    )
-    t2 = time.perf_counter()
-    return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m}
-
-
-def _shard_job(images: Path, manifest: Path, work: Path, params: dict[str, Any], k: int, n: int):
-    """What one ``align`` job then one ``mask`` job of shard ``k`` of ``n`` do, in a process."""
-    out = work / str(k)
-    align.run(
         params["align"],
         images,
         manifest,
         out / "align/images",
         out / "align/landmarks.csv",
         out / "align/rejects.csv",
+        threads=threads,
         progress=False,
-        shard=k,
-        shards=n,
+        shard=shard,
+        shards=shards,
     )
-    masks.run(
+    t1 = time.perf_counter()
+    m = masks.run(
         params["mask"],
         out / "align/images",
         out / "align/landmarks.csv",
         out / "mask/images",
         out / "mask/masks.csv",
         out / "mask/rejects.csv",
+        threads=threads,
         progress=False,
         contact_sheet_out=out / "contact_sheet.png",
     )
+    t2 = time.perf_counter()
+    return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m}
+
+
+def pipeline(
+    images: Path, manifest: Path, work: Path, params: dict[str, Any], threads: int
+) -> dict[str, Any]:
+    """Run align then mask on every image, in a fresh ``work`` folder."""
+    if work.exists():
+        shutil.rmtree(work)
+    return align_and_mask(images, manifest, work, params, threads=threads)
+
+
+def _shard_job(images: Path, manifest: Path, work: Path, params: dict[str, Any], k: int, n: int):
+    """What one ``align`` job then one ``mask`` job of shard ``k`` of ``n`` do, in a process."""
+    align_and_mask(images, manifest, work / str(k), params, shard=k, shards=n)
 
 
 def pipeline_shards(

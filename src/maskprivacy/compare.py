@@ -76,7 +76,7 @@ def run(
     condition_plots: dict[str, str | Path],
     histories: dict[str, str | Path],
     reject_tables: list[str | Path],
-    masks_table: str | Path | list[str | Path] | None,
+    masks_table: list[str | Path] | None,
     n_inputs: int,
     data_source: str,
     all_params: dict[str, Any],
@@ -116,10 +116,9 @@ def run(
         if name != base
     }
     rejects = pd.concat([read_table(t) for t in reject_tables], ignore_index=True)
-    if isinstance(masks_table, list | tuple):  # one table per shard
-        masks = pd.concat([read_table(t) for t in masks_table], ignore_index=True)
-    else:
-        masks = read_table(masks_table) if masks_table else None
+    masks = (  # one table per shard
+        pd.concat([read_table(t) for t in masks_table], ignore_index=True) if masks_table else None
+    )
     groups = group_table(test, preds)
     statistics = {
         "data_source": data_source,

@@ -1084,8 +1084,8 @@ def coverage_check(
         x0 = y0 = 0
     else:  # alpha covers only ``box``: zero elsewhere, judged exactly as the full image
         w, h = _check_size(size)
-        if box.empty:  # nothing drawn
-            alpha, box = np.zeros((1, 1), np.float32), Box(-3, -3, -2, -2)
+        if box.empty:  # nothing drawn: zero everywhere
+            alpha = np.zeros((0, 0), np.float32)
         elif alpha.shape != (box.h, box.w):
             raise ValueError(f"alpha: shape {alpha.shape} does not match box {box}")
         x0, y0 = box.x0, box.y0

@@ -38,24 +38,19 @@ def locate(folders: str | os.PathLike | Sequence[str | os.PathLike], files: Sequ
     if isinstance(folders, str | os.PathLike):
         folders = [folders]
     folders = [Path(f) for f in folders]
-    if len(folders) == 1:
-        paths = [folders[0] / f for f in files]
-        missing = [str(p) for p in paths if not p.is_file()]
-    else:
-        wanted = set(files)
-        where: dict[str, Path] = {}
-        for folder in folders:
-            with os.scandir(folder) as it:
-                for entry in it:  # (tools leave their own files there: .snakemake_timestamp)
-                    if entry.name not in wanted:
-                        continue
-                    if entry.name in where:
-                        raise ValueError(
-                            f"{entry.name} is in two shard folders: {where[entry.name]} and {folder}"
-                        )
-                    where[entry.name] = folder
-        paths = [where.get(f, folders[0]) / f for f in files]
-        missing = [f for f in files if f not in where]
+    wanted = set(files)
+    where: dict[str, Path] = {}
+    for folder in folders:
+        with os.scandir(folder) as it:
+            for entry in it:  # (tools leave their own files there: .snakemake_timestamp)
+                if entry.name not in wanted:
+                    continue
+                if entry.name in where:
+                    raise ValueError(
+                        f"{entry.name} is in two shard folders: {where[entry.name]} and {folder}"
+                    )
+                where[entry.name] = folder
+    missing = [f for f in files if f not in where]
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -63,4 +58,4 @@ def locate(folders: str | os.PathLike | Sequence[str | os.PathLike], files: Sequ
         raise FileNotFoundError(
             f"{len(missing)} image(s) not found in {', '.join(map(str, folders))}: {shown}"
         )
-    return paths
+    return [where[f] / f for f in files]

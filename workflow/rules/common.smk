@@ -17,15 +17,14 @@ def label_fixes_input(wildcards):
     )
 
 
+def shard_tables(stage, name):
+    """One output of ``stage`` per shard, e.g. every shard's data/align/<shard>/landmarks.csv."""
+    return expand("data/{stage}/{shard}/{name}", stage=stage, shard=SHARDS, name=name)
+
+
 def dataset_images(dataset):
     """The image folders (one per shard) of a data set: faces as aligned, or masked."""
-    stage = {"unmasked": "align", "masked": "mask"}[dataset]
-    return expand("data/{stage}/{shard}/images", stage=stage, shard=SHARDS)
-
-
-def shard_tables(stage, name):
-    """One table of ``stage`` per shard, e.g. every shard's data/align/<shard>/landmarks.csv."""
-    return expand("data/{stage}/{shard}/{name}", stage=stage, shard=SHARDS, name=name)
+    return shard_tables({"unmasked": "align", "masked": "mask"}[dataset], "images")
 
 
 def condition_model(condition):
