@@ -12,7 +12,9 @@ images), then measures, in this process and one core unless said otherwise:
   JPEG write, tables and contact sheet. Rate = input images / wall time of both stages;
 - on 2 cores, the same as a pool of 2 workers inside one job (``threads=2``) and as 2 shard jobs
   in parallel processes (``align.shards: 2``, what ``snakemake --cores 2`` runs);
-- the mask stage alone for each mask type (``--per-type``).
+- the mask stage alone for each mask type (``--per-type``);
+- after each repeat, what creating and writing a file costs on the disk of the work folder (the
+  pipeline writes two per face; on this project's VM it swings between 0.05 and 1 ms).
 
 Each measurement is repeated ``--repeat`` times, bare and pipeline alternating, and the best
 (least disturbed) run is reported, with the load average, since a shared machine drifts. The
@@ -160,13 +162,41 @@ def align_and_mask(
     return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m}
 
 
+class Scratch:
+    """Fresh output folders under ``base``, none deleted until :meth:`clear`.
+
+    Deleting thousands of files just before a timed run slows that run's file creation here
+    (ext4 mounted with ``discard``: a create costs 0.05 ms normally and up to 1 ms while the
+    freed blocks are being discarded), so every timed run writes into a folder of its own and
+    all of them go at the end, with the benchmark's temporary folder, after the timing.
+    """
+
+    def __init__(self, base: Path):
+        self.base, self.k = base, 0
+
+    def fresh(self, label: str) -> Path:
+        self.k += 1
+        return self.base / f"{self.k:02d}_{label}"
+
+
+def file_create_ms(folder: Path, n: int = 200, size: int = 15_000) -> float:
+    """Milliseconds to create and write one file of ``size`` bytes (an aligned face's JPEG) in
+    a fresh ``folder``: the disk's share of the pipeline, which writes two files per face."""
+    folder.mkdir(parents=True)
+    data = os.urandom(size)
+    t0 = time.perf_counter()
+    for i in range(n):
+        with open(folder / f"{i:05d}.jpg", "wb") as f:
+            f.write(data)
+    return (time.perf_counter() - t0) / n * 1e3
+
+
 def pipeline(
     images: Path, manifest: Path, work: Path, params: dict[str, Any], threads: int
 ) -> dict[str, Any]:
-    """Run align then mask on every image, in a fresh ``work`` folder."""
-    if work.exists():
-        shutil.rmtree(work)
-    return align_and_mask(images, manifest, work, params, threads=threads)
+    """Run align then mask on every image, into ``work`` (a fresh folder); ``work`` is kept in
+    the result, for the per-type runs."""
+    return {**align_and_mask(images, manifest, work, params, threads=threads), "work": work}
 
 
 def _shard_job(images: Path, manifest: Path, work: Path, params: dict[str, Any], k: int, n: int):
@@ -181,8 +211,6 @@ def pipeline_shards(
     ``snakemake --cores N`` runs them with ``align.shards: N``."""
     import multiprocessing as mp
 
-    if work.exists():
-        shutil.rmtree(work)
     ctx = mp.get_context("fork")
     procs = [
         ctx.Process(target=_shard_job, args=(images, manifest, work, params, k, shards))
@@ -198,9 +226,10 @@ def pipeline_shards(
     return time.perf_counter() - t0
 
 
-def mask_only(work: Path, params: dict[str, Any], mask_type: str) -> float:
+def mask_only(work: Path, out: Path, params: dict[str, Any], mask_type: str) -> float:
+    """Seconds for the mask stage alone with one ``mask_type``, on the faces aligned in
+    ``work``, into ``out`` (a fresh folder)."""
     cfg = {**params["mask"], "types": mask_type}
-    out = work / f"mask_{mask_type}"
     t0 = time.perf_counter()
     masks.run(
         cfg,
@@ -226,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-type", action="store_true", help="also time the mask stage per type")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     ap.add_argument("--keep", type=Path, default=None, help="keep the outputs in this folder")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the timed runs write (default: the system's temporary folder); pass a "
+        "folder on the disk that holds data/ to time the disk the pipeline really writes to",
+    )
     args = ap.parse_args(argv)
 
     params = yaml.safe_load(args.params.read_text())
@@ -233,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         t = args.types.split(",")
         params["mask"]["types"] = t[0] if len(t) == 1 else t
     predictor = params["align"].get("predictor") or None
-    tmp = Path(tempfile.mkdtemp(prefix="align_mask_speed."))
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="align_mask_speed.", dir=args.workdir))
     try:
         images = tmp / "images"
         names = first_by_sha1(args.source, args.n, images)
@@ -242,12 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         paths = [images / f for f in names]
         n = len(names)
         faces.models(predictor)  # model loading is not per-image work
-        work = args.keep or tmp / "work"
+        scratch = Scratch(args.keep or tmp / "work")  # --keep: every run's outputs stay there
 
-        bare_runs, pipe_runs = [], []
+        bare_runs, pipe_runs, create_ms = [], [], []
         for _ in range(max(1, args.repeat)):
             bare_runs.append(bare_dlib(paths, predictor))
-            pipe_runs.append(pipeline(images, manifest, work, params, threads=1))
+            pipe_runs.append(pipeline(images, manifest, scratch.fresh("1core"), params, 1))
+            create_ms.append(file_create_ms(scratch.fresh("disk")))
         bare = min(bare_runs, key=lambda r: r["detect_landmarks_s"])
         bare_dec = min(r["detect_landmarks_s"] + r["decode_s"] for r in bare_runs)
         pipe = min(pipe_runs, key=lambda r: r["align_s"] + r["mask_s"])
@@ -282,16 +321,21 @@ def main(argv: list[str] | None = None) -> int:
                 "bare_detect_landmarks": [round(r["detect_landmarks_s"], 3) for r in bare_runs],
                 "pipeline": [round(r["align_s"] + r["mask_s"], 3) for r in pipe_runs],
             },
+            # per repeat, in order: what the disk charged for creating a file right after it
+            "file_create_ms": [round(v, 3) for v in create_ms],
         }
         if not args.no_2cores:
             t2 = min(
-                (pipeline(images, manifest, work, params, threads=2) for _ in range(args.repeat)),
+                (
+                    pipeline(images, manifest, scratch.fresh("2cores"), params, 2)
+                    for _ in range(args.repeat)
+                ),
                 key=lambda r: r["align_s"] + r["mask_s"],
             )
             b2 = min(bare_dlib_2cores(paths, predictor) for _ in range(args.repeat))
             res["pipeline_2cores_img_s"] = n / (t2["align_s"] + t2["mask_s"])
             ts = min(
-                pipeline_shards(images, manifest, tmp / "shards", params, 2)
+                pipeline_shards(images, manifest, scratch.fresh("2shards"), params, 2)
                 for _ in range(args.repeat)
             )
             res["pipeline_2shards_img_s"] = n / ts
@@ -305,7 +349,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.per_type:
             res["mask_stage_img_s_by_type"] = {
-                t: n / min(mask_only(work, params, t) for _ in range(args.repeat))
+                t: n
+                / min(
+                    mask_only(pipe["work"], scratch.fresh(f"mask_{t}"), params, t)
+                    for _ in range(args.repeat)
+                )
                 for t in masks.MASK_TYPES
             }
     finally:
@@ -349,6 +397,13 @@ def report(r: dict[str, Any]) -> str:
         f"  ratio pipeline / bare dlib + decode          {r['ratio_pipeline_to_bare_with_decode']:.2f}\n"
     )
     w(f"  ratio of each back-to-back pair (sorted)     {r['ratio_paired']}\n")
+    n, runs = r["n_images"], r["all_runs_s"]
+    w("  each repeat in order: pipeline img/s        ")
+    w(f"{[round(n / t) for t in runs['pipeline']]}\n")
+    w(
+        f"    bare dlib img/s                            {[round(n / t) for t in runs['bare_detect_landmarks']]}\n"
+    )
+    w(f"    file create + write, ms (2 per face)       {r['file_create_ms']}\n")
     w(f"  pipeline / MaskTheFace                       {r['speedup_vs_masktheface']:.2f}x\n")
     if "pipeline_scaling_2_over_1" in r:
         w(f"  scaling 1 -> 2 cores: pipeline {r['pipeline_scaling_2_over_1']:.2f}x (pool), ")

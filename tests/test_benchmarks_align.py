@@ -53,6 +53,8 @@ def test_benchmark_prints_rates_ratio_and_scaling(tmp_path, demo_folder, capsys)
             "--per-type",
             "--json",
             str(out),
+            "--workdir",
+            str(tmp_path / "work"),
         ]
     )
     assert rc == 0
@@ -70,6 +72,9 @@ def test_benchmark_prints_rates_ratio_and_scaling(tmp_path, demo_folder, capsys)
     assert 0 < res["masked_fraction"] <= 1
     assert "2 shard jobs" in text and res["pipeline_2shards_img_s"] > 0
     assert len(res["ratio_paired"]) == 1 and res["ratio_paired"][0] > 0
+    assert len(res["file_create_ms"]) == 1 and res["file_create_ms"][0] > 0
+    assert "file create" in text
+    assert (tmp_path / "work").is_dir() and not any((tmp_path / "work").iterdir())  # cleaned up
     assert (
         res["pipeline_shards_scaling_2_over_1"]
         == res["pipeline_2shards_img_s"] / res["pipeline_img_s"]
