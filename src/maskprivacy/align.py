@@ -120,14 +120,9 @@ def load_rgb(path: str | Path) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def align_one(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Align one file. Returns {'ok': True, image, landmarks, route} or {'ok': False, reason}."""
-    try:
-        if path.stat().st_size == 0:
-            return {"ok": False, "reason": "decode_error", "detail": "empty file (0 bytes)"}
-        image = load_rgb(path)
-    except Exception as exc:  # PIL raises many types for broken files
-        return {"ok": False, "reason": "decode_error", "detail": f"{type(exc).__name__}: {exc}"}
+def find_face(image: Image.Image, cfg: dict[str, Any]) -> tuple[np.ndarray | None, str, str]:
+    """The 68 landmarks of ``image``'s face by the detection cascade the ``align`` params set,
+    the route that found them, and, when none did, why (``(None, "no_face", detail)``)."""
     prior = tuple(cfg.get("prior_box", faces.UTKFACE_PRIOR_BOX)) if cfg.get("prealigned") else None
     explain: dict[str, Any] = {}
     pts, route = faces.detect_landmarks(
@@ -141,6 +136,20 @@ def align_one(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     )
     if pts is None:
         detail = explain.get("detail") or f"no frontal face at upsample {list(cfg['upsample'])}"
+        return None, "no_face", detail
+    return pts, route, ""
+
+
+def align_one(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Align one file. Returns {'ok': True, image, landmarks, route} or {'ok': False, reason}."""
+    try:
+        if path.stat().st_size == 0:
+            return {"ok": False, "reason": "decode_error", "detail": "empty file (0 bytes)"}
+        image = load_rgb(path)
+    except Exception as exc:  # PIL raises many types for broken files
+        return {"ok": False, "reason": "decode_error", "detail": f"{type(exc).__name__}: {exc}"}
+    pts, route, detail = find_face(image, cfg)
+    if pts is None:
         return {"ok": False, "reason": "no_face", "detail": detail}
     size = int(cfg["size"])
     matrix = similarity_from_eyes(*faces.eye_centres(pts), size, eye_targets(cfg))

@@ -14,9 +14,7 @@ becomes a ``foreach`` stage (``train@unmasked``, ...).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import io
 import re
 import sys
 from collections import defaultdict
@@ -39,24 +37,9 @@ SNAKEMAKE = "snakemake --cores all --quiet rules --force --allowed-rules {rule} 
 
 def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
     """The jobs of the Snakemake DAG for the default target, forced, as plain dicts."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import DAGSettings, OutputSettings, ResourceSettings
+    from .plan import workflow_dag
 
-    quiet = {Quietness.ALL}
-    with (
-        contextlib.redirect_stdout(io.StringIO()),
-        SnakemakeApi(OutputSettings(quiet=quiet)) as api,
-    ):
-        wapi = api.workflow(
-            resource_settings=ResourceSettings(cores=1),
-            snakefile=root / "Snakefile",
-            workdir=root,
-        )
-        wapi.dag(DAGSettings(forceall=True))
-        wf = wapi._workflow  # the public API has no job listing
-        wf._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
-        wf._build_dag()
+    with workflow_dag(root) as wf:
         config = wf.config
         jobs = []
         for job in wf.dag.jobs:
