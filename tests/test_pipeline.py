@@ -182,7 +182,8 @@ def test_plan_runs_snakemakes_jobs_without_snakemake_or_dlib(snake_run, tmp_path
     params["download"]["path"] = str(tmp_path / "gone")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     res = sh(root, py, "-m", "maskprivacy.plan", "export", "-o", "p2.json", check=False)
-    assert res.returncode == 2 and "no job makes data/download/manifest.csv" in res.stderr
+    assert res.returncode == 2 and "plan: no job makes" in res.stderr
+    assert "data/download/manifest.csv (rule download)" in res.stderr
     assert not (root / "p2.json").exists()
 
 
