@@ -47,7 +47,7 @@ PY
 )
   echo "epochs that fit: $EPOCHS, compile: $COMPILE"
   trap 'tar -czf $OUT/results.tar.gz --exclude="*.pt" results logs timings.json data/download/report.json data/download/rejects.csv data/align/*/report.json data/align/*/rejects.csv data/mask/*/report.json data/mask/*/rejects.csv data/mask/*/masks.csv data/split 2>/dev/null; cp results/metrics.json $OUT/ 2>/dev/null' EXIT
-  python3 benchmarks/utkface_gpu.py $W/plan.json $W/landmarks.npz --timings timings.json \
+  python3 benchmarks/utkface_gpu.py $W/plan.json $W/landmarks.npz --timings timings.json --jobs 16 \
     --set train.epochs=$EPOCHS --set train.compile=$COMPILE 2>&1 | grep -v Warning
   nvidia-smi --query-gpu=memory.used --format=csv
   ;;

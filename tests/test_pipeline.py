@@ -165,7 +165,7 @@ def test_plan_runs_snakemakes_jobs_without_snakemake_or_dlib(snake_run, tmp_path
     sh(root, py, str(bench / "landmarks_cache.py"), str(demo_folder), str(cache),
        "--params", "params.yaml", "--workers", "1")  # fmt: skip
     sh(root, py, "-c", WITHOUT, str(bench / "utkface_gpu.py"), "plan.json", str(cache),
-       "--timings", "timings.json")  # fmt: skip
+       "--timings", "timings.json", "--jobs", "2")  # fmt: skip
     assert len(json.loads((root / "timings.json").read_text())) == len(plan["jobs"])
     for job in plan["jobs"]:
         for f in job["output"]["items"]:

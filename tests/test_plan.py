@@ -118,3 +118,57 @@ def test_a_failing_job_names_itself(tmp_path):
     with pytest.raises(RuntimeError, match=r"boom\[shard=3\].*bad input"):
         plan.run({"version": plan.PLAN_VERSION, "config": {}, "jobs": [job]}, tmp_path)
     assert (tmp_path / "out").is_dir() and (tmp_path / "logs").is_dir()  # parents made first
+
+
+def script_job(name: str, code: str, root, inputs=(), threads=1, gpu=0) -> dict:
+    (root / f"{name}.py").write_text(code)
+    return {
+        "rule": name,
+        "script": f"{name}.py",
+        "wildcards": {},
+        "threads": threads,
+        "gpu": gpu,
+        "input": {"items": list(inputs), "names": {}},
+        "output": {"items": [f"out/{name}.txt"], "names": {"done": [0, None]}},
+        "log": {"items": [], "names": {}},
+        "params": {"items": [], "names": {}},
+    }
+
+
+# Each job checks its inputs exist, then writes its output; a gpu job holds an exclusive lock
+# file while it works, so two at once would make the second fail.
+WRITE = "from pathlib import Path\nPath(snakemake.output.done).write_text('ok')\n"
+NEEDS = "from pathlib import Path\nassert all(Path(f).exists() for f in snakemake.input)\n"
+GPU = (
+    "import os, time\n"
+    "fd = os.open('gpu.lock', os.O_CREAT | os.O_EXCL)\n"
+    "time.sleep(0.3)\n"
+    "os.close(fd); os.remove('gpu.lock')\n"
+)
+
+
+def test_parallel_jobs_wait_for_their_inputs_and_share_one_gpu(tmp_path):
+    jobs = [
+        script_job("a", "import time; time.sleep(0.3)\n" + WRITE, tmp_path),
+        script_job("b", NEEDS + WRITE, tmp_path, inputs=["out/a.txt"]),
+        script_job("c", NEEDS + WRITE, tmp_path, inputs=["out/a.txt"]),
+        script_job("train1", GPU + WRITE, tmp_path, gpu=1),
+        script_job("train2", GPU + WRITE, tmp_path, gpu=1),
+        script_job("d", NEEDS + WRITE, tmp_path, inputs=["out/b.txt", "out/train2.txt"]),
+    ]
+    p = {"version": plan.PLAN_VERSION, "cores": 4, "config": {}, "jobs": jobs}
+    seconds = plan.run(p, tmp_path, jobs=4)
+    assert set(seconds) == {"a", "b", "c", "train1", "train2", "d"}
+    assert all((tmp_path / "out" / f"{j['rule']}.txt").read_text() == "ok" for j in jobs)
+
+
+def test_a_failing_parallel_job_stops_what_needs_it(tmp_path):
+    jobs = [
+        script_job("a", "raise ValueError('broken input')\n", tmp_path),
+        script_job("b", NEEDS + WRITE, tmp_path, inputs=["out/a.txt"]),
+        script_job("c", WRITE, tmp_path),
+    ]
+    p = {"version": plan.PLAN_VERSION, "cores": 2, "config": {}, "jobs": jobs}
+    with pytest.raises(RuntimeError, match=r"job a \(a.py\) failed"):
+        plan.run(p, tmp_path, jobs=2)
+    assert not (tmp_path / "out/b.txt").exists()

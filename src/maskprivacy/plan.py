@@ -4,13 +4,13 @@ The lent GPU machine has PyTorch and this package but neither Snakemake nor dlib
 second description of the pipeline (which drifts), ``export`` asks Snakemake, where it is
 installed, for the jobs of the DAG with everything a rule's script reads (named inputs, outputs,
 logs, params, wildcards, threads) and writes them to a JSON plan in dependency order. ``run``
-executes the rules' own ``workflow/scripts`` one job after another with a stand-in for the
-``snakemake`` object, so the same scripts with the same paths and params run, one at a time.
-What Snakemake adds on top (skipping up-to-date jobs, parallel jobs, conda envs, clusters) is
-not there: a plan reruns every job.
+executes the rules' own ``workflow/scripts`` with a stand-in for the ``snakemake`` object, so the
+same scripts run with the same paths and params, one job at a time or (``--jobs``) side by side
+once their inputs are made. What else Snakemake does (skipping
+up-to-date jobs, conda envs, clusters) is not there: a plan reruns every job.
 
     python -m maskprivacy.plan export --configfile presets/utkface.yaml --cores 16 -o plan.json
-    python -m maskprivacy.plan run plan.json --set train.epochs=12     # where Snakemake is not
+    python -m maskprivacy.plan run plan.json --jobs 16 --set train.epochs=12  # no Snakemake
     python -m maskprivacy.plan run plan.json --dry-run                 # list the jobs
 """
 
@@ -113,6 +113,7 @@ def export(root: Path, cores: int = 1, configfiles: tuple[Path, ...] = ()) -> di
                         "script": str(script),
                         "wildcards": dict(job.wildcards_dict),
                         "threads": int(job.threads),
+                        "gpu": int(job.resources.get("gpu", 0) or 0),
                         "input": _named(job.input),
                         "output": _named(job.output),
                         "log": _named(job.log),
@@ -206,46 +207,141 @@ def _job_label(job: dict[str, Any]) -> str:
     return f"{job['rule']}[{wc}]" if wc else job["rule"]
 
 
-def run(plan: dict[str, Any], root: Path = Path("."), dry_run: bool = False) -> dict[str, float]:
-    """Run every job of ``plan`` in order from ``root`` (its paths are relative to it) with each
-    rule's script; returns wall seconds per job. A failing job stops the run, naming the job."""
+def _shim(plan: dict[str, Any], job: dict[str, Any]) -> SimpleNamespace:
+    """The ``snakemake`` object a rule's script reads, for one job of the plan."""
+    wildcards = job["wildcards"]
+    return SimpleNamespace(
+        input=Named(job["input"]["items"], job["input"]["names"]),
+        output=Named(job["output"]["items"], job["output"]["names"]),
+        log=Named(job["log"]["items"], job["log"]["names"]),
+        params=Named(job["params"]["items"], job["params"]["names"]),
+        wildcards=Named(list(wildcards.values()), {n: [i, None] for i, n in enumerate(wildcards)}),
+        threads=job["threads"],
+        config=plan["config"],
+        rule=job["rule"],
+    )
+
+
+def _run_job(plan: dict[str, Any], job: dict[str, Any]) -> None:
+    for f in job["output"]["items"] + job["log"]["items"]:
+        Path(f).parent.mkdir(parents=True, exist_ok=True)
+    runpy.run_path(job["script"], init_globals={"snakemake": _shim(plan, job)}, run_name="__main__")
+
+
+def _child(plan: dict[str, Any], job: dict[str, Any]) -> None:  # in a forked process
+    code = 0
+    try:
+        _run_job(plan, job)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(
+    plan: dict[str, Any],
+    root: Path = Path("."),
+    dry_run: bool = False,
+    jobs: int = 1,
+    cores: int | None = None,
+    gpus: int = 1,
+) -> dict[str, float]:
+    """Run every job of ``plan`` from ``root`` (its paths are relative to it) with each rule's
+    script; returns wall seconds per job. A failing job stops the run, naming the job.
+
+    ``jobs`` > 1 runs jobs whose inputs are ready side by side in forked processes, as long as
+    their threads fit in ``cores`` (default: the plan's) and their ``gpu`` resources in ``gpus``
+    (so the GPU rules run one after another on one GPU, as Snakemake's default profile does).
+    """
     if plan.get("version") != PLAN_VERSION:
         raise ValueError(f"plan version {plan.get('version')!r}, this runner reads {PLAN_VERSION}")
     root = Path(root).resolve()
+    todo = list(plan["jobs"])
+    n = len(todo)
     seconds: dict[str, float] = {}
     here = Path.cwd()
     os.chdir(root)
     try:
-        for k, job in enumerate(plan["jobs"], 1):
-            label = _job_label(job)
-            print(f"[{k}/{len(plan['jobs'])}] {label}: {job['script']}", flush=True)
-            if dry_run:
-                continue
-            for f in job["output"]["items"] + job["log"]["items"]:
-                Path(f).parent.mkdir(parents=True, exist_ok=True)
-            wildcards = job["wildcards"]
-            shim = SimpleNamespace(
-                input=Named(job["input"]["items"], job["input"]["names"]),
-                output=Named(job["output"]["items"], job["output"]["names"]),
-                log=Named(job["log"]["items"], job["log"]["names"]),
-                params=Named(job["params"]["items"], job["params"]["names"]),
-                wildcards=Named(
-                    list(wildcards.values()), {n: [i, None] for i, n in enumerate(wildcards)}
-                ),
-                threads=job["threads"],
-                config=plan["config"],
-                rule=job["rule"],
-            )
-            t0 = time.perf_counter()
-            try:
-                runpy.run_path(job["script"], init_globals={"snakemake": shim}, run_name="__main__")
-            except BaseException as exc:
-                raise RuntimeError(f"plan: job {label} ({job['script']}) failed: {exc}") from exc
-            seconds[label] = round(time.perf_counter() - t0, 2)
-            print(f"    {label} done in {seconds[label]} s", flush=True)
+        if dry_run or jobs <= 1:
+            for k, job in enumerate(todo, 1):
+                label = _job_label(job)
+                print(f"[{k}/{n}] {label}: {job['script']}", flush=True)
+                if dry_run:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    _run_job(plan, job)
+                except BaseException as exc:
+                    raise RuntimeError(
+                        f"plan: job {label} ({job['script']}) failed: {exc}"
+                    ) from exc
+                seconds[label] = round(time.perf_counter() - t0, 2)
+                print(f"    {label} done in {seconds[label]} s", flush=True)
+        else:
+            _run_parallel(plan, todo, seconds, jobs, cores or int(plan.get("cores", 1)), gpus)
     finally:
         os.chdir(here)
     return seconds
+
+
+def _run_parallel(
+    plan: dict[str, Any],
+    todo: list[dict[str, Any]],
+    seconds: dict[str, float],
+    jobs: int,
+    cores: int,
+    gpus: int,
+) -> None:
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("fork")
+    makers = {f: id(j) for j in todo for f in j["output"]["items"]}
+    done: set[int] = set()
+    running: dict[int, tuple[Any, dict[str, Any], float]] = {}
+    n, started, failed = len(todo), 0, None
+    while todo or running:
+        used_threads = sum(min(j["threads"], cores) for _, j, _ in running.values())
+        used_gpus = sum(j.get("gpu", 0) for _, j, _ in running.values())
+        for job in list(todo):
+            if failed or len(running) >= jobs:
+                break
+            needs = {makers[f] for f in job["input"]["items"] if f in makers}
+            threads, gpu = min(job["threads"], cores), job.get("gpu", 0)
+            fits = used_threads + threads <= cores or not running
+            gpu_free = gpu == 0 or used_gpus + gpu <= max(gpus, 1)  # no GPU: one at a time too
+            if needs <= done and fits and gpu_free:
+                started += 1
+                print(f"[{started}/{n}] {_job_label(job)}: {job['script']}", flush=True)
+                proc = ctx.Process(target=_child, args=(plan, job))
+                proc.start()
+                running[proc.sentinel] = (proc, job, time.perf_counter())
+                todo.remove(job)
+                used_threads, used_gpus = used_threads + threads, used_gpus + gpu
+        if not running:
+            break
+        for sentinel in wait(list(running)):
+            proc, job, t0 = running.pop(sentinel)
+            proc.join()
+            label = _job_label(job)
+            if proc.exitcode != 0:
+                failed = (
+                    failed or f"plan: job {label} ({job['script']}) failed (exit {proc.exitcode})"
+                )
+                continue
+            done.add(id(job))
+            seconds[label] = round(time.perf_counter() - t0, 2)
+            print(f"    {label} done in {seconds[label]} s", flush=True)
+        if failed and not running:
+            break
+    if failed:
+        raise RuntimeError(failed)
+    if todo:  # cannot happen with an exported plan: its jobs are in dependency order
+        raise RuntimeError(f"plan: jobs never became ready: {[_job_label(j) for j in todo]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     rn.add_argument("--root", type=Path, default=Path("."), help="folder the plan's paths are in")
     rn.add_argument("--set", action="append", default=[], help="override: train.epochs=12")
     rn.add_argument("--dry-run", action="store_true", help="list the jobs, run nothing")
+    rn.add_argument("--jobs", type=int, default=1, help="jobs at once (forked processes)")
+    rn.add_argument("--cores", type=int, default=None, help="threads cap (default: the plan's)")
+    rn.add_argument("--gpus", type=int, default=1, help="GPUs: gpu=1 jobs at once")
     rn.add_argument("--timings", type=Path, default=None, help="write seconds per job (JSON)")
     args = ap.parse_args(argv)
     if args.cmd == "export":
@@ -274,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(plan['jobs'])} jobs -> {args.out}")
         return 0
     plan = apply_overrides(json.loads(args.plan.read_text()), args.set, args.root)
-    seconds = run(plan, args.root, dry_run=args.dry_run)
+    seconds = run(plan, args.root, args.dry_run, args.jobs, args.cores, args.gpus)
     if args.timings:
         args.timings.write_text(json.dumps(seconds, indent=1) + "\n")
     return 0
