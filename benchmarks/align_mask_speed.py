@@ -131,8 +131,8 @@ def align_and_mask(
     shard: int = 0,
     shards: int = 1,
 ) -> dict[str, Any]:
-    """One ``align`` job then one ``mask`` job (of ``shard``), as the rules run them; seconds of
-    each and their summaries."""
+    """One ``align`` job then one ``mask`` job (of ``shard``), as the rules run them, into ``out``
+    (a fresh folder); seconds of each, their summaries, and ``out`` (for the per-type runs)."""
     t0 = time.perf_counter()
     a = align.run(
         params["align"],
@@ -159,11 +159,11 @@ def align_and_mask(
         contact_sheet_out=out / "contact_sheet.png",
     )
     t2 = time.perf_counter()
-    return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m}
+    return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m, "work": out}
 
 
 class Scratch:
-    """Fresh output folders under ``base``, none deleted until :meth:`clear`.
+    """Fresh output folders under ``base``; none is deleted while the benchmark runs.
 
     Deleting thousands of files just before a timed run slows that run's file creation here
     (ext4 mounted with ``discard``: a create costs 0.05 ms normally and up to 1 ms while the
@@ -189,14 +189,6 @@ def file_create_ms(folder: Path, n: int = 200, size: int = 15_000) -> float:
         with open(folder / f"{i:05d}.jpg", "wb") as f:
             f.write(data)
     return (time.perf_counter() - t0) / n * 1e3
-
-
-def pipeline(
-    images: Path, manifest: Path, work: Path, params: dict[str, Any], threads: int
-) -> dict[str, Any]:
-    """Run align then mask on every image, into ``work`` (a fresh folder); ``work`` is kept in
-    the result, for the per-type runs."""
-    return {**align_and_mask(images, manifest, work, params, threads=threads), "work": work}
 
 
 def _shard_job(images: Path, manifest: Path, work: Path, params: dict[str, Any], k: int, n: int):
@@ -285,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         bare_runs, pipe_runs, create_ms = [], [], []
         for _ in range(max(1, args.repeat)):
             bare_runs.append(bare_dlib(paths, predictor))
-            pipe_runs.append(pipeline(images, manifest, scratch.fresh("1core"), params, 1))
+            pipe_runs.append(align_and_mask(images, manifest, scratch.fresh("1core"), params))
             create_ms.append(file_create_ms(scratch.fresh("disk")))
         bare = min(bare_runs, key=lambda r: r["detect_landmarks_s"])
         bare_dec = min(r["detect_landmarks_s"] + r["decode_s"] for r in bare_runs)
@@ -327,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_2cores:
             t2 = min(
                 (
-                    pipeline(images, manifest, scratch.fresh("2cores"), params, 2)
+                    align_and_mask(images, manifest, scratch.fresh("2cores"), params, threads=2)
                     for _ in range(args.repeat)
                 ),
                 key=lambda r: r["align_s"] + r["mask_s"],

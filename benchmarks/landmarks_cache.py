@@ -35,12 +35,12 @@ def _sha1(path: str | Path) -> str:
 
 def _one(job: tuple[str, dict[str, Any]]) -> tuple[str, str, np.ndarray | None, str, str]:
     path, cfg = job
+    key, name = _sha1(path), Path(path).name
     try:
         image = align.load_rgb(path)
     except Exception as exc:  # noqa: BLE001 - the stage rejects it the same way
-        return _sha1(path), Path(path).name, None, "decode_error", f"{type(exc).__name__}: {exc}"
-    pts, route, detail = align.find_face(image, cfg)
-    return _sha1(path), Path(path).name, pts, route, detail
+        return key, name, None, "decode_error", f"{type(exc).__name__}: {exc}"
+    return key, name, *align.find_face(image, cfg)
 
 
 def build(files: list[str], cfg: dict[str, Any], workers: int = 1, progress: bool = True):
