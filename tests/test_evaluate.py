@@ -88,8 +88,19 @@ def test_group_table_counts_every_image_once_per_condition(fake):
 def test_answer_sentence_names_what_is_protected(fake):
     test, preds = fake
     sentence = html_report.answer_sentence(statistics_for(test, preds))
-    assert "400 test faces" in sentence and "p = " in sentence
-    assert "protects sex, race, age significantly" in sentence
+    assert "400 test faces" in sentence
+    assert "(McNemar p = " in sentence and "(Wilcoxon p = " in sentence
+    assert "protects sex, race and age significantly" in sentence
+
+
+def test_answer_sentence_says_what_is_not_protected(fake):
+    test, preds = fake
+    only_age = preds["unmasked"].copy()
+    only_age["age_pred"] = preds["masked"]["age_pred"]  # sex and race as unmasked, age worse
+    sentence = html_report.answer_sentence(
+        statistics_for(test, {"unmasked": preds["unmasked"], "masked": only_age})
+    )
+    assert sentence.endswith("a mask protects age significantly, but not sex or race.")
 
 
 def test_answer_sentence_when_nothing_differs(fake):

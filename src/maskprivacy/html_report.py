@@ -16,6 +16,7 @@ import yaml
 
 ALPHA = 0.05
 _ATTR_TEXT = {"sex": "sex accuracy", "race": "race accuracy", "age": "age MAE"}
+_TEST_TEXT = {"mcnemar_exact": "McNemar", "wilcoxon_signed_rank": "Wilcoxon"}
 
 
 def _fmt_p(p: float) -> str:
@@ -24,6 +25,10 @@ def _fmt_p(p: float) -> str:
 
 def _fmt_value(attr: str, v: float) -> str:
     return f"{v:.2f} years" if attr == "age" else f"{100 * v:.1f}%"
+
+
+def _join(words: list[str], last: str = "and") -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
 
 
 def answer_sentence(statistics: dict[str, Any], alpha: float = ALPHA) -> str:
@@ -42,17 +47,17 @@ def answer_sentence(statistics: dict[str, Any], alpha: float = ALPHA) -> str:
         (protected if worse and p < alpha else not_protected).append(attr)
         parts.append(
             f"{_ATTR_TEXT[attr]} {_fmt_value(attr, c['a'])} -> {_fmt_value(attr, c['b'])} "
-            f"({c['test']['name'].split('_')[0].capitalize()} p = {_fmt_p(p)})"
+            f"({_TEST_TEXT.get(c['test']['name'], c['test']['name'])} p = {_fmt_p(p)})"
         )
     cond, base = name.split("_vs_")
     n = cmp["sex"]["n"]
     verdict = (
-        f"a mask protects {', '.join(protected)} significantly"
+        f"a mask protects {_join(protected)} significantly"
         if protected
         else "a mask protects no attribute significantly"
     )
     if protected and not_protected:
-        verdict += f", but not {', '.join(not_protected)}"
+        verdict += f", but not {_join(not_protected, 'or')}"
     return (
         f"On the same {n:,} test faces, going from {base} to {cond}: {'; '.join(parts)}. "
         f"At alpha = {alpha}, {verdict}."
