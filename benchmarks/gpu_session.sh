@@ -19,7 +19,7 @@
 #   --set train.image_size=32 --jobs 2
 set -uo pipefail
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-W=${W:-/tmp/gpu}
+W=${W:-/tmp/gpu} LIMIT=${LIMIT:-540}
 mkdir -p $W
 case "$1" in
 part1)
@@ -43,7 +43,7 @@ part2)
   EPOCHS=${2:-}
   shift $(( $# < 2 ? $# : 2 ))
   if [ -z "$EPOCHS" ]; then
-    EPOCHS=$(W=$W LIMIT=${LIMIT:-540} python3 - <<'PY'
+    EPOCHS=$(W=$W LIMIT=$LIMIT python3 - <<'PY'
 import json, os
 try:
     rows = {r["compile"]: r for r in json.load(open(os.environ["W"] + "/bench.json"))["rows"]}
@@ -62,7 +62,7 @@ PY
   echo "epochs: $EPOCHS"
   # two archives, each under the 16 MiB a returned file may have (the contact sheets take 11 MB)
   trap 'tar -czf $OUT/mask.tar.gz results/mask 2>/dev/null; tar -czf $OUT/results.tar.gz --exclude="*.pt" --exclude=results/mask results logs timings.json data/download/report.json data/download/rejects.csv data/align/*/report.json data/align/*/rejects.csv data/mask/*/report.json data/mask/*/rejects.csv data/mask/*/masks.csv data/split 2>/dev/null; cp results/metrics.json $OUT/ 2>/dev/null' EXIT
-  timeout ${LIMIT:-540} python3 benchmarks/utkface_gpu.py $W/plan.json $W/landmarks.npz \
+  timeout $LIMIT python3 benchmarks/utkface_gpu.py $W/plan.json $W/landmarks.npz \
     --timings timings.json --jobs 16 --set train.epochs=$EPOCHS "$@" 2>&1 | tr '\r' '\n' \
     | grep -v -E 'Warning|\[[0-9:]+<[0-9:?]+|^\s*$' | tee $OUT/part2.log
   nvidia-smi --query-gpu=memory.used --format=csv 2>/dev/null
