@@ -14,12 +14,21 @@ export MPLBACKEND := Agg
 
 setup: $(STAMP)
 
+# The venv takes about 6.3 GiB (torch's CUDA build is 5.6 GiB of it): say so before pip runs out
+# of disk half-way. Set NEED_MIB=0 to skip the check.
+NEED_MIB ?= 7000
+
 $(STAMP): pyproject.toml constraints.txt
+	@free=$$(df -Pm . | awk 'NR==2 {print $$4}'); \
+	if [ "$$free" -lt "$(NEED_MIB)" ]; then \
+	  echo "make setup: only $$free MiB free on $$(df -P . | awk 'NR==2 {print $$6}'), the venv needs about $(NEED_MIB) MiB (torch's CUDA build); free some disk, or set NEED_MIB=0 to try anyway" >&2; \
+	  exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --no-cache-dir --upgrade pip
 	# torch first, pinned: pip takes this CUDA build (it also runs on CPU) from local disk here
-	$(BIN)/python -m pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,dev]'
+	$(BIN)/python -m pip install -q --no-cache-dir -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q --no-cache-dir -c constraints.txt -e '.[workflow,dev]'
 	touch $(STAMP)
 
 demo: setup
