@@ -780,3 +780,21 @@ def test_run_writes_groups_pairs_and_sheet(tmp_path):
     assert groups["group_size"].tolist() == [2, 1, 1, 1, 2]
     assert summary["duplicates"]["exact_copies"] == 1
     assert (out / "sheet.png").stat().st_size > 0 and (out / "pairs.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"), [(None, True), ("1", False), ("0", True), ("true", False)]
+)
+def test_progress_bars_follow_tqdm_disable(tmp_path, monkeypatch, capsys, env, shown):
+    """Cluster and CI logs turn the bars off with TQDM_DISABLE, as for any tqdm program; a
+    stage asked for no progress shows none whatever the environment says."""
+    from maskprivacy import demo
+
+    if env is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", env)
+    demo.generate(tmp_path / "a", n_images=2, seed=0, progress=True)
+    assert ("demo: 100%" in capsys.readouterr().err) is shown
+    demo.generate(tmp_path / "b", n_images=2, seed=0, progress=False)
+    assert capsys.readouterr().err == ""

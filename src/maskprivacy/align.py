@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import faces
-from .io import atomic_dir, rejects_frame, write_table
+from .io import atomic_dir, no_bar, rejects_frame, write_table
 
 # Where the eye centres land in the aligned crop, as fractions of its side (the defaults of
 # align.eye_y = 0.40 and align.eye_distance = 0.30).
@@ -207,7 +207,7 @@ def run(
     rows: list[dict[str, Any]] = []
     with atomic_dir(images_out) as tmp:
         jobs = [(str(Path(images_in) / f), str(tmp), cfg) for f in files]
-        bar = tqdm(total=len(jobs), desc="align", unit="img", disable=not progress)
+        bar = tqdm(total=len(jobs), desc="align", unit="img", disable=no_bar(progress))
         if threads > 1 and len(jobs) > 1:
             ctx = mp.get_context("fork")
             with ctx.Pool(threads) as pool:

@@ -53,6 +53,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from .io import no_bar
+
 log = logging.getLogger(__name__)
 
 POLICIES = ("keep_all", "keep_one", "drop_conflicts")
@@ -183,7 +185,7 @@ def phashes(
     """``(bits, ok)``: one hash row per path; ``ok`` is False (bits all 0) when undecodable."""
     thumbs = np.zeros((len(paths), HASH_SIDE, HASH_SIDE), np.float32)
     ok = np.zeros(len(paths), bool)
-    for i, p in enumerate(tqdm(paths, desc="phash", unit="img", disable=not progress)):
+    for i, p in enumerate(tqdm(paths, desc="phash", unit="img", disable=no_bar(progress))):
         t = thumbnail(p)
         if t is not None:
             thumbs[i], ok[i] = t, True

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from tqdm import tqdm
 
 from . import faces
+from .io import no_bar
 from .labels import RACES, utk_name
 
 CUES = {
@@ -127,7 +128,7 @@ def generate(
     rng = np.random.default_rng(seed)
     bases = base_faces()
     paths = []
-    for i in tqdm(range(n_images), desc="demo", unit="img", disable=not progress):
+    for i in tqdm(range(n_images), desc="demo", unit="img", disable=no_bar(progress)):
         age, sex, race = sample_labels(rng)
         image, pts = bases[int(rng.integers(len(bases)))]
         out = variant(paint_cues(image, pts, age, sex, race), pts, rng)

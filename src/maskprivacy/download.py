@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from .dedup import DEFAULT_THRESHOLD, deduplicate
 from .defects import DefectPolicy, name_defect
-from .io import atomic_dir, rejects_frame, sha256_file, write_table
+from .io import atomic_dir, no_bar, rejects_frame, sha256_file, write_table
 from .labels import IMAGE_SUFFIXES, age_bucket
 from .verify import (
     REFERENCES,
@@ -243,7 +243,7 @@ def _attempt(url: str, part: Path, timeout: float, progress: bool, desc: str) ->
                 unit_scale=True,
                 unit_divisor=1024,
                 desc=desc,
-                disable=not progress,
+                disable=no_bar(progress),
             ) as bar,
         ):
             while chunk := response.read(CHUNK):
@@ -422,7 +422,7 @@ def scan(files: Sequence[Path], shown: Sequence[str], progress: bool = False) ->
     and ``error``."""
     rows = []
     for path, rel in tqdm(
-        list(zip(files, shown, strict=True)), desc="sha256", unit="file", disable=not progress
+        list(zip(files, shown, strict=True)), desc="sha256", unit="file", disable=no_bar(progress)
     ):
         try:
             rows.append((rel, path.name, sha256_file(path), ""))
@@ -490,7 +490,7 @@ def ingest(
             list(zip(paths, sources, links, strict=True)),
             desc=STAGE,
             unit="file",
-            disable=not progress,
+            disable=no_bar(progress),
         )
     ):
         name = path.name

@@ -21,6 +21,13 @@ import pandas as pd
 REJECT_COLUMNS = ["file", "stage", "reason", "detail"]
 
 
+def no_bar(progress: bool) -> bool:
+    """tqdm's ``disable`` for a bar shown when ``progress``: off also when the environment sets
+    ``TQDM_DISABLE`` (to 1, true, yes), which tqdm itself reads only when ``disable`` is not passed."""
+    flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return not progress or flag in ("1", "true", "yes", "on")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -1288,7 +1288,7 @@ def run(
     from tqdm import tqdm
 
     from .align import landmarks_array
-    from .io import atomic_dir, atomic_path, read_table, rejects_frame, write_table
+    from .io import atomic_dir, atomic_path, no_bar, read_table, rejects_frame, write_table
 
     scfg = stage_config(cfg)
     table = read_table(landmarks_table)
@@ -1299,7 +1299,7 @@ def run(
             (str(Path(images_in) / f), str(tmp), lm, scfg)
             for f, lm in zip(table["file"], lms, strict=True)
         ]
-        bar = tqdm(total=len(jobs), desc="mask", unit="img", disable=not progress)
+        bar = tqdm(total=len(jobs), desc="mask", unit="img", disable=no_bar(progress))
         if threads > 1 and len(jobs) > 1:
             with mp.get_context("fork").Pool(threads) as pool:
                 for row in pool.imap_unordered(_mask_one, jobs, chunksize=16):

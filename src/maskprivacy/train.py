@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from .io import atomic_path, write_table
+from .io import atomic_path, no_bar, write_table
 from .labels import RACES, SEXES
 
 MEAN = (0.485, 0.456, 0.406)
@@ -111,7 +111,7 @@ def load_images(
     with ThreadPoolExecutor(max(1, workers)) as pool:
         it = pool.map(lambda p: _decode(p, size), paths, chunksize=64)
         for i, arr in enumerate(
-            tqdm(it, total=len(files), desc="decode", unit="img", disable=not progress)
+            tqdm(it, total=len(files), desc="decode", unit="img", disable=no_bar(progress))
         ):
             out[i] = torch.from_numpy(arr)
     return out.permute(0, 3, 1, 2)
@@ -471,7 +471,7 @@ def train_one_epoch(
     n_batches = n // batch_size
     batches = feeder.batches(order, batch_size, n_batches)
     for x, y in tqdm(
-        batches, total=n_batches, desc=desc, unit="batch", leave=False, disable=not progress
+        batches, total=n_batches, desc=desc, unit="batch", leave=False, disable=no_bar(progress)
     ):
         loss = step(x, y)
         total += loss.detach() * len(x)
@@ -564,7 +564,9 @@ def fit(
     models = {task: tr.model for task, tr in trainers.items()}
     rows = []
     y_val = val_labels.numpy()
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
+    bar = tqdm(
+        range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=no_bar(progress)
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch}
