@@ -51,6 +51,9 @@ def test_stages_mirror_the_snakefile():
     assert train["do"]["params"] == ["train"]
     assert {"${item.images0}", "${item.images1}"} <= set(train["do"]["deps"])
     assert dvc["compare"]["metrics"] == [{"results/metrics.json": {"cache": False}}]
+    # the params a rule passes: whole sections, or one key of a section, as DVC names it
+    assert dvc["compare"]["params"] == ["compare", "evaluate.conditions"]
+    assert dvc["evaluate"]["do"]["params"] == ["evaluate", "train"]
     evaluate = dvc["evaluate"]
     assert set(evaluate["foreach"]) == {
         "unmasked",

@@ -25,7 +25,7 @@ def small_plan() -> dict:
         return {
             "items": json.loads(json.dumps(items)),
             "names": names,
-            "from_config": [plan._config_path(v, config) for v in items],
+            "from_config": [plan.config_path(v, config) for v in items],
         }
 
     def job(rule, *pairs):

@@ -3,9 +3,9 @@
 The Snakefile is the one description of the DAG. This module builds Snakemake's job DAG for the
 default target (with ``params.yaml`` as config) and writes one DVC stage per rule: its inputs
 become ``deps`` (plus the rule's script and the package module of the same name), its outputs
-``outs`` (metrics and plots where they are), the params sections the rule reads become
-``params``, and its command runs that rule alone through Snakemake. A rule with wildcards
-becomes a ``foreach`` stage (``train@unmasked``, ...).
+``outs`` (metrics and plots where they are), the params the rule is passed (sections, or keys
+of one such as ``evaluate.conditions``) become ``params``, and its command runs that rule alone
+through Snakemake. A rule with wildcards becomes a ``foreach`` stage (``train@unmasked``, ...).
 
     python -m maskprivacy.dvcgen            # (re)write dvc.yaml
     python -m maskprivacy.dvcgen --check    # exit 1 if dvc.yaml is stale
@@ -37,20 +37,17 @@ SNAKEMAKE = "snakemake --cores all --quiet rules --force --allowed-rules {rule} 
 
 def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
     """The jobs of the Snakemake DAG for the default target, forced, as plain dicts."""
-    from .plan import workflow_dag
+    from .plan import config_path, workflow_dag
 
     with workflow_dag(root) as wf:
         config = wf.config
         jobs = []
         for job in wf.dag.jobs:
             rule = job.rule
+            # the params a rule passes from the config: a section ("align") or a key of one
+            # ("evaluate.conditions"), as DVC names them
             sections = sorted(
-                {
-                    s
-                    for v in job.params
-                    for s, cfg in config.items()
-                    if isinstance(v, dict) and v == cfg
-                }
+                {".".join(where) for v in job.params if (where := config_path(v, config))}
             )
             jobs.append(
                 {

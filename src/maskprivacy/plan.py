@@ -75,7 +75,7 @@ def _named(items: Any) -> dict[str, Any]:
     }
 
 
-def _config_path(value: Any, config: dict[str, Any]) -> list[str] | None:
+def config_path(value: Any, config: dict[str, Any]) -> list[str] | None:
     """Where in the config ``value`` comes from ([] = the whole config), or None."""
     if value == config:
         return []
@@ -101,7 +101,7 @@ def export(root: Path, cores: int = 1, configfiles: tuple[Path, ...] = ()) -> di
                 if job.rule.name == wf.default_target or not job.rule.script:
                     continue
                 params = _named(job.params)
-                params["from_config"] = [_config_path(v, config) for v in params["items"]]
+                params["from_config"] = [config_path(v, config) for v in params["items"]]
                 script = Path(job.rule.script)
                 if script.is_absolute():
                     script = script.relative_to(root)
