@@ -27,6 +27,7 @@ import yaml
 from tqdm import tqdm
 
 from maskprivacy import align, download, faces
+from maskprivacy.io import no_bar
 
 
 def _sha1(path: str | Path) -> str:
@@ -50,10 +51,10 @@ def build(files: list[str], cfg: dict[str, Any], workers: int = 1, progress: boo
     if workers > 1:
         with mp.get_context("fork").Pool(workers) as pool:
             res = list(
-                tqdm(pool.imap(_one, jobs, chunksize=32), total=len(jobs), disable=not progress)
+                tqdm(pool.imap(_one, jobs, chunksize=32), total=len(jobs), disable=no_bar(progress))
             )
     else:
-        res = [_one(j) for j in tqdm(jobs, disable=not progress)]
+        res = [_one(j) for j in tqdm(jobs, disable=no_bar(progress))]
     lms = np.full((len(res), 68, 2), np.nan, dtype=np.float32)
     for i, r in enumerate(res):
         if r[2] is not None:
