@@ -127,20 +127,79 @@ def test_data_report_accounts_for_every_file(tmp_path):
 # ---------------------------------------------------------------- the paper's uniform split, random
 
 
-def test_uniform_split_cuts_runs_of_ten_by_age_within_sex_and_race():
+def paper_table() -> pd.DataFrame:
+    """A hand-made table for the paper's uniform split (rows deliberately out of order)."""
+    men = [  # (file, race, age)
+        ("m_c.jpg", 0, 30),
+        ("m_j.jpg", 3, 60),
+        ("m_a.jpg", 0, 25),
+        ("m_l.jpg", 4, 2),
+        ("m_e.jpg", 1, 5),
+        ("m_b.jpg", 0, 30),
+        ("m_g.jpg", 2, 40),
+        ("m_d.jpg", 0, 70),
+        ("m_m.jpg", 4, 3),
+        ("m_h.jpg", 2, 20),
+        ("m_f.jpg", 1, 50),
+        ("m_k.jpg", 4, 1),
+        ("m_i.jpg", 2, 41),
+    ]
+    # women: w00..w20, race 0 for 0-4, 1 for 5-12, 4 for 13-20; age 100 - k (so, within a
+    # race, the order is the reverse of the names)
+    women = [(f"w{k:02d}.jpg", 0 if k < 5 else 1 if k < 13 else 4, 100 - k) for k in range(21)]
+    rows = [(f, 0, r, a) for f, r, a in men] + [(f, 1, r, a) for f, r, a in women]
+    t = pd.DataFrame(rows, columns=["file", "sex", "race", "age"])
+    t["age_bucket"] = np.digitize(t["age"], [4, 13, 20, 31, 46, 61])
+    return t.sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+# By hand. Men ordered by race, age, name: m_a m_b m_c m_d (race 0) m_e m_f (1) m_h m_g m_i
+# (2) m_j (3) | m_k m_l m_m (4): the first run of 10 carries across four races; its 9th is m_i
+# (val), its 10th m_j (test); the last 3 (a short run) go to train.
+# Women: w04..w00 (race 0), w12..w05 (1), w20..w13 (4): positions 8, 9 = w09, w08; 18, 19 =
+# w15, w14; position 20 (w13) is a short last run: train.
+PAPER_VAL = {"m_i.jpg", "w09.jpg", "w15.jpg"}
+PAPER_TEST = {"m_j.jpg", "w08.jpg", "w14.jpg"}
+
+
+def test_uniform_split_is_the_authors_runs_of_ten_within_sex():
     from maskprivacy.split import uniform_split
 
-    t = table(1000, seed=4)
+    t = paper_table()
     part = uniform_split(t, (0.8, 0.1, 0.1), seed=2021)
-    counts = part.value_counts()
-    for _, g in t.assign(part=part).groupby(["sex", "race"]):
-        g = g.sort_values(["age", "file"], kind="stable")
-        parts = g["part"].tolist()
-        full = len(parts) // 10
-        for r in range(full):  # every complete run of 10 neighbours in age: 8 / 1 / 1
-            run = parts[r * 10 : (r + 1) * 10]
-            assert (run.count("train"), run.count("val"), run.count("test")) == (8, 1, 1)
-    assert abs(counts["test"] / len(t) - 0.1) < 0.01 and abs(counts["train"] / len(t) - 0.8) < 0.01
+    got = dict(zip(t["file"], part, strict=True))
+    want = {f: "val" if f in PAPER_VAL else "test" if f in PAPER_TEST else "train" for f in got}
+    assert got == want
+    # no randomness: the seed and the row order change nothing
+    assert uniform_split(t, (0.8, 0.1, 0.1), seed=7).equals(part)
+    shuffled = t.sample(frac=1, random_state=5)
+    assert uniform_split(shuffled, (0.8, 0.1, 0.1), 0).reindex(t.index).equals(part)
+
+
+def test_uniform_split_moves_duplicate_groups_and_counts_them():
+    t = paper_table()
+    t["group"] = t["file"]
+    # m_i (val) is a copy of m_a (train, first by name); w14 (test) and w15 (val) one photo
+    t.loc[t["file"].isin(["m_a.jpg", "m_i.jpg"]), "group"] = "g1"
+    t.loc[t["file"].isin(["w14.jpg", "w15.jpg"]), "group"] = "g2"
+    groups = t[["file", "group"]]
+    out, _, summary = run(
+        {"method": "uniform", "fractions": [0.8, 0.1, 0.1], "seed": 0},
+        t.drop(columns="group"),
+        [set(t["file"])],
+        groups,
+    )
+    got = dict(zip(out["file"], out["split"], strict=True))
+    assert got["m_i.jpg"] == got["m_a.jpg"] == "train"
+    assert got["w14.jpg"] == got["w15.jpg"] == "test"  # w14 comes first by name
+    assert summary["files_moved_to_keep_groups"] == 2
+    assert summary["counts"] == {"train": 29, "val": 1, "test": 4}
+
+    from maskprivacy.report import data_report
+
+    rep = data_report({"n_inputs": len(t)}, out, [], groups, split_summary=summary)
+    assert rep["duplicates"]["files_moved_by_split_to_keep_groups"] == 2
+    assert rep["split_method"] == "uniform"
 
 
 def test_uniform_split_spreads_test_over_ages():
@@ -154,19 +213,15 @@ def test_uniform_split_spreads_test_over_ages():
         assert abs(test_ages.quantile(q) - t["age"].quantile(q)) <= 2
 
 
-def test_uniform_and_random_are_seeded_and_order_free():
-    from maskprivacy.split import random_split, uniform_split
+def test_random_is_seeded_and_order_free():
+    from maskprivacy.split import random_split
 
     t = table(300)
-    for fn in (uniform_split, random_split):
-        a = fn(t, (0.8, 0.1, 0.1), 7)
-        b = fn(t.sample(frac=1, random_state=1), (0.8, 0.1, 0.1), 7).reindex(t.index)
-        assert a.equals(b)
-        assert not a.equals(fn(t, (0.8, 0.1, 0.1), 8))
-        assert (
-            a.value_counts().to_dict() == {"train": 240, "val": 30, "test": 30}
-            or fn is uniform_split
-        )
+    a = random_split(t, (0.8, 0.1, 0.1), 7)
+    b = random_split(t.sample(frac=1, random_state=1), (0.8, 0.1, 0.1), 7).reindex(t.index)
+    assert a.equals(b)
+    assert not a.equals(random_split(t, (0.8, 0.1, 0.1), 8))
+    assert a.value_counts().to_dict() == {"train": 240, "val": 30, "test": 30}
 
 
 def test_every_method_keeps_duplicate_groups_together():
@@ -176,5 +231,5 @@ def test_every_method_keeps_duplicate_groups_together():
     t["group"] = t["file"]
     t.loc[t.index[:60], "group"] = [f"g{i // 3}" for i in range(60)]  # 20 groups of 3 copies
     for method in ("stratified", "uniform", "random"):
-        part = split_by(method, t, (0.8, 0.1, 0.1), 3)
+        part, _ = split_by(method, t, (0.8, 0.1, 0.1), 3)
         assert (t.assign(part=part).groupby("group")["part"].nunique() == 1).all(), method

@@ -8,8 +8,10 @@ pleats, straps, textures), so it follows the face through roll, yaw, scale and a
 
 Mask types (:data:`MASK_TYPES`):
 
-- ``paper``: faithful to Seneviratne et al. (2021), "Does a Face Mask Protect my Privacy?": a
-  flat white ``(255, 255, 255)`` polygon through jaw points 1..15 and the nose bridge point 27.
+- ``paper``: the authors' own polygon from Seneviratne et al. (2021), "Does a Face Mask Protect my
+  Privacy?" (their mask type ``a``): a flat white ``(255, 255, 255)`` polygon through jaw points
+  1..15, then (x of 42, y of 15), the nose bridge point 27 and (x of 39, y of 1)
+  (:func:`paper_polygon`): its top edge crosses the cheeks at the height of jaw points 1 and 15.
   Its edge is anti-aliased (supersampled coverage) instead of the original hard edge; pixels
   fully inside are exactly white and pixels fully outside are untouched.
 - ``surgical``: pleated rectangle-ish mask from near the ears, along and a little below the
@@ -300,9 +302,25 @@ class Box:
 Parts = dict[str, Any]
 
 
-def paper_outline(geom: FaceGeometry) -> np.ndarray:
-    """Seneviratne et al.'s polygon: jaw points 1..15 then nose bridge point 27 (closed)."""
-    return geom.lm[[*range(1, 16), 27]]
+def paper_polygon(geom: FaceGeometry) -> np.ndarray:
+    """Seneviratne et al.'s polygon (their ``masked_face_creator.py``, mask type ``a``), closed.
+
+    Through, in order: jaw points 1, 2, ..., 15; the point with the x of landmark 42 (inner
+    corner of the image-right eye) and the y of jaw point 15; the nose bridge point 27; the
+    point with the x of landmark 39 (inner corner of the image-left eye) and the y of jaw point
+    1. The top edge thus runs across the cheeks at the height of points 1 and 15 and rises to
+    the nose bridge only between the inner eye corners. The two corner points use image axes
+    (x and y of the image, not of the face), as the authors' code does.
+    """
+    lm = geom.lm
+    return np.vstack(
+        [
+            lm[1:16],
+            [lm[42, 0], lm[15, 1]],
+            lm[27],
+            [lm[39, 0], lm[1, 1]],
+        ]
+    )
 
 
 def _ears(geom: FaceGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -516,7 +534,7 @@ CLOTH_PALETTE: dict[str, RGB] = {
 
 _SPECS: dict[str, MaskSpec] = {
     "paper": MaskSpec(
-        parts=lambda g: {"outline": paper_outline(g), "loops": []},
+        parts=lambda g: {"outline": paper_polygon(g), "loops": []},
         palette={"white": (255, 255, 255)},
         texture="flat",
     ),

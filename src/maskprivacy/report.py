@@ -142,8 +142,13 @@ def data_report(
     split: pd.DataFrame,
     rejects: Sequence[pd.DataFrame],
     groups: pd.DataFrame | None = None,
+    split_summary: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The data report as a dict (see the module docstring)."""
+    """The data report as a dict (see the module docstring).
+
+    ``split_summary`` (the split stage's summary) adds the split method and how many images
+    keeping duplicate groups on one side moved from the part the method gave them.
+    """
     rej = pd.concat(list(rejects), ignore_index=True) if rejects else pd.DataFrame()
     by_reason = (
         {f"{s}/{r}": int(n) for (s, r), n in rej.groupby(["stage", "reason"]).size().items()}
@@ -160,6 +165,8 @@ def data_report(
             parts = kept.merge(split[["file", "split"]], on="file")
             crossing = int((parts.groupby("group")["split"].nunique() > 1).sum())
         dup["groups_across_split_parts"] = crossing
+    if split_summary is not None:
+        dup["files_moved_by_split_to_keep_groups"] = split_summary.get("files_moved_to_keep_groups")
     n_inputs = int(download.get("n_inputs", 0))
     final = {
         "n_images": len(split),
@@ -183,6 +190,7 @@ def data_report(
         "rejected": int(len(rej)),
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "duplicates": dup,
+        "split_method": (split_summary or {}).get("method"),
         "final": final,
         "accounting": {
             "found": n_inputs,

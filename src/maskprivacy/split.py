@@ -1,4 +1,4 @@
-"""The ``split`` stage: one seeded, stratified, group-aware train/val/test split for every condition.
+"""The ``split`` stage: one group-aware train/val/test split (stratified by default) for every condition.
 
 Strata are sex x race x age bucket (the paper's seven groups). **Groups** are sets of files that
 must not be separated: byte-identical or near-identical copies of one photo (the ``group``
@@ -12,6 +12,11 @@ probability proportional to the room left there, and single files then fill the 
 files this is exactly a seeded shuffle cut by the largest-remainder method. Strata too small to
 cut are pooled and cut together. The split is keyed by image file name, so the unmasked and
 masked versions of an image always fall in the same part.
+
+``split.method: uniform`` is the authors' own split instead (:func:`uniform_split`: within each
+sex, ordered by race, age and name, runs of 10 cut 8 / 1 / 1, no randomness); ``random`` a
+seeded shuffle. Both keep groups on one side afterwards (:func:`keep_groups_together`), and the
+stage reports how many images that moved.
 
 The stage also writes the data report (``results/data/report.json`` and ``labels.png``, see
 :mod:`maskprivacy.report`): the split is where the final data set is known.
@@ -109,19 +114,26 @@ def uniform_split(
     seed: int = 0,
     run_length: int = 10,
 ) -> pd.Series:
-    """The paper's "uniform" split: within each sex, then race, the images sorted by age are cut
-    into consecutive runs of ``run_length`` and each run is divided train/val/test by the
-    fractions (8/1/1 for runs of 10), the places in a run drawn with the seed."""
+    """The paper's "uniform" split, as the authors built it (no randomness; ``seed`` is unused).
+
+    Within each sex, the images are ordered by race code, then age, then file name, and cut into
+    consecutive runs of ``run_length`` that carry on across race boundaries (a run may hold the
+    last images of one race and the first of the next). In each run the first places go to
+    train, the next to validation, the last to test, as many of each as the fractions give for
+    a full run (8 / 1 / 1 for runs of 10 at 0.8 / 0.1 / 0.1). The last run of a sex, when
+    shorter than ``run_length``, goes to train whole.
+    """
     _check_fractions(fractions)
-    rng = np.random.default_rng(seed)
+    if int(run_length) != run_length or run_length < 1:
+        raise ValueError(f"run_length must be a positive integer, got {run_length!r}")
+    places = np.repeat(PARTS, _cut(int(run_length), fractions))
     ordered = table.sort_values(["sex", "race", "age", "file"], kind="stable")
     part = pd.Series(index=ordered.index, dtype=object)
-    for _, group in ordered.groupby(["sex", "race"], sort=True):
-        idx = group.index.to_numpy()
-        for start in range(0, len(idx), run_length):
-            run = idx[start : start + run_length]
-            labels = np.repeat(PARTS, _cut(len(run), fractions))
-            part[run] = labels[rng.permutation(len(run))]
+    for _, rows in ordered.groupby("sex", sort=True):
+        n = len(rows)
+        full = n - n % run_length
+        labels = np.concatenate([np.tile(places, full // run_length), ["train"] * (n - full)])
+        part[rows.index] = labels
     return part.reindex(table.index)
 
 
@@ -142,30 +154,51 @@ def _check_fractions(fractions: tuple[float, float, float]) -> None:
         raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
 
 
-def keep_groups_together(table: pd.DataFrame, part: pd.Series, group: str = "group") -> pd.Series:
-    """Move every member of a duplicate group to the part of its first file (by name)."""
-    if group not in table.columns:
-        return part
-    first = (
-        table.assign(part=part).sort_values("file", kind="stable").groupby(group)["part"].first()
-    )
-    return table[group].map(first).where(table[group].notna(), part)
+def keep_groups_together(part: pd.Series, files: pd.Series, groups: pd.Series) -> pd.Series:
+    """Move every member of a group to the part of the group's first file (by name).
+
+    ``part``, ``files`` and ``groups`` share one index; ``groups`` holds a group id per row (rows
+    with the same id must not be separated: copies of one photo, or any other grouping a caller
+    builds); a missing id leaves its row where it is. Returns the new parts; the number of rows
+    it moved is ``(new != part).sum()`` (:func:`moved`).
+    """
+    frame = pd.DataFrame({"file": files, "group": groups, "part": part})
+    first = frame.sort_values("file", kind="stable").groupby("group")["part"].first()
+    return frame["group"].map(first).where(frame["group"].notna(), part)
+
+
+def moved(before: pd.Series, after: pd.Series) -> int:
+    """How many rows changed part."""
+    return int((before != after).sum())
 
 
 METHODS = ("stratified", "uniform", "random")
 
 
 def split_by(
-    method: str, table: pd.DataFrame, fractions: tuple[float, float, float], seed: int
-) -> pd.Series:
-    """Dispatch on ``split.method``; every method is seeded and keeps duplicate groups together."""
+    method: str,
+    table: pd.DataFrame,
+    fractions: tuple[float, float, float],
+    seed: int,
+    group: str = "group",
+) -> tuple[pd.Series, int]:
+    """Dispatch on ``split.method``; every method keeps the groups of column ``group`` together.
+
+    Returns the parts and how many images the group-keeping moved away from the part the method
+    gave them (``stratified`` places whole groups itself, so it moves none).
+    """
     if method == "stratified":
-        return stratified_split(table, fractions, seed)
+        return stratified_split(table, fractions, seed, group=group), 0
     if method == "uniform":
-        return keep_groups_together(table, uniform_split(table, fractions, seed))
-    if method == "random":
-        return keep_groups_together(table, random_split(table, fractions, seed))
-    raise ValueError(f"split.method must be one of {METHODS}, not {method!r}")
+        part = uniform_split(table, fractions, seed)
+    elif method == "random":
+        part = random_split(table, fractions, seed)
+    else:
+        raise ValueError(f"split.method must be one of {METHODS}, not {method!r}")
+    if group not in table.columns:
+        return part, 0
+    kept = keep_groups_together(part, table["file"], table[group])
+    return kept, moved(part, kept)
 
 
 def run(
@@ -189,7 +222,7 @@ def run(
     else:
         keep["group"] = keep["file"]
     method = str(cfg.get("method", "stratified"))
-    keep["split"] = split_by(method, keep, tuple(cfg["fractions"]), int(cfg["seed"]))
+    keep["split"], n_moved = split_by(method, keep, tuple(cfg["fractions"]), int(cfg["seed"]))
     union = set.union(*present) if present else set()
     missing = sorted(union - common)
     rejects = rejects_frame(
@@ -216,5 +249,7 @@ def run(
         "n_rejects": len(rejects),
         "groups_with_several_files": int(out.loc[multi, "group"].nunique()),
         "files_in_such_groups": int(multi.sum()),
+        # images that keeping groups on one side moved from the part the method gave them
+        "files_moved_to_keep_groups": n_moved,
     }
     return out, rejects, summary

@@ -25,6 +25,7 @@ data = report.data_report(
     table,
     [read_table(t) for t in snakemake.input.rejects] + [rejects],
     groups,
+    split_summary=summary,
 )
 report.write_data_report(data, snakemake.output.data_report, snakemake.output.data_labels)
 summary["data_report"] = {"accounting": data["accounting"], "final": data["final"]["n_images"]}
