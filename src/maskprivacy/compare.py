@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import html_report, plots, stats
+from . import html_report, paper_protocol, plots, stats
 from .evaluate import group_differences, group_table, headline, test_part
 from .io import atomic_dir, read_table, write_json, write_table, write_text
 
@@ -87,7 +87,9 @@ def run(
     out_plots: str | Path,
     out_report: str | Path,
     contact_sheets: list[str | Path] = (),
+    train_reports: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
+    """``train_reports`` (training set -> its ``report.json``) tell which epoch each model kept."""
     demo = data_source == "demo"
     split = read_table(split_table)
     test = test_part(split_table)
@@ -134,6 +136,7 @@ def run(
         "by_mask_type": by_mask_type(test, preds, conditions, masks),
         "accounting": accounting(n_inputs, split, rejects),
         "split_counts": split["split"].value_counts().to_dict(),
+        "model_selection": paper_protocol.load_model_selection(train_reports or {}),
     }
     metrics: dict[str, Any] = {"data_source": data_source}
     metrics.update({n: headline(m) for n, m in statistics["conditions"].items()})

@@ -77,6 +77,13 @@ def _img(path: Path) -> str:
     return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
 
 
+def paper_protocol_section(statistics: dict[str, Any], params: dict[str, Any]) -> str:
+    """The "Paper protocol" section (see :mod:`maskprivacy.paper_protocol`)."""
+    from .paper_protocol import html_section
+
+    return html_section(statistics, params)
+
+
 def render(
     statistics: dict[str, Any],
     params: dict[str, Any],
@@ -215,6 +222,7 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 <h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
 <p>McNemar's exact test on per-image correctness (sex, race); Wilcoxon signed-rank test on per-image
 absolute age errors; percentile bootstrap intervals over test images.</p>
+{paper_protocol_section(statistics, params)}
 <h2>Race recall per class (%)</h2>{recall_table}
 <h2>By mask type</h2>{mask_table}
 <h2>Data</h2>{split_table}{acc_table}

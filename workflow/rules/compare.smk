@@ -9,6 +9,7 @@ rule compare:
         ),
         plots=expand("results/evaluate/{condition}/plots", condition=CONDITIONS),
         histories=expand("results/train/{dataset}/history.csv", dataset=TRAIN_SETS),
+        train_reports=expand("results/train/{dataset}/report.json", dataset=TRAIN_SETS),
         rejects=[
             "data/download/rejects.csv",
             *shard_tables("align", "rejects.csv"),

@@ -31,5 +31,6 @@ metrics = compare.run(
     out_plots=snakemake.output.plots,
     out_report=snakemake.output.report,
     contact_sheets=[snakemake.input.sheet],
+    train_reports={Path(r).parent.name: r for r in snakemake.input.train_reports},
 )
 finish("compare", metrics, t0, None, log)
