@@ -249,6 +249,18 @@ def test_paper_leaves_the_eyes_and_lower_lids_clear() -> None:
         assert alpha[y : int(y + 0.2 * iod) + 1, x].max() == 0.0, i
 
 
+def test_check_flags_the_authors_polygon_where_it_reaches_an_eye() -> None:
+    """Where jaw point 15 sits at eye height (a tilted head), the authors' cheek edge crosses the
+    eye: the polygon is drawn as they drew it, and the geometry check says the eye is covered."""
+    lm = HOPPER.copy()
+    lm[15, 1] = lm[[43, 44], 1].min() - 2  # above the image-right eye's upper lid
+    assert masks.coverage_check(HOPPER, masks.mask_alpha(HOPPER, (224, 224), "paper"))["ok"]
+    alpha = masks.mask_alpha(lm, (224, 224), "paper")
+    assert masks.paper_polygon(masks.FaceGeometry.from_landmarks(lm))[15, 1] == lm[15, 1]
+    res = masks.coverage_check(lm, alpha)
+    assert res["covered_fraction"] == 1.0 and not res["eyes_clear"] and not res["ok"]
+
+
 def test_paper_rejects_other_colour(face) -> None:
     image, lm = face
     with pytest.raises(ValueError, match="white"):
