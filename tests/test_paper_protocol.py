@@ -91,6 +91,7 @@ def test_model_selection_reads_the_train_reports():
     assert pp.selection_text(sel["masked"]) == "best_val: epoch 31, on val_score = 0.8712"
     assert pp.selection_text(sel["unmasked"]) == "last epoch (40)"
     assert pp.selection_text(pp.model_selection({"x": {}})["x"]) == "last epoch"
+    assert pp.selection_text({"select": "best_val"}) == "best_val: epoch not recorded"
 
 
 # ---------------------------------------------------------------- rows, section, README table

@@ -109,6 +109,8 @@ def selection_text(sel: Mapping[str, Any]) -> str:
     epoch = sel.get("kept_epoch")
     if sel.get("select", "last") == "last":
         return "last epoch" + (f" ({epoch})" if epoch is not None else "")
+    if epoch is None:
+        return f"{sel['select']}: epoch not recorded"
     score = sel.get("kept_score")
     on = sel.get("kept_on") or "the validation score"
     return f"{sel['select']}: epoch {epoch}, on {on}" + (
