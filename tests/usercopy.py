@@ -21,9 +21,11 @@ GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
 
 
 def small_params(demo_folder: Path) -> dict:
-    """The reduced demo: 48 faces + bad inputs, ResNet-18 at 32 px, 3 epochs, two conditions."""
+    """The reduced demo: 48 faces + bad inputs, ResNet-18 at 32 px, 3 epochs, two conditions,
+    100 bootstrap resamples."""
     p = tiny_params(demo_folder)
     p["train"]["epochs"] = 3
+    p["evaluate"]["bootstrap"] = p["compare"]["bootstrap"] = 100  # the schema's least
     p["evaluate"]["conditions"] = [
         {"name": "unmasked", "train": "unmasked", "test": "unmasked"},
         {"name": "masked", "train": "masked", "test": "masked"},
