@@ -2,6 +2,8 @@
 #   make demo   set up .venv (Python 3.11) and run the whole pipeline on the embedded demo set
 #   make test   set up .venv, lint, and run the test suite (what CI runs)
 #   make lint   ruff, snakefmt, snakemake --lint and the dvc.yaml drift check
+#   make dvc-adopt        record a finished Snakemake run in DVC (dvc.lock, cache), recomputing nothing
+#   make snakemake-adopt  make Snakemake accept outputs restored by dvc pull/checkout (needs dvc status clean)
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo repro test lint dvc-yaml clean
+.PHONY: setup demo repro test lint dvc-yaml dvc-adopt snakemake-adopt clean
 
 setup: $(STAMP)
 
@@ -49,6 +51,19 @@ lint: setup
 
 dvc-yaml: setup
 	$(BIN)/python -m maskprivacy.dvcgen
+
+# A finished Snakemake run -> DVC, without recomputing: record every stage's deps and outputs
+# in dvc.lock and the DVC cache, so `dvc status` is clean and `dvc repro` runs nothing.
+dvc-adopt:
+	dvc commit --force --quiet
+	dvc status
+
+# Outputs restored by DVC (`dvc pull`, `dvc checkout`) -> Snakemake: they carry new timestamps,
+# so Snakemake would redo them. When they are exactly what dvc.lock records (`dvc status` clean),
+# mark them up to date (snakemake --touch) instead.
+snakemake-adopt:
+	@dvc status --quiet || { echo "make snakemake-adopt: outputs differ from dvc.lock (see dvc status); run dvc pull or dvc checkout first" >&2; exit 1; }
+	snakemake --cores 1 --touch --quiet
 
 clean:
 	rm -rf data/download data/align data/mask data/split results/data results/mask results/train results/evaluate results/compare results/metrics.json results/report.html logs .snakemake

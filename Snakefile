@@ -29,6 +29,13 @@ from maskprivacy.params import validate
 
 validate(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
 
+if workflow.is_main_process:
+    # a lock left by a killed run (kill -9) would stop this one: remove it when no other
+    # snakemake works here (with rerun-incomplete, the plain command then finishes the run)
+    from maskprivacy.locks import clear_stale_locks
+
+    clear_stale_locks(os.getcwd())
+
 CONDITION = {c["name"]: c for c in config["evaluate"]["conditions"]}
 CONDITIONS = list(CONDITION)
 DATASETS = sorted(

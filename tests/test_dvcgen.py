@@ -51,6 +51,13 @@ def test_stages_mirror_the_snakefile():
     assert train["do"]["params"] == ["train"]
     assert {"${item.images0}", "${item.images1}"} <= set(train["do"]["deps"])
     assert dvc["compare"]["metrics"] == [{"results/metrics.json": {"cache": False}}]
+    # plots are PNG folders only: DVC's page then needs no vega scripts from a CDN
+    assert dvc["compare"]["plots"] == [{"results/compare/plots": {"cache": True}}]
+    assert dvc["evaluate"]["do"]["plots"] == [
+        {"results/evaluate/${item.condition}/plots": {"cache": True}}
+    ]
+    assert "plots" not in yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert "plots" not in train["do"]
     # the params a rule passes: whole sections, or one key of a section, as DVC names it
     assert dvc["compare"]["params"] == ["compare", "evaluate.conditions"]
     assert dvc["evaluate"]["do"]["params"] == ["evaluate", "train"]

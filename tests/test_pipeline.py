@@ -25,6 +25,8 @@ COPY = [
     "params.yaml",
     "dvc.yaml",
     "workflow",
+    "profiles",
+    "Makefile",
     "src",
     ".dvcignore",
     ".dvc/config",

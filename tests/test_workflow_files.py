@@ -27,10 +27,13 @@ def test_every_rule_has_a_pinned_conda_env():
 
 def test_profiles_and_driver_env_parse():
     for name in ("default", "slurm"):
-        cfg = yaml.safe_load((ROOT / "workflow/profiles" / name / "config.yaml").read_text())
+        cfg = yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
         assert isinstance(cfg, dict)
-    slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    slurm = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm" and slurm["slurm-status-command"] == "squeue"
+    # a job that hits its time limit is submitted again (train resumes from its checkpoint);
+    # SLURM requeues jobs of a failed node
+    assert slurm["retries"] >= 1 and slurm["slurm-requeue"] is True
     # the GPU comes from the rules' own `gpu=1` (the executor makes it --gpus=1), not twice
     assert "set-resources" not in slurm or all(
         "gres" not in str(v) for v in slurm["set-resources"].values()
@@ -43,14 +46,14 @@ def test_slurm_profile_plans_the_whole_pipeline(tmp_path):
     """A dry run through the SLURM profile plans every rule; no rule needs a total core count."""
     import shutil
 
-    for name in ("Snakefile", "params.yaml", "workflow", "src"):
+    for name in ("Snakefile", "params.yaml", "workflow", "profiles", "src"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, tmp_path / name)
     res = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", "--dry-run"],
+        [str(BIN / "snakemake"), "--workflow-profile", "profiles/slurm", "--dry-run"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -58,6 +61,10 @@ def test_slurm_profile_plans_the_whole_pipeline(tmp_path):
     )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
+    # the slurm profile takes the place of profiles/default (whose gpu: 1 would serialise the
+    # cluster's GPU jobs)
+    assert "Using workflow specific profile profiles/slurm" in out
+    assert "profiles/default" not in out and 'gpu=Resource("gpu", 1)' not in out
     for rule in ("download", "align", "mask", "split", "train", "evaluate", "compare"):
         assert f"rule {rule}:" in out, rule
     # A dry run sets a core count, a cluster run has none: there a rule whose threads follow

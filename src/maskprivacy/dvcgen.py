@@ -27,11 +27,13 @@ HEADER = (
     "# GENERATED from the Snakefile by `python -m maskprivacy.dvcgen`: do not edit by hand.\n"
     "# `python -m maskprivacy.dvcgen --check` (run by the tests) fails when this file is stale.\n"
 )
+# Metrics live in git (cache: false, not git-ignored), so every commit and every `dvc exp run`
+# holds them: `dvc metrics diff` and `dvc exp show` compare runs.
 METRICS = {"results/metrics.json"}
-# Outputs shown as plots: learning curves (per-epoch tables) and the evaluation pictures.
-PLOTS = {"results/train/{dataset}/history.csv", "results/evaluate/plots"}
-# How `dvc plots show` draws the per-epoch tables: one learning-curve plot over every run.
-CURVES = ["train_loss", "val_loss", "val_sex_acc", "val_race_acc", "val_age_mae"]
+# Outputs shown by `dvc plots show/diff`: folders of PNG images (evaluation pictures; learning
+# curves, comparison bars and group heat maps from compare). Images only, so DVC's HTML page has
+# no vega scripts from a CDN and opens offline.
+PLOTS = {"results/evaluate/{condition}/plots", "results/compare/plots"}
 SNAKEMAKE = "snakemake --cores all --quiet rules --force --allowed-rules {rule} -- {targets}"
 
 
@@ -113,7 +115,6 @@ def build(root: Path) -> dict[str, Any]:
         by_rule[j["rule"]].append(j)
     order = _topological(jobs)
     stages: dict[str, Any] = {}
-    curves: list[str] = []
     for rule in order:
         group = sorted(by_rule[rule], key=lambda j: sorted(j["wildcards"].items()))
         first = group[0]
@@ -145,8 +146,6 @@ def build(root: Path) -> dict[str, Any]:
                 metrics.append({p: {"cache": False}})
             elif pattern in PLOTS:
                 plots.append({t: {"cache": True}})
-                if pattern.endswith(".csv"):
-                    curves.extend(j["output"][first["output"].index(p)] for j in group)
             else:
                 outs.append(t)
         targets = " ".join(tpl(p) for p in first["output"])
@@ -174,11 +173,7 @@ def build(root: Path) -> dict[str, Any]:
             stages[rule] = {"foreach": items, "do": stage}
         else:
             stages[rule] = stage
-    top_plots: list[Any] = []
-    for name in CURVES:
-        top_plots.append({name: {"x": "epoch", "y": {c: name for c in sorted(curves)}}})
-    top_plots.append("results/evaluate/plots")
-    return {"stages": stages, "plots": top_plots}
+    return {"stages": stages}
 
 
 def _pattern_for(path: str, job: dict[str, Any]) -> str:
