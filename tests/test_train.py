@@ -162,3 +162,83 @@ def test_fit_through_the_pinned_path(demo_tensors):
     cfg = small_config(epochs=1, data_placement="pinned")
     _, hist = train.fit(cfg, x[:64], y[:64], x[64:96], y[64:96], threads=2, progress=False)
     assert len(hist) == 1 and np.isfinite(hist["train_loss"]).all()
+
+
+# ---------------------------------------------------------------- resume and model selection
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL in-process (the Snakemake test sends a real one)."""
+
+
+def _tiny(x, y):
+    return x[:48], y[:48], x[48:64], y[48:64]
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+def test_resume_after_a_kill_repeats_an_uninterrupted_run(demo_tensors, tmp_path, monkeypatch):
+    cfg = small_config(epochs=3, image_size=32, batch_size=16)
+    data = _tiny(*demo_tensors)
+    whole = train.train_models(cfg, *data, tmp_path / "a.pt", threads=2, progress=False, key="k")
+
+    real_save = train.save_checkpoint
+
+    def dying_save(models, cfg_, epoch, path, extra=None):
+        real_save(models, cfg_, epoch, path, extra)
+        if epoch == 2:
+            raise Killed  # killed during epoch 3, after the checkpoint of epoch 2
+
+    monkeypatch.setattr(train, "save_checkpoint", dying_save)
+    with pytest.raises(Killed):
+        train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    again = train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
+    assert again.resumed_after == 2 and whole.resumed_after == 0
+    pd.testing.assert_frame_equal(
+        whole.history.drop(columns=["seconds", "images_per_s"]),
+        again.history.drop(columns=["seconds", "images_per_s"]),
+    )
+    assert _states_equal(
+        whole.models["multitask"].state_dict(), again.models["multitask"].state_dict()
+    )
+
+
+def test_a_checkpoint_of_other_params_is_ignored(demo_tensors, tmp_path, caplog):
+    cfg = small_config(epochs=1, image_size=32, batch_size=16)
+    data = _tiny(*demo_tensors)
+    ckpt = tmp_path / "c.pt"
+    train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="old")
+    with caplog.at_level("INFO"):
+        r = train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="new")
+    assert r.resumed_after == 0 and len(r.history) == 1
+    assert "other train params or inputs" in caplog.text
+    with caplog.at_level("INFO"):
+        r = train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="new")
+    assert r.resumed_after == 1 and "resuming after epoch 1 of 1" in caplog.text
+
+
+@pytest.mark.parametrize("protocol", ["multitask", "paper"])
+def test_select_best_val_keeps_each_networks_best_epoch(demo_tensors, protocol):
+    cfg = small_config(epochs=3, image_size=32, batch_size=16, select="best_val", protocol=protocol)
+    r = train.train_models(cfg, *_tiny(*demo_tensors), threads=2, progress=False)
+    hist = r.history
+    for task, k in r.kept.items():
+        metric, lower = train.SELECT_ON[task]
+        best = hist[metric].idxmin() if lower else hist[metric].idxmax()
+        assert k["epoch"] == int(hist.loc[best, "epoch"]) and k["on"] == metric
+        assert k["score"] == pytest.approx(hist.loc[best, metric])
+    summary = train.selection_summary(r.kept, "best_val")
+    assert {"select", "kept_epoch", "kept_on", "kept_score"} <= set(summary)
+    assert summary["select"] == "best_val" and 1 <= summary["kept_epoch"] <= 3
+    if protocol == "multitask":
+        assert summary["kept_on"] == "val_loss"
+    else:
+        assert summary["kept_on"] == "per_attribute" and set(summary["kept_by_task"]) == {
+            "sex",
+            "race",
+            "age",
+            "age_group",
+        }
