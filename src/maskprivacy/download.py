@@ -60,7 +60,15 @@ from tqdm import tqdm
 
 from .dedup import DEFAULT_THRESHOLD, deduplicate
 from .defects import DefectPolicy, name_defect
-from .io import atomic_dir, no_bar, rejects_frame, sha256_file, write_table
+from .io import (
+    atomic_dir,
+    explain_full_disk,
+    no_bar,
+    rejects_frame,
+    remove_stale,
+    sha256_file,
+    write_table,
+)
 from .labels import IMAGE_SUFFIXES, age_bucket
 from .verify import (
     REFERENCES,
@@ -1031,6 +1039,7 @@ def _variant_check(manifest: pd.DataFrame, variant: str) -> int:
     return int((~chip).sum() if variant == "aligned" else chip.sum())
 
 
+@explain_full_disk("download")  # a full disk is reported as such
 def run(
     cfg: dict[str, Any],
     images_out: str | os.PathLike,
@@ -1064,6 +1073,8 @@ def run(
     if variant not in VARIANTS:
         raise ValueError(f"download.variant must be one of {VARIANTS}, got {variant!r}")
     images_out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale(images_out, ".{name}.work.*"):
+        log.info("removed %s, left by a download that was killed", stale)
     limits = ArchiveLimits.from_params(cfg)
     got = _Inputs()
     timings: dict[str, float] = {}

@@ -39,7 +39,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from .io import atomic_path, no_bar, sha256_file, write_table
+from .io import atomic_path, explain_full_disk, no_bar, remove_stale, sha256_file, write_table
 from .labels import RACES, SEXES
 
 MEAN = (0.485, 0.456, 0.406)
@@ -663,6 +663,9 @@ def train_models(
     best: dict[str, dict[str, Any]] = {}
     start = 1
     ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None:
+        for stale in remove_stale(ckpt):
+            lg.info("removed %s, a checkpoint write cut short by a kill", stale)
     if ckpt is not None and ckpt.exists():
         state = _read_resume_state(ckpt, key, lg)
         if state is not None:
@@ -935,10 +938,11 @@ def run(
     history = result.history
     kept = result.kept
     epochs = [k["epoch"] for k in kept.values()]
-    save_checkpoint(
-        result.models, tc, max(epochs), model_out, extra={"select": tc.select, "kept": kept}
-    )
-    write_table(history_out, history)
+    with explain_full_disk("train"):
+        save_checkpoint(
+            result.models, tc, max(epochs), model_out, extra={"select": tc.select, "kept": kept}
+        )
+        write_table(history_out, history)
     last = {("last_epoch_seconds" if k == "seconds" else k): v for k, v in history.iloc[-1].items()}
     summary = {
         "n_train": len(tr),
