@@ -847,7 +847,6 @@ def save_checkpoint(
     except (OSError, RuntimeError) as err:
         # torch.save reports a failed write as RuntimeError from its zip writer
         raise OSError(
-            getattr(err, "errno", None) or 0,
             f"cannot write {path} (epoch {epoch}): {err}. Is the disk full, or a file size "
             "limit set? Nothing was written under that name; free space and rerun (training "
             "resumes after the last checkpoint written)",
