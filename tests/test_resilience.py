@@ -65,7 +65,7 @@ def repo(tmp_path_factory, demo_folder):
     base = tmp_path_factory.mktemp("resilience")
     source = make_source(base / "source", demo_folder)
     params = tiny_params(source)
-    params["train"].update(epochs=4, batch_size=8)
+    params["train"].update(epochs=3, batch_size=8)
     return make_copy(base / "repo", params)
 
 
@@ -208,18 +208,18 @@ def test_train_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(repo):
     kill_when(proc, ckpt.exists)  # epoch 1 is done and checkpointed: now in epoch 2
     assert ckpt.exists() and not (out / "model.pt").exists()  # model.pt comes only at the end
     epoch = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
-    assert 1 <= epoch < 4
+    assert 1 <= epoch < 3
 
     res = snake(repo, "--rerun-incomplete", target)  # the same command again
     log = (repo / "logs/train/unmasked.log").read_text()
-    assert f"resuming after epoch {epoch} of 4" in log, log
+    assert f"resuming after epoch {epoch} of 3" in log, log
     assert not ckpt.exists()  # removed once every output was written
     resumed = pd.read_csv(out / "history.csv")
-    assert resumed["epoch"].tolist() == [1, 2, 3, 4], res.stdout
+    assert resumed["epoch"].tolist() == [1, 2, 3], res.stdout
     w_resumed = _weights(out / "model.pt")
     report = json.loads((out / "report.json").read_text())
     assert report["resumed_after_epoch"] == epoch
-    assert report["select"] == "last" and report["kept_epoch"] == 4
+    assert report["select"] == "last" and report["kept_epoch"] == 3
 
     snake(repo, target, "--forcerun", "train")  # uninterrupted, from epoch 1
     assert "resuming" not in (repo / "logs/train/unmasked.log").read_text()
@@ -242,4 +242,4 @@ def test_train_checkpoint_on_a_full_disk_fails_clearly_then_finishes(repo):
     assert not (out / "model.pt").exists() and not (out / "checkpoint.pt").exists()
     no_temp_left(out)
     snake(repo, target)  # the limit lifted
-    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2, 3, 4]
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2, 3]

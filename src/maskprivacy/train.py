@@ -916,6 +916,7 @@ def run(
     if len(tr) < 2:
         raise ValueError(f"train: only {len(tr)} training image(s) in {split_table}")
     workers = max(1, threads)
+    remove_stale(model_out)  # a final write cut short by a kill (the checkpoint's: train_models)
     files = pd.concat([tr, va])
     key = run_key(tc, files, locate(images_dir, files["file"].tolist()))
     x_tr = load_images(images_dir, tr["file"].tolist(), tc.image_size, workers, progress)
