@@ -165,7 +165,7 @@ def test_align_killed_mid_shard_reruns_to_the_same_outputs(repo):
     target = "data/align/0/landmarks.csv"
     snake(repo, "data/download/manifest.csv")
     proc = start(repo, target)
-    kill_when(proc, lambda: len(list(repo.glob("data/align/0/.images.*.tmp/*"))) >= 3)
+    kill_when(proc, lambda: any(repo.glob("data/align/0/.images.*.tmp/*.jpg")))
     assert not (repo / target).exists() and not (repo / "data/align/0/images").exists()
     snake(repo, "--rerun-incomplete", target)
     no_temp_left(repo / "data/align")
