@@ -184,17 +184,17 @@ def test_resume_after_a_kill_repeats_an_uninterrupted_run(demo_tensors, tmp_path
     data = _tiny(*demo_tensors)
     whole = train.train_models(cfg, *data, tmp_path / "a.pt", threads=2, progress=False, key="k")
 
-    real_save = train.save_checkpoint
+    real_write = train.write_checkpoint
 
-    def dying_save(models, cfg_, epoch, path, extra=None):
-        real_save(models, cfg_, epoch, path, extra)
-        if epoch == 2:
-            raise Killed  # killed during epoch 3, after the checkpoint of epoch 2
+    def dying_write(payload, path):
+        real_write(payload, path)
+        if payload["epoch"] == 2:
+            raise Killed  # killed after the checkpoint of epoch 2 was written
 
-    monkeypatch.setattr(train, "save_checkpoint", dying_save)
+    monkeypatch.setattr(train, "write_checkpoint", dying_write)
     with pytest.raises(Killed):
         train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    monkeypatch.setattr(train, "write_checkpoint", real_write)
     again = train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
     assert again.resumed_after == 2 and whole.resumed_after == 0
     pd.testing.assert_frame_equal(
