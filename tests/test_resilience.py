@@ -204,6 +204,12 @@ def test_train_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(repo):
     out = repo / "results/train/unmasked"
     ckpt = out / "checkpoint.pt"
     snake(repo, "data/split/split.csv")
+    # the split's accounting (found = final + rejected) counts the source's odd entries too
+    acc = json.loads((repo / "results/data/report.json").read_text())["accounting"]
+    found = json.loads((repo / "data/download/report.json").read_text())["n_inputs"]
+    assert acc["balanced"] and acc["found"] == found
+    rejected = pd.concat(pd.read_csv(f) for f in repo.glob("data/*/**/rejects.csv"))
+    assert set(ODD) <= set(rejected["file"])
     proc = start(repo, target)
     kill_when(proc, ckpt.exists)  # epoch 1 is done and checkpointed: now in epoch 2
     assert ckpt.exists() and not (out / "model.pt").exists()  # model.pt comes only at the end
