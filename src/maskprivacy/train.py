@@ -736,7 +736,7 @@ def train_models(
                 "best": dict(best),
             }
             writer.submit(write_checkpoint, checkpoint_payload(models, cfg, epoch, extra), ckpt)
-    writer.wait()
+    writer.close()
     kept = _select(models, best, rows, cfg.epochs, best_val)
     return FitResult(models, pd.DataFrame(rows), kept, start - 1)
 
@@ -759,6 +759,13 @@ class _BackgroundWriter:
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.result()
+
+    def close(self) -> None:
+        """Wait for the last write (raising its error), then stop the thread."""
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown()
 
 
 def _to_cpu(obj: Any) -> Any:
