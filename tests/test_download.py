@@ -7,15 +7,22 @@ against the published manifest, label defects and duplicates have their own test
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
 import re
+import signal
+import socket
+import stat
+import struct
 import sys
 import tarfile
 import threading
 import time
 import types
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -798,3 +805,222 @@ def test_progress_bars_follow_tqdm_disable(tmp_path, monkeypatch, capsys, env, s
     assert ("demo: 100%" in capsys.readouterr().err) is shown
     demo.generate(tmp_path / "b", n_images=2, seed=0, progress=False)
     assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------------------------
+# odd entries of a source folder: accounted for, never opened, never followed out
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging (opening a FIFO blocks until a writer comes)."""
+
+    def boom(*_):
+        raise TimeoutError(f"still running after {seconds} s: something opened a FIFO?")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+ODD = {
+    "27_0_0_20170101000000001.jpg.chip.jpg": "not_a_regular_file",  # a folder named like an image
+    "28_1_0_20170101000000002.jpg.chip.jpg": "not_a_regular_file",  # a FIFO
+    "29_0_1_20170101000000003.jpg.chip.jpg": "symlink_loop",
+    "29_0_1_20170101000000004.jpg.chip.jpg": "symlink_loop",
+    "30_1_1_20170101000000005.jpg.chip.jpg": "symlink_outside_source",  # -> /etc/passwd
+    "31_0_2_20170101000000006.jpg.chip.jpg": "symlink_outside_source",  # -> ../outside/x.jpg
+    "32_1_2_20170101000000007.jpg.chip.jpg": "broken_symlink",
+    "33_0_3_20170101000000008.jpg.chip.jpg": "not_a_regular_file",  # a link to a folder
+    "34_1_3_20170101000000009.jpg.chip.jpg": "not_a_regular_file",  # a socket
+}
+IN_SOURCE_LINK = "35_0_4_20170101000000010.jpg.chip.jpg"  # -> store/blob (a face, no image name)
+
+
+def make_odd_folder(tmp_path: Path) -> tuple[Path, dict[str, str], bytes]:
+    """GOOD images plus one entry of each odd kind; returns the folder, {name: reason} of what
+    must be rejected, and the bytes of a file outside the folder that must never be copied."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(GOOD):
+        (src / name).write_bytes(jpeg_bytes(10 + i))
+    odd = dict(ODD)
+    names = list(ODD)
+    (src / names[0]).mkdir()
+    os.mkfifo(src / names[1])
+    os.symlink(names[3], src / names[2])
+    os.symlink(names[2], src / names[3])
+    os.symlink("/etc/passwd", src / names[4])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = jpeg_bytes(99)
+    (outside / "x.jpg").write_bytes(secret)
+    os.symlink("../outside/x.jpg", src / names[5])
+    os.symlink("nowhere.jpg", src / names[6])
+    (src / "store").mkdir()
+    os.symlink("store", src / names[7])
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(src / names[8]))
+    sock.close()
+    (src / "store" / "blob").write_bytes(jpeg_bytes(20))
+    os.symlink("store/blob", src / IN_SOURCE_LINK)
+    odd["blob"] = "not_an_image_name"  # the link's target, listed where it is
+    try:  # a character device like /dev/null (needs root)
+        os.mknod(
+            src / "36_1_4_20170101000000011.jpg.chip.jpg", 0o600 | stat.S_IFCHR, os.makedev(1, 3)
+        )
+        odd["36_1_4_20170101000000011.jpg.chip.jpg"] = "not_a_regular_file"
+    except PermissionError:
+        pass
+    return src, odd, secret
+
+
+def test_odd_entries_of_a_source_folder_are_rejects_with_reasons(tmp_path):
+    src, odd, secret = make_odd_folder(tmp_path)
+    out = tmp_path / "out"
+    with deadline(60):
+        summary, manifest, rejects = run_stage(cfg_for(path=str(src)), out)
+    assert sorted(manifest["file"]) == sorted([*GOOD, IN_SOURCE_LINK])
+    assert dict(zip(rejects["file"], rejects["reason"], strict=True)) == odd
+    assert summary["n_inputs"] == len(GOOD) + 1 + len(odd)  # every directory entry counted
+    detail = rejects.set_index("file")["detail"]
+    assert "/etc/passwd" in detail[list(ODD)[4]] and "not followed" in detail[list(ODD)[4]]
+    assert "folder named like an image" in detail[list(ODD)[0]]
+    assert "FIFO" in detail[list(ODD)[1]]
+    # nothing from outside the source was copied; the in-source link was followed
+    passwd = Path("/etc/passwd").read_bytes()
+    for p in (out / "images").iterdir():
+        assert p.read_bytes() not in (passwd, secret)
+    assert (out / "images" / IN_SOURCE_LINK).read_bytes() == (src / "store" / "blob").read_bytes()
+    assert not (out / "images" / IN_SOURCE_LINK).is_symlink()
+
+
+# --------------------------------------------------------------------------------------------
+# archive size limits: from the headers and while writing
+# --------------------------------------------------------------------------------------------
+
+MB = 2**20
+
+
+def test_honest_oversize_member_is_refused_before_writing(tmp_path):
+    big = {"UTKFace/" + GOOD[0]: bytes(3 * MB), "UTKFace/" + GOOD[1]: jpeg_bytes(1)}
+    for archive in (make_tar(tmp_path / "a.tar.gz", big), make_zip(tmp_path / "a.zip", big)):
+        dest = tmp_path / "box" / "out"
+        with pytest.raises(download.ArchiveTooLargeError, match=r"max_member_mb \(1\.0 MB\)"):
+            safe_extract(archive, dest, download.ArchiveLimits(max_member=MB))
+        assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
+    # the total cap, shared by the archives of one run
+    limits = download.ArchiveLimits(max_member=4 * MB, max_total=5 * MB)
+    safe_extract(make_zip(tmp_path / "b.zip", big), tmp_path / "b", limits)
+    assert limits.used > 3 * MB
+    with pytest.raises(download.ArchiveTooLargeError, match="max_total_gb"):
+        safe_extract(make_tar(tmp_path / "c.tar", big, "w"), tmp_path / "c", limits)
+    assert not (tmp_path / "c").exists()
+
+
+def test_download_run_refuses_a_bomb_with_a_clear_error(tmp_path):
+    """A gzip bomb through the stage, as a user meets it: 64 MB of zeros in a 64 kB archive."""
+    archive = make_tar(tmp_path / "UTKFace.tar.gz", {"UTKFace/" + GOOD[0]: bytes(64 * MB)})
+    assert archive.stat().st_size < MB
+    out = tmp_path / "out"
+    with pytest.raises(download.ArchiveTooLargeError, match="download.max_member_mb"):
+        download.run(cfg_for(path=str(archive), max_member_mb=1), *_outs(tmp_path), progress=False)
+    left = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert left == []  # no partial member, no table
+
+
+def _zip_lying_about_size(path: Path, real: bytes, claimed: int) -> Path:
+    """A deflated zip whose local and central headers both claim ``claimed`` bytes (and whose
+    CRC is that of the first ``claimed`` bytes, so the CRC check alone cannot notice)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("UTKFace/" + GOOD[0], real)
+    raw = bytearray(path.read_bytes())
+    crc = zlib.crc32(real[:claimed])
+    lo = raw.find(b"PK\x03\x04")
+    struct.pack_into("<I", raw, lo + 14, crc)
+    struct.pack_into("<I", raw, lo + 22, claimed)
+    cd = raw.find(b"PK\x01\x02")
+    struct.pack_into("<I", raw, cd + 16, crc)
+    struct.pack_into("<I", raw, cd + 24, claimed)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _tar_lying_about_size(path: Path, entries: dict[str, bytes], claimed: int) -> Path:
+    """An uncompressed tar whose first member's header says ``claimed`` bytes."""
+    make_tar(path, entries, "w")
+    raw = bytearray(path.read_bytes())
+    hdr = raw[:512]
+    hdr[124:136] = f"{claimed:011o}\0".encode()
+    hdr[148:156] = b" " * 8
+    hdr[148:156] = f"{sum(hdr):06o}\0 ".encode()
+    raw[:512] = hdr
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_zip_header_lying_about_size_gets_no_further(tmp_path):
+    real = bytes(3 * MB)
+    archive = _zip_lying_about_size(tmp_path / "a.zip", real, 1000)
+    dest = tmp_path / "box" / "out"
+    # the header passes the 1 MB check, zipfile stops at 1000 bytes and their CRC matches:
+    # only the unfinished compressed stream shows the lie
+    with pytest.raises(download.CorruptArchiveError, match="more data than its header says"):
+        safe_extract(archive, dest, download.ArchiveLimits(max_member=MB))
+    assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
+    stored = tmp_path / "s.zip"
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("UTKFace/" + GOOD[0], bytes(5000))
+    raw = bytearray(stored.read_bytes())
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        struct.pack_into("<I", raw, raw.find(sig) + off, 1000)
+        struct.pack_into("<I", raw, raw.find(sig) + off - 8, zlib.crc32(bytes(1000)))
+    stored.write_bytes(bytes(raw))
+    with pytest.raises(download.CorruptArchiveError, match="lies"):
+        safe_extract(stored, dest)
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("claimed", ["smaller", "larger"])
+def test_tar_header_lying_about_size_is_a_clear_error(tmp_path, claimed):
+    entries = {"UTKFace/" + n: jpeg_bytes(i) for i, n in enumerate(GOOD)}
+    first = len(entries["UTKFace/" + GOOD[0]])
+    size = 100 if claimed == "smaller" else first + 20_000
+    archive = _tar_lying_about_size(tmp_path / "a.tar", entries, size)
+    dest = tmp_path / "box" / "out"
+    # tarfile alone would stop after the first member and the other two would vanish
+    with pytest.raises(download.CorruptArchiveError, match="lies|damaged"):
+        safe_extract(archive, dest)
+    assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
+
+
+def test_a_stream_longer_than_its_header_is_stopped_while_writing(tmp_path):
+    """The copy itself counts bytes: a member giving more than its header declared, or more
+    than a limit, stops there (the work folder holding the partial file is then removed)."""
+    target = tmp_path / "m.jpg"
+    limits = download.ArchiveLimits(max_member=MB)
+    with pytest.raises(download.CorruptArchiveError, match="more bytes than its header says"):
+        limits.copy(tmp_path / "a.zip", "m.jpg", io.BytesIO(bytes(3 * MB)), target, 1000)
+    assert target.stat().st_size <= 1000  # stopped at what the header said, not at 3 MB
+    limits = download.ArchiveLimits(max_total=MB, used=MB // 2)
+    with pytest.raises(download.ArchiveTooLargeError, match="max_total_gb"):
+        limits.copy(tmp_path / "a.zip", "m.jpg", io.BytesIO(bytes(3 * MB)), target, 3 * MB)
+    assert target.stat().st_size <= MB // 2
+
+
+def test_archive_members_with_the_same_path_are_rejects_not_overwrites(tmp_path):
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        for data in (jpeg_bytes(1), jpeg_bytes(2)):
+            info = tarfile.TarInfo("UTKFace/" + GOOD[0])
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    summary, manifest, rejects = run_stage(cfg_for(path=str(archive)), tmp_path / "out")
+    assert list(manifest["file"]) == [GOOD[0]]
+    assert manifest["sha256"][0] == hashlib.sha256(jpeg_bytes(1)).hexdigest()  # the first kept
+    assert list(rejects["reason"]) == ["duplicate_name"] and summary["n_inputs"] == 2

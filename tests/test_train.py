@@ -162,3 +162,95 @@ def test_fit_through_the_pinned_path(demo_tensors):
     cfg = small_config(epochs=1, data_placement="pinned")
     _, hist = train.fit(cfg, x[:64], y[:64], x[64:96], y[64:96], threads=2, progress=False)
     assert len(hist) == 1 and np.isfinite(hist["train_loss"]).all()
+
+
+# ---------------------------------------------------------------- resume and model selection
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL in-process (the Snakemake test sends a real one)."""
+
+
+def _tiny(x, y):
+    return x[:48], y[:48], x[48:64], y[48:64]
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+def test_resume_after_a_kill_repeats_an_uninterrupted_run(demo_tensors, tmp_path, monkeypatch):
+    cfg = small_config(epochs=3, image_size=32, batch_size=16)
+    data = _tiny(*demo_tensors)
+    whole = train.train_models(cfg, *data, tmp_path / "a.pt", threads=2, progress=False, key="k")
+
+    real_write = train.write_checkpoint
+
+    def dying_write(payload, path):
+        real_write(payload, path)
+        if payload["epoch"] == 2:
+            raise Killed  # killed after the checkpoint of epoch 2 was written
+
+    monkeypatch.setattr(train, "write_checkpoint", dying_write)
+    with pytest.raises(Killed):
+        train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
+    monkeypatch.setattr(train, "write_checkpoint", real_write)
+    again = train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
+    assert again.resumed_after == 2 and whole.resumed_after == 0
+    pd.testing.assert_frame_equal(
+        whole.history.drop(columns=["seconds", "images_per_s"]),
+        again.history.drop(columns=["seconds", "images_per_s"]),
+    )
+    assert _states_equal(
+        whole.models["multitask"].state_dict(), again.models["multitask"].state_dict()
+    )
+
+
+def test_a_checkpoint_of_other_params_is_ignored(demo_tensors, tmp_path, caplog):
+    cfg = small_config(epochs=1, image_size=32, batch_size=16)
+    data = _tiny(*demo_tensors)
+    ckpt = tmp_path / "c.pt"
+    train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="old")
+    with caplog.at_level("INFO"):
+        r = train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="new")
+    assert r.resumed_after == 0 and len(r.history) == 1
+    assert "other train params or inputs" in caplog.text
+    with caplog.at_level("INFO"):
+        r = train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="new")
+    assert r.resumed_after == 1 and "resuming after epoch 1 of 1" in caplog.text
+
+
+@pytest.mark.parametrize("protocol", ["multitask", "paper"])
+def test_select_best_val_keeps_each_networks_best_epoch(demo_tensors, protocol):
+    epochs = 3 if protocol == "multitask" else 2  # the paper's four networks cost four times
+    cfg = small_config(
+        epochs=epochs, image_size=32, batch_size=16, select="best_val", protocol=protocol
+    )
+    x, y, xv, yv = _tiny(*demo_tensors)
+    r = train.train_models(cfg, x, y, xv, yv, threads=2, progress=False)
+    hist = r.history
+    assert len(set(hist["val_loss"])) > 1  # the epochs differ, so the choice matters
+    # the models given back are the kept epochs' weights: they score what the history says
+    aug = train.GPUAugment({}, 32, torch.device("cpu"), 0)
+    pred = train.predict(r.models, xv, aug, torch.device("cpu"), 64, "fp32", yv, cfg)
+    now = {"val_loss": float(pred["loss"])}
+    now.update({f"val_{k}": v for k, v in train.prediction_metrics(pred, yv.numpy()).items()})
+    for task, k in r.kept.items():
+        metric, lower = train.SELECT_ON[task]
+        best = hist[metric].idxmin() if lower else hist[metric].idxmax()
+        assert k["epoch"] == int(hist.loc[best, "epoch"]) and k["on"] == metric
+        assert k["score"] == pytest.approx(hist.loc[best, metric])
+        if metric != "val_loss" or protocol == "multitask":
+            assert now[metric] == pytest.approx(k["score"], rel=1e-5), (task, now, r.kept)
+    summary = train.selection_summary(r.kept, "best_val")
+    assert {"select", "kept_epoch", "kept_on", "kept_score"} <= set(summary)
+    assert summary["select"] == "best_val" and 1 <= summary["kept_epoch"] <= epochs
+    if protocol == "multitask":
+        assert summary["kept_on"] == "val_loss"
+    else:
+        assert summary["kept_on"] == "per_attribute" and set(summary["kept_by_task"]) == {
+            "sex",
+            "race",
+            "age",
+            "age_group",
+        }

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import faces
-from .io import atomic_dir, no_bar, rejects_frame, write_table
+from .io import atomic_dir, explain_full_disk, no_bar, rejects_frame, write_table
 
 # Where the eye centres land in the aligned crop, as fractions of its side (the defaults of
 # align.eye_y = 0.40 and align.eye_distance = 0.30).
@@ -205,7 +205,7 @@ def run(
     except ImportError:  # no dlib here (landmarks come from elsewhere, as in benchmarks/)
         pass
     rows: list[dict[str, Any]] = []
-    with atomic_dir(images_out) as tmp:
+    with explain_full_disk("align"), atomic_dir(images_out) as tmp:
         jobs = [(str(Path(images_in) / f), str(tmp), cfg) for f in files]
         bar = tqdm(total=len(jobs), desc="align", unit="img", disable=no_bar(progress))
         if threads > 1 and len(jobs) > 1:
@@ -231,8 +231,9 @@ def run(
             if not r["ok"]
         ]
     )
-    write_table(landmarks_out, table)
-    write_table(rejects_out, rejects)
+    with explain_full_disk("align"):
+        write_table(landmarks_out, table)
+        write_table(rejects_out, rejects)
     return {
         "shard": f"{shard} of {shards}",
         "n_inputs": len(files),

@@ -30,8 +30,11 @@ image folder and tables are moved into place atomically.
 
 from __future__ import annotations
 
+import errno
+import gzip
 import http.client
 import logging
+import lzma
 import os
 import posixpath
 import re
@@ -44,9 +47,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +60,15 @@ from tqdm import tqdm
 
 from .dedup import DEFAULT_THRESHOLD, deduplicate
 from .defects import DefectPolicy, name_defect
-from .io import atomic_dir, no_bar, rejects_frame, sha256_file, write_table
+from .io import (
+    atomic_dir,
+    explain_full_disk,
+    no_bar,
+    rejects_frame,
+    remove_stale,
+    sha256_file,
+    write_table,
+)
 from .labels import IMAGE_SUFFIXES, age_bucket
 from .verify import (
     REFERENCES,
@@ -335,54 +348,283 @@ def _check_zip(zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, str]]:
             raise UnsafeArchiveError(f"archive member {info.filename!r} is not a file or folder")
         if not info.is_dir() and not rel:
             raise UnsafeArchiveError(f"archive member {info.filename!r} is a file without a name")
+        stored = info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 1
+        if stored and info.compress_size != info.file_size:
+            raise CorruptArchiveError(
+                f"archive member {info.filename!r} is stored uncompressed in "
+                f"{info.compress_size} bytes but its header says {info.file_size}: the archive "
+                "lies about its sizes"
+            )
         members.append((info, rel))
     return members
 
 
-def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+class ArchiveTooLargeError(UnsafeArchiveError):
+    """An archive whose members would exceed ``download.max_member_mb`` or ``max_total_gb``."""
+
+
+class CorruptArchiveError(ValueError):
+    """An archive that cannot be read to its end, or whose headers lie about its contents."""
+
+
+DEFAULT_MAX_MEMBER_MB = 64  # UTKFace's files are under 1 MB, the in-the-wild photos a few MB
+DEFAULT_MAX_TOTAL_GB = 20  # UTKFace.tar.gz extracts to about 0.1 GB, part1..3 to about 1.3 GB
+_MAX_PADDING = 16 << 20  # zero bytes allowed after a tar's last member (records pad to 10 KiB)
+
+
+@dataclass
+class ArchiveLimits:
+    """Caps on what extraction may write: one member, and all archives of one run together.
+
+    ``used`` counts the bytes already written under these limits, so the archives of one
+    ``download`` run share ``max_total``. Limits are checked from the headers before anything
+    is written, and again while each member is written, byte by byte.
+    """
+
+    max_member: int | None = None  # bytes
+    max_total: int | None = None  # bytes
+    used: int = 0
+
+    @classmethod
+    def from_params(cls, cfg: dict[str, Any]) -> ArchiveLimits:
+        mb = float(cfg.get("max_member_mb", DEFAULT_MAX_MEMBER_MB))
+        gb = float(cfg.get("max_total_gb", DEFAULT_MAX_TOTAL_GB))
+        return cls(int(mb * 2**20), int(gb * 2**30))
+
+    def _check(self, archive: Path, name: str, size: int, total: int, how: str) -> None:
+        """Raise :class:`ArchiveTooLargeError` when member ``name`` (``size`` bytes) or the
+        extracted ``total`` is over a limit; ``how`` says where the numbers come from."""
+        over = None
+        if self.max_member is not None and size > self.max_member:
+            over = (
+                f"is {_mb(size)} {how}, more than download.max_member_mb ({_mb(self.max_member)})"
+            )
+        elif self.max_total is not None and total > self.max_total:
+            over = (
+                f"takes what is extracted to {_mb(total)} {how}, more than "
+                f"download.max_total_gb ({_mb(self.max_total)})"
+            )
+        if over:
+            raise ArchiveTooLargeError(
+                f"archive {archive}: member {name!r} {over}. Nothing was kept. If the archive "
+                "is trusted and really this large, raise download.max_member_mb / "
+                "download.max_total_gb in params.yaml"
+            )
+
+    def check_headers(self, archive: Path, sizes: list[tuple[str, int]], dest: Path) -> None:
+        """Refuse an archive whose headers already exceed a limit or the free disk."""
+        total = self.used
+        for name, size in sizes:
+            total += size
+            self._check(archive, name, size, total, "(its header says)")
+        free = shutil.disk_usage(_existing_parent(dest)).free
+        if total - self.used > free:
+            raise OSError(
+                errno.ENOSPC,
+                f"archive {archive} needs {_mb(total - self.used)} to extract but the disk "
+                f"holding {dest.parent} has only {_mb(free)} free; free some space and rerun",
+            )
+
+    def copy(self, archive: Path, name: str, src: Any, target: Path, declared: int) -> None:
+        """Copy one member's stream to ``target``, enforcing the limits on the bytes themselves
+        (a header can lie) and that the member gives no more than ``declared`` bytes."""
+        written = 0
+        with open(target, "wb") as out:
+            while chunk := src.read(CHUNK):
+                written += len(chunk)
+                how = f"while written (its header says {_mb(declared)})"
+                self._check(archive, name, written, self.used + written, how)
+                if written > declared:
+                    raise CorruptArchiveError(
+                        f"archive {archive}: member {name!r} gives more bytes than its header "
+                        f"says ({declared}); the archive lies about its sizes. Nothing was kept"
+                    )
+                out.write(chunk)
+        if written != declared:
+            raise CorruptArchiveError(
+                f"archive {archive}: member {name!r} gives {written} bytes, its header says "
+                f"{declared}; the archive is truncated or damaged. Nothing was kept"
+            )
+        self.used += written
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_tar_end(archive: Path, tar: tarfile.TarFile) -> None:
+    """After the last member tarfile found, only zero padding may follow: a header that lies
+    about its size makes tarfile stop early, and the members after it would silently vanish."""
+    f = tar.fileobj
+    f.seek(tar.offset)
+    seen = 0
+    while block := f.read(CHUNK):
+        if block.count(0) != len(block):
+            raise CorruptArchiveError(
+                f"archive {archive}: data follows the end of the members at byte {tar.offset} "
+                "(a member's header lies about its size, or the archive is damaged); members "
+                "after it could not be read. Nothing was kept"
+            )
+        seen += len(block)
+        if seen > _MAX_PADDING:
+            raise CorruptArchiveError(
+                f"archive {archive}: more than {_mb(_MAX_PADDING)} of padding after its last "
+                "member; refusing it. Nothing was kept"
+            )
+
+
+# errors that mean "this archive cannot be read as it claims", never a full disk (those carry
+# an errno and pass through unchanged)
+def _is_corrupt(err: BaseException) -> bool:
+    if isinstance(err, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error)):
+        return True
+    if isinstance(err, lzma.LZMAError | gzip.BadGzipFile):
+        return True
+    return isinstance(err, OSError) and err.errno is None
+
+
+def safe_extract(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    limits: ArchiveLimits | None = None,
+    rejects: list[dict[str, Any]] | None = None,
+) -> Path:
     """Extract a tar (.tar, .tar.gz/.tgz, .tar.bz2, .tar.xz) or zip archive into ``dest``.
 
     Every member is checked before anything is written: absolute paths, ``..`` escaping the
     destination, symbolic and hard links, device files and FIFOs raise
-    :class:`UnsafeArchiveError` naming the member. Files are written (never with their stored
-    owner or permissions) into a temporary folder beside ``dest`` that then replaces ``dest``
-    atomically. Returns ``dest``.
+    :class:`UnsafeArchiveError` naming the member; sizes beyond ``limits`` (or the free disk)
+    raise :class:`ArchiveTooLargeError` (:class:`OSError` ENOSPC), from the headers and again
+    while writing, so a lying header cannot fill the disk; a damaged archive, or one whose
+    headers lie, raises :class:`CorruptArchiveError`. Files are written (never with their
+    stored owner or permissions) into a temporary folder beside ``dest`` that then replaces
+    ``dest`` atomically; on any error it is removed. A member whose path was already written
+    (the same path twice, or a file where a folder is) is not extracted: with ``rejects``
+    given it is appended there as a reject row (``duplicate_name`` / ``path_conflict``), else
+    it raises :class:`CorruptArchiveError`. Returns ``dest``.
     """
     archive, dest = Path(archive), Path(dest)
+    limits = limits if limits is not None else ArchiveLimits()
     kind = archive_kind(archive, sniff=True)
     if kind is None:
         raise ValueError(
             f"{archive} is not a supported archive (want one of {', '.join(ARCHIVE_SUFFIXES)})"
         )
-    if kind == "zip":
-        with zipfile.ZipFile(archive) as zf:
-            zmembers = _check_zip(zf)
-            with atomic_dir(dest) as tmp:
-                for info, rel in zmembers:
-                    if info.is_dir():
-                        (tmp / rel).mkdir(parents=True, exist_ok=True)
-                        continue
-                    target = tmp / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, CHUNK)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                members = [
+                    _Member(i.filename, rel, i.is_dir(), i.file_size, partial(_zip_member, zf, i))
+                    for i, rel in _check_zip(zf)
+                ]
+                _extract_members(archive, dest, members, limits, rejects)
+            return dest
+        with tarfile.open(archive, "r:*") as tar:
+            tmembers = _check_tar(tar)
+            _check_tar_end(archive, tar)
+            members = [
+                _Member(m.name, rel, m.isdir(), m.size, partial(_tar_member, tar, m))
+                for m, rel in tmembers
+            ]
+            _extract_members(archive, dest, members, limits, rejects)
         return dest
-    with tarfile.open(archive, "r:*") as tar:
-        tmembers = _check_tar(tar)
-        with atomic_dir(dest) as tmp:
-            for member, rel in tmembers:
-                if member.isdir():
-                    (tmp / rel).mkdir(parents=True, exist_ok=True)
+    except (UnsafeArchiveError, CorruptArchiveError):
+        raise
+    except Exception as err:
+        if _is_corrupt(err):
+            raise CorruptArchiveError(
+                f"archive {archive} is damaged or its headers lie about its contents "
+                f"({type(err).__name__}: {err}). Nothing was kept; download it again"
+            ) from err
+        raise
+
+
+@dataclass
+class _Member:
+    """An archive member checked by ``_check_zip``/``_check_tar``, with how to write it:
+    ``write(archive, target, limits)``."""
+
+    name: str
+    rel: str
+    is_dir: bool
+    size: int
+    write: Callable[[Path, Path, ArchiveLimits], None]
+
+
+def _extract_members(
+    archive: Path,
+    dest: Path,
+    members: list[_Member],
+    limits: ArchiveLimits,
+    rejects: list[dict[str, Any]] | None,
+) -> None:
+    """Check the sizes the headers give, then write every member into a fresh folder that
+    replaces ``dest`` at the end; a path already taken (the same path twice, a file where a
+    folder is) becomes a reject row instead of overwriting."""
+    limits.check_headers(archive, [(m.name, m.size) for m in members if not m.is_dir], dest)
+    with atomic_dir(dest) as tmp:
+        for m in members:
+            target = tmp / m.rel if m.rel else tmp
+            try:
+                if m.is_dir:
+                    target.mkdir(parents=True, exist_ok=True)
                     continue
-                target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                if src is None:  # pragma: no cover - regular members always have data
-                    raise UnsafeArchiveError(f"archive member {member.name!r} has no data")
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
-                os.utime(target, (member.mtime, member.mtime))
-    return dest
+                if os.path.lexists(target):
+                    raise FileExistsError(errno.EEXIST, "already extracted", str(target))
+                m.write(archive, target, limits)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError) as err:
+                reason = "duplicate_name" if isinstance(err, FileExistsError) else "path_conflict"
+                detail = (
+                    f"archive member {m.name!r} of {archive.name}: its path was already taken "
+                    f"by an earlier member ({type(err).__name__}); not extracted"
+                )
+                if rejects is None:
+                    raise CorruptArchiveError(detail) from err
+                rejects.append(_reject(posixpath.basename(m.rel) or m.name, reason, detail))
+
+
+def _zip_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: Path, target: Path, limits: ArchiveLimits
+) -> None:
+    with zf.open(info) as src:
+        limits.copy(archive, info.filename, src, target, info.file_size)
+        if _zip_data_left(src):
+            raise CorruptArchiveError(
+                f"archive {archive}: member {info.filename!r} holds more data than its header "
+                f"says ({info.file_size} bytes); the archive lies about its sizes. Nothing was kept"
+            )
+
+
+def _zip_data_left(src: Any) -> bool:
+    """Whether a zip member's stream stopped at its header's size before its data ended
+    (zipfile cuts the output there and checks the CRC of what it gave, which a crafted header
+    can match). Reads zipfile's private state; False where it is not there."""
+    decomp = getattr(src, "_decompressor", None)
+    if decomp is not None and hasattr(decomp, "eof"):
+        return not decomp.eof
+    return getattr(src, "_compress_left", 0) > 0
+
+
+def _tar_member(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    archive: Path,
+    target: Path,
+    limits: ArchiveLimits,
+) -> None:
+    src = tar.extractfile(member)
+    if src is None:  # pragma: no cover - regular members always have data
+        raise UnsafeArchiveError(f"archive member {member.name!r} has no data")
+    with src:
+        limits.copy(archive, member.name, src, target, member.size)
+    os.utime(target, (member.mtime, member.mtime))
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,20 +632,104 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """All files below ``folder`` (recursively, sorted by relative path, any suffix).
+@dataclass
+class Entry:
+    """One directory entry below a source folder: a regular file to ingest (``reason`` empty),
+    or an entry that cannot be an image, with the reject reason and detail."""
 
-    Hidden files (``.DS_Store``) and ``__MACOSX`` folders are listed too, so that they end in
-    the rejects table rather than vanishing. Symbolic links to folders are not followed.
+    path: Path  # where it is (for a symbolic link inside the source: the link itself)
+    rel: str  # relative to the listed folder, POSIX
+    reason: str = ""
+    detail: str = ""
+
+
+_KINDS = {
+    stat.S_IFIFO: "FIFO (named pipe)",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFDIR: "folder",
+}
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), f"special file (mode {stat.S_IFMT(mode):o})")
+
+
+def list_entries(folder: str | os.PathLike) -> list[Entry]:
+    """Every entry below ``folder``, recursively, sorted by relative path; nothing is opened.
+
+    Regular files are to be ingested. Everything else is an :class:`Entry` with a reject
+    reason: a folder named like an image (its contents are listed too), a FIFO, socket or
+    device (``not_a_regular_file``; never opened, so a FIFO cannot block the stage); a
+    symbolic link that loops (``symlink_loop``), points at nothing (``broken_symlink``) or
+    leads out of ``folder`` (``symlink_outside_source``: never followed, so nothing from
+    outside is copied); a link to a folder (not followed) or to a non-regular file inside it
+    (``not_a_regular_file``). A link to a regular file inside ``folder`` is followed: it is
+    ingested under the link's name. Hidden files (``.DS_Store``) and ``__MACOSX`` folders are
+    listed too, so that they end in the rejects table rather than vanishing.
     """
     folder = Path(folder)
-    found: list[tuple[str, Path]] = []
-    for root, _dirs, names in os.walk(folder):
+    root = os.path.realpath(folder)
+    out: list[Entry] = []
+
+    def walk(d: Path, prefix: str) -> None:
+        try:
+            with os.scandir(d) as it:
+                names = [e.name for e in it]
+        except OSError as err:
+            out.append(Entry(d, prefix.rstrip("/") or ".", "unreadable", f"cannot list: {err}"))
+            return
         for name in names:
-            path = Path(root) / name
-            if path.is_file():
-                found.append((path.relative_to(folder).as_posix(), path))
-    return [p for _, p in sorted(found)]
+            path, rel = d / name, prefix + name
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError as err:
+                out.append(Entry(path, rel, "unreadable", f"{type(err).__name__}: {err}"))
+                continue
+            if stat.S_ISDIR(mode):
+                if name.lower().endswith(IMAGE_SUFFIXES):
+                    detail = f"{rel} is a folder named like an image; its contents are listed apart"
+                    out.append(Entry(path, rel, "not_a_regular_file", detail))
+                walk(path, rel + "/")
+            elif stat.S_ISREG(mode):
+                out.append(Entry(path, rel))
+            elif stat.S_ISLNK(mode):
+                out.append(_link_entry(path, rel, root))
+            else:
+                detail = f"{rel} is a {_kind(mode)}, not a file; not opened"
+                out.append(Entry(path, rel, "not_a_regular_file", detail))
+
+    walk(folder, "")
+    return sorted(out, key=lambda e: e.rel)
+
+
+def _link_entry(path: Path, rel: str, root: str) -> Entry:
+    """A symbolic link: followed only to a regular file inside ``root``."""
+    try:
+        shown = f"{rel} -> {os.readlink(path)}"
+    except OSError:
+        shown = rel
+    try:
+        mode = os.stat(path).st_mode  # follows the link; never opens the target
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return Entry(path, rel, "symlink_loop", f"symbolic link {shown} loops; not followed")
+        return Entry(path, rel, "broken_symlink", f"symbolic link {shown} points at nothing")
+    target = os.path.realpath(path)
+    if os.path.commonpath([root, target]) != root:
+        detail = f"symbolic link {shown} leads to {target}, outside {root}; not followed"
+        return Entry(path, rel, "symlink_outside_source", detail)
+    if not stat.S_ISREG(mode):
+        detail = f"symbolic link {shown} leads to a {_kind(mode)}; not followed"
+        return Entry(path, rel, "not_a_regular_file", detail)
+    return Entry(path, rel)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The regular files below ``folder`` (see :func:`list_entries`), sorted by relative path,
+    any suffix."""
+    return [e.path for e in list_entries(folder) if not e.reason]
 
 
 def _place(src: Path, dst: Path, link: bool) -> None:
@@ -589,20 +915,35 @@ def path_entries(cfg: dict[str, Any]) -> list[str]:
 
 @dataclass
 class _Inputs:
-    """What the sources gave: files with where they came from."""
+    """What the sources gave: files with where they came from, and entries rejected on sight
+    (not regular files, links out of the source, archive members that collide)."""
 
     files: list[Path] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)
     links: list[bool] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_entries(self) -> int:
+        """Every entry found: files to ingest plus entries rejected on sight."""
+        return len(self.files) + len(self.rejects)
+
+    def add_entries(
+        self, entries: Iterable[Entry], source: str, link: bool, prefix: str = ""
+    ) -> None:
+        for e in entries:
+            if e.reason:
+                self.rejects.append(_reject(e.path.name, e.reason, prefix + e.detail))
+                continue
+            self.files.append(e.path)
+            self.sources.append(source)
+            self.shown.append(prefix + e.rel)
+            self.links.append(link)
 
     def add_folder(self, folder: Path, source: str, link: bool, prefix: str = "") -> None:
-        for p in list_images(folder):
-            self.files.append(p)
-            self.sources.append(source)
-            self.shown.append(prefix + p.relative_to(folder).as_posix())
-            self.links.append(link)
+        self.add_entries(list_entries(folder), source, link, prefix)
 
 
 _PATH_HINT = (
@@ -612,7 +953,7 @@ _PATH_HINT = (
 )
 
 
-def _collect_path(cfg: dict[str, Any], work: Path, got: _Inputs) -> None:
+def _collect_path(cfg: dict[str, Any], work: Path, got: _Inputs, limits: ArchiveLimits) -> None:
     entries = path_entries(cfg)
     if not entries:
         raise FileNotFoundError(
@@ -627,22 +968,20 @@ def _collect_path(cfg: dict[str, Any], work: Path, got: _Inputs) -> None:
         got.inputs.append(str(path))
         prefix = f"{path.name}/" if len(entries) > 1 else ""
         if path.is_dir():
+            listed = list_entries(path)
             # archives at the top of the folder (part1..3.tar.gz, UTKFace.tar.gz) are opened
-            archives = sorted(p for p in path.iterdir() if p.is_file() and archive_kind(p))
+            archives = [e for e in listed if not e.reason and "/" not in e.rel]
+            archives = [e for e in archives if archive_kind(e.path)]
             for i, a in enumerate(archives):
-                log.info("extracting %s", a)
-                got.add_folder(safe_extract(a, work / f"p{n}a{i}"), str(a), True, f"{a.name}/")
-            skip = set(archives)
-            for p in list_images(path):
-                if p in skip:
-                    continue
-                got.files.append(p)
-                got.sources.append(str(path))
-                got.shown.append(prefix + p.relative_to(path).as_posix())
-                got.links.append(False)  # the user's files: copy, never share an inode
+                log.info("extracting %s", a.path)
+                folder = _extract(a.path, work / f"p{n}a{i}", limits, got, f"{a.rel}/")
+                got.add_folder(folder, str(a.path), True, f"{a.rel}/")
+            # the user's files: copied, never sharing an inode
+            got.add_entries([e for e in listed if e not in archives], str(path), False, prefix)
         elif archive_kind(path, sniff=True):
             log.info("extracting %s", path)
-            got.add_folder(safe_extract(path, work / f"p{n}"), str(path), True, prefix)
+            folder = _extract(path, work / f"p{n}", limits, got, prefix)
+            got.add_folder(folder, str(path), True, prefix)
         else:
             raise ValueError(
                 f"download.path {raw!r} is neither a folder nor a supported archive "
@@ -650,7 +989,17 @@ def _collect_path(cfg: dict[str, Any], work: Path, got: _Inputs) -> None:
             )
 
 
-def _collect_url(cfg: dict[str, Any], work: Path, got: _Inputs, progress: bool) -> None:
+def _extract(archive: Path, dest: Path, limits: ArchiveLimits, got: _Inputs, prefix: str) -> Path:
+    """:func:`safe_extract` with the run's limits; colliding members go to the rejects."""
+    rejects: list[dict[str, Any]] = []
+    folder = safe_extract(archive, dest, limits, rejects)
+    got.rejects.extend({**r, "detail": prefix + r["detail"]} for r in rejects)
+    return folder
+
+
+def _collect_url(
+    cfg: dict[str, Any], work: Path, got: _Inputs, progress: bool, limits: ArchiveLimits
+) -> None:
     cache = Path(str(cfg.get("cache_dir") or "data/download_cache")).expanduser()
     used: set[str] = set()
     entries = _url_entries(cfg)
@@ -671,7 +1020,7 @@ def _collect_url(cfg: dict[str, Any], work: Path, got: _Inputs, progress: bool) 
         if archive_kind(path, sniff=True):
             log.info("extracting %s", path)
             prefix = f"{name}/" if len(entries) > 1 else ""
-            got.add_folder(safe_extract(path, work / f"url{i}"), url, True, prefix)
+            got.add_folder(_extract(path, work / f"url{i}", limits, got, prefix), url, True, prefix)
         else:
             got.files.append(path)
             got.sources.append(url)
@@ -690,6 +1039,7 @@ def _variant_check(manifest: pd.DataFrame, variant: str) -> int:
     return int((~chip).sum() if variant == "aligned" else chip.sum())
 
 
+@explain_full_disk("download")  # a full disk is reported as such
 def run(
     cfg: dict[str, Any],
     images_out: str | os.PathLike,
@@ -723,6 +1073,9 @@ def run(
     if variant not in VARIANTS:
         raise ValueError(f"download.variant must be one of {VARIANTS}, got {variant!r}")
     images_out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale(images_out, ".{name}.work.*"):
+        log.info("removed %s, left by a download that was killed", stale)
+    limits = ArchiveLimits.from_params(cfg)
     got = _Inputs()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -744,9 +1097,9 @@ def run(
             got.add_folder(folder, "demo", True)
             got.inputs.append("demo")
         elif kind == "path":
-            _collect_path(cfg, work, got)
+            _collect_path(cfg, work, got, limits)
         elif kind == "url":
-            _collect_url(cfg, work, got, progress)
+            _collect_url(cfg, work, got, progress, limits)
         else:
             raise ValueError(f"download.source must be demo, path or url, not {kind!r}")
         timings["acquire"] = time.perf_counter() - t0
@@ -790,8 +1143,8 @@ def run(
             for row in dd.rejects:
                 (tmp / row["file"]).unlink(missing_ok=True)
             manifest = dd.manifest
-            if dd.rejects:
-                rejects = rejects_frame(rejects.to_dict("records") + dd.rejects)
+            if dd.rejects or got.rejects:
+                rejects = rejects_frame(rejects.to_dict("records") + dd.rejects + got.rejects)
     write_table(manifest_out, manifest)
     write_table(rejects_out, rejects)
     if groups_out is not None:
@@ -814,7 +1167,7 @@ def run(
         "source": kind,
         "variant": variant,
         "inputs": got.inputs,
-        "n_inputs": len(got.files),
+        "n_inputs": got.n_entries,
         "n_images": len(manifest),
         "n_rejects": len(rejects),
         "rejects_by_reason": by_reason,
@@ -829,14 +1182,14 @@ def run(
     }
     log.info(
         "%d inputs -> %d images, %d rejects %s",
-        len(got.files),
+        got.n_entries,
         len(manifest),
         len(rejects),
         by_reason,
     )
     if manifest.empty:
         raise ValueError(
-            f"no usable image among the {len(got.files)} input file(s) of download.source "
+            f"no usable image among the {got.n_entries} input entries of download.source "
             f"{kind!r} (rejects by reason: {by_reason or 'none'}; see {rejects_out})"
         )
     return summary

@@ -7,6 +7,7 @@ temporary name beside the target and moved into place with ``os.replace`` once c
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -51,11 +52,58 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_stale(target: str | os.PathLike, pattern: str = ".{name}.*.tmp") -> list[Path]:
+    """Delete what a killed earlier run left beside ``target`` (its temporary files and folders,
+    named by ``pattern`` with ``{name}`` = the target's name; never the target itself) and
+    return them. A job owns its outputs, so nothing else writes these names meanwhile."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    stale = sorted(target.parent.glob(pattern.format(name=glob_escape(target.name))))
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+_FULL = {
+    errno.ENOSPC: "the disk is full",
+    errno.EFBIG: "a file size limit was hit",
+    errno.EDQUOT: "the disk quota is exceeded",
+}
+
+
+@contextlib.contextmanager
+def explain_full_disk(stage: str) -> Iterator[None]:
+    """Turn a full disk (ENOSPC, EFBIG, EDQUOT) into an OSError that says what happened and
+    what to do; outputs are atomic, so nothing was left under a final name."""
+    try:
+        yield
+    except OSError as err:
+        why = _FULL.get(err.errno or 0)
+        if why is None:
+            raise
+        raise OSError(
+            err.errno,
+            f"{stage}: cannot write {err.filename or 'its outputs'}: {why} ({err.strerror}). "
+            "Nothing was left under a final name; free space (or lift the limit) and rerun",
+        ) from err
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``target``; on success it replaces ``target``."""
+    """Yield a fresh temporary folder beside ``target``; on success it replaces ``target``.
+    Temporary folders that a killed earlier run left beside ``target`` are deleted first."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)
+    remove_stale(target, ".{name}.old")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp

@@ -6,15 +6,28 @@ augmented on the device, per sample and seeded (random affine through ``affine_g
 ``grid_sample``, horizontal flip, brightness and contrast), normalised with ImageNet statistics
 and fed to the network in channels-last layout under bf16 autocast on CUDA. Losses and metrics
 are accumulated on the device and read back once per epoch.
+
+Resume: after every epoch a checkpoint (models, optimisers, schedules, epoch, history, the best
+validation weights and every random generator) is written atomically to ``checkpoint.pt``
+beside ``model.pt`` (a side file, not a declared output, so Snakemake does not delete it when
+it reruns an incomplete job). A rerun with the same params and inputs (the checkpoint's key, a
+hash of both) continues after the last finished epoch and says so in its log; a checkpoint with
+another key is ignored (the log says so too). ``model.pt`` is written once, at the end: the last
+weights (``train.select: last``) or the best on validation (``best_val``). Every random stream
+is reseeded from ``train.seed`` and the epoch, so a resumed run repeats an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +39,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from .io import atomic_path, no_bar, write_table
+from .io import atomic_path, explain_full_disk, no_bar, remove_stale, sha256_file, write_table
 from .labels import RACES, SEXES
 
 MEAN = (0.485, 0.456, 0.406)
@@ -34,6 +47,8 @@ STD = (0.229, 0.224, 0.225)
 AGE_CENTRE, AGE_SCALE = 35.0, 20.0
 N_SEX, N_RACE = len(SEXES), len(RACES)
 ARCHES = ("resnet18", "resnet34", "resnet50", "resnet101")
+CHECKPOINT_NAME = "checkpoint.pt"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +71,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     data_placement: str = "auto"
     protocol: str = "multitask"
+    select: str = "last"
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"sex": 1.0, "race": 1.0, "age": 1.0}
     )
@@ -534,7 +550,72 @@ def make_trainer(
     return Trainer(cfg, device, task, model, fwd, opt, sched, augment)
 
 
-def fit(
+# What each network is selected on (train.select: best_val), and whether lower is better. The
+# multitask network has one validation score for its three heads: the validation loss, i.e. the
+# very sum it is trained on (the loss weights included); the paper's single-task networks are
+# each selected on their own attribute's metric, as the authors did.
+SELECT_ON: dict[str, tuple[str, bool]] = {
+    "multitask": ("val_loss", True),
+    "sex": ("val_sex_acc", False),
+    "race": ("val_race_acc", False),
+    "age": ("val_age_mae", True),
+    "age_group": ("val_age_group_acc", False),
+}
+SELECTS = ("last", "best_val")
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """The seed of one random stream (0: data order, 1: augmentation) in one epoch: everything
+    random in training follows from ``train.seed`` and the epoch, so a resumed run repeats."""
+    return (seed * 1_000_003 + epoch * 101 + stream) % 2**63
+
+
+@dataclass
+class FitResult:
+    """What :func:`train_models` gives: the selected models keyed by task, the per-epoch
+    history, which epoch each model was kept from, and the epoch it resumed after (0: none)."""
+
+    models: dict[str, nn.Module]
+    history: pd.DataFrame
+    kept: dict[str, dict[str, Any]]
+    resumed_after: int = 0
+
+
+def _rng_state(gens: dict[str, torch.Generator]) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+        "torch": torch.get_rng_state(),
+        "generators": {k: g.get_state() for k, g in gens.items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], gens: dict[str, torch.Generator]) -> None:
+    version, keys, pos, has_gauss, cached = state["numpy"]
+    random.setstate(_tuples(state["python"]))
+    np.random.set_state((version, keys.numpy(), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    for k, g in gens.items():
+        g.set_state(state["generators"][k])
+    if "cuda" in state and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(x: Any) -> Any:
+    """random.setstate wants tuples where a round trip may give lists."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train_models(
     cfg: TrainConfig,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -544,14 +625,26 @@ def fit(
     threads: int | None = None,
     progress: bool = True,
     name: str = "model",
-) -> tuple[dict[str, nn.Module], pd.DataFrame]:
+    key: str = "",
+    logger: logging.Logger | None = None,
+) -> FitResult:
     """Train the models of ``cfg.protocol`` (one multitask model, or the paper's four single-task
-    models, epoch by epoch side by side on the same device-resident data); returns them keyed by
-    task and a per-epoch history table (validation metrics of the models together)."""
+    models, epoch by epoch side by side on the same device-resident data).
+
+    With ``checkpoint``, the whole training state is written there atomically after every
+    epoch, and a checkpoint already there whose ``key`` matches is resumed after its last epoch
+    (one with another key is ignored). Returns the models selected by ``cfg.select`` (the last
+    weights, or each model's best on validation, see :data:`SELECT_ON`), the history (the
+    validation metrics of the models together) and what was kept."""
+    lg = logger or log
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"train.protocol must be one of {sorted(PROTOCOLS)}, not {cfg.protocol!r}")
+    if cfg.select not in SELECTS:
+        raise ValueError(f"train.select must be one of {SELECTS}, not {cfg.select!r}")
     if threads:
         torch.set_num_threads(threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
     steps = max(1, len(images) // cfg.batch_size)
     trainers = {
         task: make_trainer(cfg, steps, task, n_out) for task, n_out in PROTOCOLS[cfg.protocol]
@@ -561,17 +654,49 @@ def fit(
     feeder = make_feeder(images, labels, device, cfg.data_placement)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
+    gens = {"order": gen, **{f"augment_{t}": tr.augment.gen for t, tr in trainers.items()}}
     models = {task: tr.model for task, tr in trainers.items()}
-    rows = []
+    best_val = cfg.select == "best_val" and len(val_images) > 0
+    if cfg.select == "best_val" and not best_val:
+        lg.warning("train.select is best_val but there is no validation image: keeping the last")
+    rows: list[dict[str, Any]] = []
+    best: dict[str, dict[str, Any]] = {}
+    start = 1
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None:
+        for stale in remove_stale(ckpt):
+            lg.info("removed %s, a checkpoint write cut short by a kill", stale)
+    if ckpt is not None and ckpt.exists():
+        state = _read_resume_state(ckpt, key, lg)
+        if state is not None:
+            for task, tr in trainers.items():
+                tr.model.load_state_dict(state["state_dicts"][task])
+                tr.opt.load_state_dict(state["optimizers"][task])
+                tr.sched.load_state_dict(state["schedulers"][task])
+            _set_rng_state(state["rng"], gens)
+            rows = list(state["history"])
+            best = state.get("best") or {}
+            start = int(state["epoch"]) + 1
+            lg.info(
+                "train %s: resuming after epoch %d of %d from %s", name, start - 1, cfg.epochs, ckpt
+            )
     y_val = val_labels.numpy()
+    writer = _BackgroundWriter()
     bar = tqdm(
-        range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=no_bar(progress)
+        range(start, cfg.epochs + 1),
+        desc=f"train {name}",
+        unit="epoch",
+        initial=start - 1,
+        total=cfg.epochs,
+        disable=no_bar(progress),
     )
     for epoch in bar:
         t0 = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch}
         losses, seen = [], 0
+        gen.manual_seed(epoch_seed(cfg.seed, epoch, 0))
         for task, tr in trainers.items():
+            tr.augment.gen.manual_seed(epoch_seed(cfg.seed, epoch, 1))
             total, n = train_one_epoch(tr.model, tr.step, feeder, cfg.batch_size, gen)
             losses.append((task, total, n))
             seen += n
@@ -597,31 +722,188 @@ def fit(
             row["val_loss"] = float(pred["loss"])
             row.update({f"val_{k}": v for k, v in prediction_metrics(pred, y_val).items()})
         rows.append(row)
+        if best_val:
+            _update_best(best, models, row, epoch)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k.startswith("val_")})
-        if checkpoint:
-            save_checkpoint(models, cfg, epoch, checkpoint)
-    return models, pd.DataFrame(rows)
+        if ckpt is not None:
+            # a snapshot on the host now; written in the background while the next epoch runs
+            extra = {
+                "key": key,
+                "optimizers": {t: _to_cpu(tr.opt.state_dict()) for t, tr in trainers.items()},
+                "schedulers": {t: _to_cpu(tr.sched.state_dict()) for t, tr in trainers.items()},
+                "rng": _rng_state(gens),
+                "history": [dict(r) for r in rows],
+                "best": dict(best),
+            }
+            writer.submit(write_checkpoint, checkpoint_payload(models, cfg, epoch, extra), ckpt)
+    writer.close()
+    kept = _select(models, best, rows, cfg.epochs, best_val)
+    return FitResult(models, pd.DataFrame(rows), kept, start - 1)
 
 
-def save_checkpoint(
-    models: nn.Module | dict[str, nn.Module], cfg: TrainConfig, epoch: int, path: str | Path
+class _BackgroundWriter:
+    """Writes one checkpoint at a time in a thread, so training does not wait for the disk
+    (a ResNet-50 checkpoint is 0.3 GB: about a second, a third of an H200 epoch). A write still
+    running when the next one comes, or when training ends, is waited for, and its error (a
+    full disk) raised there; a kill meanwhile leaves the previous checkpoint, written whole."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(1)
+        self.pending: Any = None
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self.wait()
+        self.pending = self.pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the last write (raising its error), then stop the thread."""
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown()
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A copy of ``obj`` with every tensor copied to the host (optimiser states change in place
+    at the next step, so a background write needs its own copy)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _update_best(
+    best: dict[str, dict[str, Any]], models: dict[str, nn.Module], row: dict[str, Any], epoch: int
 ) -> None:
-    """Write every model of the protocol (state dicts keyed by task) atomically."""
+    """Keep a CPU copy of each model's weights at its best validation score so far."""
+    for task, model in models.items():
+        metric, lower = SELECT_ON[task]
+        score = float(row[metric])
+        old = best.get(task)
+        if old is None or (score < old["score"] if lower else score > old["score"]):
+            best[task] = {"epoch": epoch, "score": score, "state_dict": _cpu_state(model)}
+
+
+def _select(
+    models: dict[str, nn.Module],
+    best: dict[str, dict[str, Any]],
+    rows: list[dict[str, Any]],
+    epochs: int,
+    best_val: bool,
+) -> dict[str, dict[str, Any]]:
+    """Load the kept weights into ``models``; per task: epoch (1-based), metric and score."""
+    kept = {}
+    for task, model in models.items():
+        metric = SELECT_ON[task][0]
+        if best_val and task in best:
+            model.load_state_dict(best[task]["state_dict"])
+            kept[task] = {"epoch": best[task]["epoch"], "on": metric, "score": best[task]["score"]}
+        else:
+            last = rows[-1] if rows else {}
+            score = last.get(metric)
+            kept[task] = {
+                "epoch": epochs,
+                "on": metric,
+                "score": None if score is None else float(score),
+            }
+    return kept
+
+
+def _read_resume_state(path: Path, key: str, lg: logging.Logger) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when it can be resumed (same key), else None (logged)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file: start over rather than fail
+        lg.warning(
+            "ignoring the checkpoint %s, which cannot be read (%s): starting over", path, err
+        )
+        return None
+    if state.get("key") != key or "optimizers" not in state:
+        lg.warning(
+            "ignoring the checkpoint %s: it was made with other train params or inputs "
+            "(key %s, this run %s); starting from epoch 1",
+            path,
+            str(state.get("key"))[:12],
+            key[:12],
+        )
+        return None
+    return state
+
+
+def fit(
+    cfg: TrainConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    checkpoint: str | Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    name: str = "model",
+) -> tuple[dict[str, nn.Module], pd.DataFrame]:
+    """:func:`train_models` giving only the selected models keyed by task and the history."""
+    r = train_models(
+        cfg, images, labels, val_images, val_labels, checkpoint, threads, progress, name
+    )
+    return r.models, r.history
+
+
+def checkpoint_payload(
+    models: nn.Module | dict[str, nn.Module],
+    cfg: TrainConfig,
+    epoch: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a checkpoint holds: every model of the protocol (state dicts keyed by task, copied to
+    the host), what it takes to rebuild them, and ``extra`` entries (a resume checkpoint's
+    optimisers, schedules, random states, history...)."""
     if isinstance(models, nn.Module):
         models = {"multitask": models}
-    payload = {
-        "state_dicts": {
-            t: {k: v.detach().cpu() for k, v in m.state_dict().items()} for t, m in models.items()
-        },
+    return {
+        "state_dicts": {t: _cpu_state(m) for t, m in models.items()},
         "n_out": {t: m.fc.fc.out_features for t, m in models.items()},
         "protocol": cfg.protocol,
         "arch": cfg.arch,
         "image_size": cfg.image_size,
         "epoch": epoch,
         "config": cfg.__dict__,
+        **(extra or {}),
     }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+
+
+def write_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint atomically. A failed write (a full disk, a file size limit) leaves no
+    file under ``path`` (an earlier checkpoint there stays whole) and raises an OSError that
+    says so."""
+    try:
+        with atomic_path(path, suffix=".pt") as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as err:
+        # torch.save reports a failed write as RuntimeError from its zip writer
+        raise OSError(
+            f"cannot write {path} (epoch {payload.get('epoch')}): {err}. Is the disk full, or a "
+            "file size limit set? Nothing was written under that name; free space and rerun "
+            "(training resumes after the last checkpoint written)",
+        ) from err
+
+
+def save_checkpoint(
+    models: nn.Module | dict[str, nn.Module],
+    cfg: TrainConfig,
+    epoch: int,
+    path: str | Path,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write the models (and ``extra``) as a checkpoint at ``path``, atomically."""
+    write_checkpoint(checkpoint_payload(models, cfg, epoch, extra), path)
 
 
 def load_checkpoint(
@@ -637,6 +919,32 @@ def load_checkpoint(
     return models, payload
 
 
+def checkpoint_path(model_out: str | Path) -> Path:
+    """The resume checkpoint beside ``model.pt``: a side file in the stage's output folder."""
+    return Path(model_out).with_name(CHECKPOINT_NAME)
+
+
+def run_key(cfg: TrainConfig, table: pd.DataFrame, paths: Sequence[Path]) -> str:
+    """A checkpoint's key: a hash of the train params, the train/val rows and the bytes of their
+    images. A checkpoint resumes only a run with the same key."""
+    h = hashlib.sha256()
+    h.update(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
+    cols = [c for c in ("file", "split", "sex", "race", "age") if c in table]
+    h.update(table[cols].to_csv(index=False).encode())
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def discard_checkpoint(model_out: str | Path, logger: logging.Logger | None = None) -> None:
+    """Delete the resume checkpoint once the stage's outputs are all written (called by the
+    workflow script after the report), so no stale checkpoint sits beside a finished model."""
+    path = checkpoint_path(model_out)
+    if path.exists():
+        path.unlink()
+        (logger or log).info("removed the resume checkpoint %s: the stage is done", path)
+
+
 def run(
     cfg: dict[str, Any],
     split_table: str | Path,
@@ -646,9 +954,14 @@ def run(
     threads: int = 1,
     progress: bool = True,
     name: str = "model",
+    logger: logging.Logger | None = None,
 ) -> dict[str, Any]:
-    """Train on the split's train part, validate on its val part, write model and history."""
+    """Train on the split's train part, validate on its val part, write model and history.
+
+    Resumes from ``checkpoint.pt`` beside ``model_out`` when an earlier run with the same
+    params and inputs was killed; ``model_out`` is written once, at the end."""
     from .io import read_table
+    from .shards import locate
 
     tc = TrainConfig.from_params(cfg)
     table = read_table(split_table)
@@ -656,29 +969,68 @@ def run(
     if len(tr) < 2:
         raise ValueError(f"train: only {len(tr)} training image(s) in {split_table}")
     workers = max(1, threads)
+    remove_stale(model_out)  # a final write cut short by a kill (the checkpoint's: train_models)
+    files = pd.concat([tr, va])
+    key = run_key(tc, files, locate(images_dir, files["file"].tolist()))
     x_tr = load_images(images_dir, tr["file"].tolist(), tc.image_size, workers, progress)
     x_va = load_images(images_dir, va["file"].tolist(), tc.image_size, workers, progress)
     t0 = time.perf_counter()
-    _, history = fit(
+    result = train_models(
         tc,
         x_tr,
         labels_tensor(tr),
         x_va,
         labels_tensor(va),
-        checkpoint=model_out,
+        checkpoint=checkpoint_path(model_out),
         threads=threads,
         progress=progress,
         name=name,
+        key=key,
+        logger=logger,
     )
-    write_table(history_out, history)
+    history = result.history
+    kept = result.kept
+    epochs = [k["epoch"] for k in kept.values()]
+    with explain_full_disk("train"):
+        save_checkpoint(
+            result.models, tc, max(epochs), model_out, extra={"select": tc.select, "kept": kept}
+        )
+        write_table(history_out, history)
     last = {("last_epoch_seconds" if k == "seconds" else k): v for k, v in history.iloc[-1].items()}
     summary = {
         "n_train": len(tr),
         "n_val": len(va),
         "fit_seconds": time.perf_counter() - t0,
+        "resumed_after_epoch": result.resumed_after,
         **last,
+        **selection_summary(kept, tc.select),
     }
     if torch.cuda.is_available():
         summary["device"] = torch.cuda.get_device_name()
         summary["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return summary
+
+
+def selection_summary(kept: dict[str, dict[str, Any]], select: str) -> dict[str, Any]:
+    """The report's model-selection keys: ``select``, ``kept_epoch`` (1-based), ``kept_on`` (the
+    validation score) and ``kept_score``; for the paper's protocol, whose networks are each
+    selected on their own metric, also ``kept_by_task``."""
+    if len(kept) == 1:
+        (k,) = kept.values()
+        return {
+            "select": select,
+            "kept_epoch": k["epoch"],
+            "kept_on": k["on"],
+            "kept_score": k["score"],
+        }
+    scores = [k["score"] for t, k in kept.items() if k["score"] is not None and t != "age"]
+    return {
+        "select": select,
+        # the latest epoch any network was kept from; each network's own is in kept_by_task
+        "kept_epoch": max(k["epoch"] for k in kept.values()),
+        "kept_on": "per_attribute",
+        # the mean validation accuracy of the classification networks (sex, race, age group)
+        # at their kept epochs; the age regression's MAE is in kept_by_task
+        "kept_score": float(np.mean(scores)) if scores else None,
+        "kept_by_task": kept,
+    }

@@ -16,5 +16,7 @@ summary = train.run(
     snakemake.output.history,
     threads=snakemake.threads,
     name=dataset,
+    logger=log,
 )
 finish("train", {"dataset": dataset, **summary}, t0, snakemake.output.report, log)
+train.discard_checkpoint(snakemake.output.model, log)  # only once every output is written
