@@ -1,4 +1,4 @@
-"""compare: every condition against the baseline on the same test images; metrics and report."""
+"""compare: every condition against the baseline on the same test images and seeds; metrics, report."""
 
 import json
 import time
@@ -10,15 +10,30 @@ from maskprivacy.stage import finish, logger
 log = logger("compare", snakemake.log[0])
 t0 = time.perf_counter()
 names = [c["name"] for c in snakemake.params.conditions]
+seeds = [int(s) for s in snakemake.params.seeds]
+datasets = sorted({c["train"] for c in snakemake.params.conditions})
+
+
+def by_condition_and_seed(files):
+    """The rule's expand() lists, condition-major and seed-minor, as {condition: {seed: file}}."""
+    files = iter(files)
+    return {n: {s: next(files) for s in seeds} for n in names}
+
+
 download_report = json.loads(Path(snakemake.input.download_report).read_text())
 metrics = compare.run(
     snakemake.params.cfg,
     snakemake.params.conditions,
     split_table=snakemake.input.split,
-    predictions=dict(zip(names, snakemake.input.predictions, strict=True)),
-    condition_metrics=dict(zip(names, snakemake.input.metrics, strict=True)),
-    condition_plots=dict(zip(names, snakemake.input.plots, strict=True)),
-    histories={Path(h).parent.name: h for h in snakemake.input.histories},
+    predictions=by_condition_and_seed(snakemake.input.predictions),
+    condition_metrics=by_condition_and_seed(snakemake.input.metrics),
+    condition_plots=by_condition_and_seed(snakemake.input.plots),
+    histories={
+        f"{d} seed {s}": h
+        for (d, s), h in zip(
+            [(d, s) for d in datasets for s in seeds], snakemake.input.histories, strict=True
+        )
+    },
     reject_tables=snakemake.input.rejects,
     masks_table=list(snakemake.input.masks),
     n_inputs=download_report["n_inputs"],
