@@ -16,6 +16,11 @@ datasets = sorted({c["train"] for c in snakemake.params.conditions})
 
 def by_condition_and_seed(files):
     """The rule's expand() lists, condition-major and seed-minor, as {condition: {seed: file}}."""
+    if len(files) != len(names) * len(seeds):  # e.g. a plan run with train.seeds --set anew
+        raise ValueError(
+            f"compare: {len(files)} files for {len(names)} conditions x {len(seeds)} seeds "
+            f"{seeds}: the jobs were made for other train.seeds (export the plan again)"
+        )
     files = iter(files)
     return {n: {s: next(files) for s in seeds} for n in names}
 
