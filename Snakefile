@@ -1,7 +1,8 @@
 # maskprivacy: does a face mask protect sex, race and age from a deep network?
 #
-# download -> align, mask (one job per shard) -> split -> train (one model per training set)
-#   -> evaluate (one job per condition) -> compare (paired statistics, metrics, report)
+# download -> align, mask (one job per shard) -> split -> train (one model per training set
+#   and seed) -> evaluate (one job per condition and seed) -> compare (paired statistics over
+#   faces and seeds, the seed ensemble, metrics, report)
 #
 # The one description of the DAG: dvc.yaml is generated from it
 # (`python -m maskprivacy.dvcgen`, checked by `python -m maskprivacy.dvcgen --check`).
@@ -44,12 +45,15 @@ DATASETS = sorted(
 TRAIN_SETS = sorted({c["train"] for c in config["evaluate"]["conditions"]})
 # align and mask run once per shard (align.shards), in parallel where cores or a cluster allow
 SHARDS = [str(i) for i in range(config["align"].get("shards", 1))]
+# one model per training set and seed (train.seeds): its own init, augmentation and data order
+SEEDS = [str(s) for s in config["train"]["seeds"]]
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     condition="|".join(CONDITIONS),
     shard=r"\d+",
+    seed=r"\d+",
 
 
 include: "workflow/rules/common.smk"

@@ -52,10 +52,13 @@ except Exception:
 # without part1's benchmark: the H200's compiled figures of 2026-11-26 (README)
 r = rows.get(True) or rows.get(False) or {"pipeline_img_s": 6300, "first_step_s": 50}
 per_epoch = 17600 / r["pipeline_img_s"] + 0.5  # 17,535 training images + validation
-# the other jobs (data stages, four evaluations, compare) take about 140 s; each model's compile
+# one model per training set and seed (train.seeds), one evaluation per condition and seed
+jobs = [j["rule"] for j in json.load(open(os.environ["W"] + "/plan.json"))["jobs"]]
+models, evals = jobs.count("train"), jobs.count("evaluate")
+# the data stages and compare take about 90 s, each evaluation about 12 s; each model's compile
 # and image decoding about 15 s past its first step
-budget = int(os.environ["LIMIT"]) - 140 - 2 * (r["first_step_s"] + 15)
-print(max(1, min(40, int(budget / (2 * per_epoch)))))
+budget = int(os.environ["LIMIT"]) - 90 - 12 * evals - models * (r["first_step_s"] + 15)
+print(max(1, min(40, int(budget / (models * per_epoch)))))
 PY
 )
   fi

@@ -30,6 +30,10 @@ def test_shipped_params_are_valid():
         (lambda p: p["compare"].update(baseline="nope"), "compare.baseline"),
         (lambda p: p.update(extra={}), "(top level)"),
         (lambda p: p["train"].update(epochs="10"), "train.epochs"),
+        (lambda p: p["train"].update(seeds=[]), "train.seeds"),
+        (lambda p: p["train"].update(seeds=[0, 0]), "train.seeds"),
+        (lambda p: p["train"].update(seed=0), "train.seed: replaced by train.seeds"),
+        (lambda p: p["compare"]["chance_margin"].update(age=1.0), "compare.chance_margin.age"),
     ],
 )
 def test_bad_params_name_the_key(params, edit, key):

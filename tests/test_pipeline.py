@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -52,13 +53,15 @@ def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
     return res
 
 
-def tiny_params(source_folder: Path) -> dict:
+def tiny_params(source_folder: Path, seeds: list[int] = (0, 1)) -> dict:
+    """Two training seeds by default (one model per training set and seed)."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["train"]["seeds"] = list(seeds)
     p["download"].update(source="path", path=str(source_folder))
     p["align"]["size"] = 96
     p["train"].update(arch="resnet18", epochs=2, batch_size=16, image_size=32, eval_batch_size=64)
     p["evaluate"]["bootstrap"] = 200
-    p["compare"]["bootstrap"] = 200
+    p["compare"].update(bootstrap=200, permutations=999)
     return p
 
 
@@ -89,7 +92,7 @@ UPSTREAM = [
     "data/mask/*/masks.csv",
     "data/split/split.csv",
 ]
-DOWNSTREAM = ["results/train/*/model.pt", "results/metrics.json"]
+DOWNSTREAM = ["results/train/*/seed*/model.pt", "results/metrics.json"]
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +111,45 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
         assert metrics[cond]["age"]["mae"] >= 0
     assert metrics["data_source"] == "path"
     pngs = sorted(p.name for p in (root / "results").rglob("*.png"))
-    assert {"confusion_sex_masked.png", "age_unmasked.png", "learning_curves.png"} <= set(pngs)
+    assert {
+        "confusion_sex_masked_seed0.png",
+        "confusion_sex_masked_seed1.png",
+        "age_unmasked_seed1.png",
+        "learning_curves.png",
+    } <= set(pngs)
     assert "groups_masked_vs_unmasked.png" in pngs
     assert {"unmasked_to_masked", "masked_to_unmasked"} <= set(metrics)
     page = (root / "results/report.html").read_text()
     assert "<h1>" in page and "test faces" in page and "data:image/png;base64," in page
     assert "DEMO DATA: synthetic" not in page  # these inputs came from a folder (source: path)
     assert "The masks" in page  # the mask stage's contact sheet, embedded
+
+
+def test_two_seeds_give_two_models_per_training_set_and_a_spread(snake_run):
+    root, _ = snake_run
+    for dataset in ("unmasked", "masked"):
+        models = sorted(
+            p.parent.name for p in (root / "results/train" / dataset).glob("*/model.pt")
+        )
+        assert models == ["seed0", "seed1"]
+    a, b = ((root / f"results/train/masked/seed{s}/history.csv").read_text() for s in (0, 1))
+    assert a != b  # each seed its own init, augmentation and order
+    metrics = json.loads((root / "results/metrics.json").read_text())
+    assert metrics["n_seeds"] == 2
+    for cond in ("unmasked", "masked"):
+        assert set(metrics[cond]["per_seed"]) == {"0", "1"}
+        assert metrics[cond]["sd"]["age"]["mae"] > 0  # two models, two different errors
+        seed_mean = np.mean([metrics[cond]["per_seed"][s]["age"]["mae"] for s in ("0", "1")])
+        assert metrics[cond]["age"]["mae"] == pytest.approx(seed_mean)
+        assert "ensemble" in metrics[cond]
+    stats = json.loads((root / "results/compare/statistics.json").read_text())
+    age = stats["comparisons"]["masked_vs_unmasked"]["age"]
+    assert age["across_seeds"]["n_seeds"] == 2 and age["across_seeds"]["sd"] is not None
+    assert len(age["per_seed"]) == 2
+    assert stats["multiple_testing"]["m"] >= 9
+    page = (root / "results/report.html").read_text()
+    assert "each the mean of 2 training runs" in page and "Holm-Bonferroni" in page
+    assert "seed 1" in page and "<h2>Method</h2>" in page
 
 
 def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):
@@ -157,9 +192,10 @@ def test_plan_runs_snakemakes_jobs_without_snakemake_or_dlib(snake_run, tmp_path
     plan = json.loads((root / "plan.json").read_text())
     rules = [j["rule"] for j in plan["jobs"]]
     assert rules[0] == "download" and rules[-1] == "compare"
-    assert rules.count("align") == 2 and rules.count("evaluate") == 4
+    assert rules.count("align") == 2 and rules.count("evaluate") == 4 * 2  # 2 seeds
+    assert rules.count("train") == 2 * 2
     listed = sh(root, py, "-m", "maskprivacy.plan", "run", "plan.json", "--dry-run").stdout
-    assert "evaluate[condition=masked_to_unmasked]" in listed
+    assert "evaluate[condition=masked_to_unmasked,seed=1]" in listed
     assert not (root / "data").exists()  # a dry run runs nothing
 
     bench = ROOT / "benchmarks"
@@ -192,8 +228,8 @@ def test_plan_runs_snakemakes_jobs_without_snakemake_or_dlib(snake_run, tmp_path
 def test_second_snakemake_run_does_nothing(snake_run):
     root, _ = snake_run
     before = mtimes(root, UPSTREAM + DOWNSTREAM)
-    # manifest, 2 shards x (landmarks, masks), split; 2 models, metrics
-    assert len(before) == 1 + 2 * 2 + 1 + 2 + 1
+    # manifest, 2 shards x (landmarks, masks), split; 2 sets x 2 seeds models, metrics
+    assert len(before) == 1 + 2 * 2 + 1 + 2 * 2 + 1
     res = sh(root, str(BIN / "snakemake"), "--cores", "2")
     assert "Nothing to be done" in res.stdout + res.stderr
     assert mtimes(root, UPSTREAM + DOWNSTREAM) == before
@@ -209,12 +245,12 @@ def test_changing_epochs_reruns_only_downstream(snake_run):
     assert mtimes(root, UPSTREAM) == up
     after = mtimes(root, DOWNSTREAM)
     assert all(after[k] != down[k] for k in down), (down, after)
-    hist = pd.read_csv(root / "results/train/masked/history.csv")
+    hist = pd.read_csv(root / "results/train/masked/seed1/history.csv")
     assert hist["epoch"].tolist() == [1]
 
 
 def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
-    root = make_copy(tmp_path, tiny_params(demo_folder))
+    root = make_copy(tmp_path, tiny_params(demo_folder, seeds=[0]))  # one seed, as the demo
     sh(root, "git", "init", "-q")
     sh(root, "git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
     sh(root, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "pipeline")
@@ -226,10 +262,10 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
         "mask@0",
         "mask@1",
         "split",
-        "train@masked",
-        "train@unmasked",
-        "evaluate@unmasked",
-        "evaluate@masked_to_unmasked",
+        "train@masked-0",
+        "train@unmasked-0",
+        "evaluate@unmasked-0",
+        "evaluate@masked_to_unmasked-0",
         "compare",
     ):
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
@@ -243,11 +279,12 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
     params["train"]["epochs"] = 3
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = sh(root, str(BIN / "dvc"), "status").stdout
-    assert "train@masked" in status and "train@unmasked" in status
+    assert "train@masked-0" in status and "train@unmasked-0" in status
     assert "align@" not in status and "mask@" not in status and "download:" not in status
     second = sh(root, str(BIN / "dvc"), "repro")
     evals = {
-        f"evaluate@{c}" for c in ("unmasked", "masked", "unmasked_to_masked", "masked_to_unmasked")
+        f"evaluate@{c}-0"
+        for c in ("unmasked", "masked", "unmasked_to_masked", "masked_to_unmasked")
     }
     stages = {
         "download",
@@ -256,12 +293,12 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
         "mask@0",
         "mask@1",
         "split",
-        "train@masked",
-        "train@unmasked",
+        "train@masked-0",
+        "train@unmasked-0",
         "compare",
     } | evals
     ran = {s for s in stages if f"Running stage '{s}'" in second.stdout}
-    assert ran == {"train@masked", "train@unmasked", "compare"} | evals, second.stdout
+    assert ran == {"train@masked-0", "train@unmasked-0", "compare"} | evals, second.stdout
     pdiff = sh(root, str(BIN / "dvc"), "params", "diff").stdout
     assert "train.epochs" in pdiff and "2" in pdiff and "3" in pdiff
     mdiff = sh(root, str(BIN / "dvc"), "metrics", "diff", "--all").stdout

@@ -1,11 +1,20 @@
 """The ``compare`` stage: every condition against the baseline, on the same test images.
 
-Pairs the per-image predictions of the ``evaluate`` jobs: McNemar's exact test on per-image
-correctness (sex, race), Wilcoxon's signed-rank test on per-image absolute age errors, seeded
-bootstrap intervals of every difference; a per-group table (sex x race x age bucket) and heat
-maps; a breakdown by mask type; the input accounting (inputs = images in the split + rejects of
-every stage); ``results/metrics.json`` flat for ``dvc metrics diff``; and one self-contained HTML
-report that states the answer first.
+Each condition is evaluated once per training seed (``train.seeds``). This stage pairs the
+per-image predictions of the ``evaluate`` jobs (condition B against the baseline A, seed ``s``
+with seed ``s``) and reports, per attribute:
+
+- the metrics of every seed's model, their mean and standard deviation over seeds, and the
+  seed ensemble (the mean of the models' outputs: the strongest attacker we have);
+- the difference B - A averaged over seeds, with a bootstrap 95% interval over test images and a
+  paired sign-flip permutation test over images, beside a paired t-test and t-interval over seeds
+  (:mod:`maskprivacy.stats`); Holm-Bonferroni over every test of the report;
+- chance: always guessing the training part's majority class (sex, race) or median age.
+
+Also a per-group table (sex x race x age bucket) and heat maps and a breakdown by mask type (both
+of the ensemble's predictions), the input accounting (inputs = images in the split + rejects of
+every stage), ``results/metrics.json`` flat for ``dvc metrics diff``, and one self-contained
+HTML report that states the answer first (:mod:`maskprivacy.answer`).
 """
 
 from __future__ import annotations
@@ -14,13 +23,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from . import html_report, paper_protocol, plots, stats
-from .evaluate import group_differences, group_table, headline, test_part
+from . import answer, html_report, paper_protocol, plots, stats
+from .evaluate import (
+    condition_metrics,
+    ensemble_predictions,
+    group_differences,
+    group_table,
+    headline,
+    test_part,
+)
 from .io import atomic_dir, read_table, write_json, write_table, write_text
+from .labels import RACES, SEXES
 
 ATTRS = ("sex", "race", "age")
+METRIC = {"sex": "accuracy", "race": "accuracy", "age": "mae"}
 
 
 def accounting(n_inputs: int, split: pd.DataFrame, rejects: pd.DataFrame) -> dict[str, Any]:
@@ -67,13 +86,198 @@ def by_mask_type(
     return out
 
 
+def chance_levels(split: pd.DataFrame) -> dict[str, Any]:
+    """What an attacker gets without looking at the face: always the training part's majority
+    class (sex, race; ties to the lower index), scored on the test part, or always its median
+    age (the constant with the least absolute error on the training part)."""
+    train = split[split["split"] == "train"]
+    test = split[split["split"] == "test"]
+    if train.empty or test.empty:
+        raise ValueError("compare: the split needs a train and a test part for chance levels")
+    out: dict[str, Any] = {}
+    for attr, names in (("sex", SEXES), ("race", RACES)):
+        counts = train[attr].value_counts()
+        k = int(min(counts.index[counts == counts.max()]))
+        out[attr] = {
+            "guess": names[k],
+            "rule": "always the training majority class",
+            "accuracy": float((test[attr].to_numpy() == k).mean()),
+        }
+    median = float(np.median(train["age"].to_numpy(float)))
+    out["age"] = {
+        "guess": median,
+        "rule": "always the training median age",
+        "mae": float(np.abs(test["age"].to_numpy(float) - median).mean()),
+    }
+    return out
+
+
+def _mean_sd(dicts: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Mean and standard deviation (over seeds) of every number in same-shaped dicts."""
+    mean: dict[str, Any] = {}
+    sd: dict[str, Any] = {}
+    for key, v in dicts[0].items():
+        if isinstance(v, dict):
+            mean[key], sd[key] = _mean_sd([d[key] for d in dicts])
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            vals = np.array([float(d[key]) for d in dicts])
+            if isinstance(v, int) and np.all(vals == v):  # a count, the same for every seed
+                mean[key] = v
+                continue
+            mean[key] = float(vals.mean())
+            sd[key] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+    return mean, sd
+
+
+def compare_conditions(
+    test: pd.DataFrame,
+    split: pd.DataFrame,
+    preds: dict[str, dict[int, pd.DataFrame]],
+    per_seed_metrics: dict[str, dict[int, dict[str, Any]]],
+    baseline: str,
+    cfg: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The statistics of every condition and of every condition against ``baseline``.
+
+    ``preds[condition][seed]`` are the per-image predictions on ``test`` (in its order), and
+    ``per_seed_metrics`` the evaluate stage's metrics of each. Returns the ``conditions``,
+    ``comparisons``, ``chance``, ``multiple_testing`` and ``answer`` parts of statistics.json,
+    and the seed ensemble's predictions per condition.
+    """
+    n_boot, bseed = int(cfg["bootstrap"]), int(cfg["seed"])
+    perms = int(cfg.get("permutations", 9999))
+    seeds = sorted(preds[baseline])
+    for name, by_seed in preds.items():
+        if sorted(by_seed) != seeds:
+            raise ValueError(f"compare: {name!r} has seeds {sorted(by_seed)}, not {seeds}")
+    ens = {name: ensemble_predictions([by[s] for s in seeds]) for name, by in preds.items()}
+    conditions: dict[str, Any] = {}
+    for name, by_seed in preds.items():
+        mean, sd = _mean_sd([headline(per_seed_metrics[name][s]) for s in seeds])
+        conditions[name] = {
+            "seeds": seeds,
+            "per_seed": {str(s): per_seed_metrics[name][s] for s in seeds},
+            "seed_mean": {
+                attr: stats.seed_averaged_metric(
+                    attr,
+                    test[attr].to_numpy(),
+                    [by_seed[s][f"{attr}_pred"].to_numpy() for s in seeds],
+                    n_boot,
+                    bseed,
+                )
+                for attr in ATTRS
+            },
+            "mean": mean,
+            "sd": sd,
+            "ensemble": condition_metrics(test, ens[name], n_boot, bseed),
+            "n_test": int(len(test)),
+        }
+    comparisons: dict[str, Any] = {}
+    for name in preds:
+        if name == baseline:
+            continue
+        cmp = {}
+        for attr in ATTRS:
+            y = test[attr].to_numpy()
+            col = f"{attr}_pred"
+            c = stats.paired_difference(
+                attr,
+                y,
+                [preds[baseline][s][col].to_numpy() for s in seeds],
+                [preds[name][s][col].to_numpy() for s in seeds],
+                n_boot,
+                bseed,
+                permutations=perms,
+            )
+            e = stats.paired_difference(
+                attr, y, [ens[baseline][col]], [ens[name][col]], n_boot, bseed, test=False
+            )
+            c["ensemble"] = {k: e[k] for k in ("a", "b", "difference", "ci")}
+            c["seeds"] = seeds
+            cmp[attr] = c
+        comparisons[f"{name}_vs_{baseline}"] = cmp
+    family = holm_family(comparisons)
+    out = {
+        "seeds": seeds,
+        "conditions": conditions,
+        "comparisons": comparisons,
+        "chance": {**chance_levels(split), "margin": dict(cfg.get("chance_margin") or {})},
+        "multiple_testing": family,
+        "alpha": float(cfg["alpha"]),
+        "baseline": baseline,
+    }
+    out["answer"] = answer.verdicts(out)
+    return out, ens
+
+
+def holm_family(comparisons: dict[str, Any]) -> dict[str, Any]:
+    """Holm-Bonferroni over every test of the report (the test over images of each comparison and
+    attribute, and the test across seeds where there are two seeds or more); writes ``p_holm``
+    into each test and returns the family."""
+    tests = []
+    for cname, cmp in comparisons.items():
+        for attr, c in cmp.items():
+            for level, t in (("images", c["test"]), ("seeds", c["across_seeds"])):
+                if t is not None and t.get("p_value") is not None:
+                    tests.append((f"{cname}/{attr}/{level}", t))
+    adjusted = stats.holm([t["p_value"] for _, t in tests])
+    for (_, t), p in zip(tests, adjusted, strict=True):
+        t["p_holm"] = p
+    return {
+        "method": "holm",
+        "m": len(tests),
+        "tests": [
+            {"test": key, "p_value": t["p_value"], "p_holm": t["p_holm"]} for key, t in tests
+        ],
+    }
+
+
+def metrics_summary(statistics: dict[str, Any]) -> dict[str, Any]:
+    """results/metrics.json: flat numbers for `dvc metrics diff` (None values left out)."""
+    metrics: dict[str, Any] = {
+        "data_source": statistics["data_source"],
+        "n_seeds": len(statistics["seeds"]),
+    }
+    for name, c in statistics["conditions"].items():
+        metrics[name] = {
+            **c["mean"],
+            "sd": _drop_none(c["sd"]),
+            "ensemble": headline(c["ensemble"]),
+            "per_seed": {s: headline(m) for s, m in c["per_seed"].items()},
+        }
+    for cname, cmp in statistics["comparisons"].items():
+        row: dict[str, Any] = {}
+        for attr in ATTRS:
+            c, key = cmp[attr], f"{attr}_{METRIC[attr]}_diff"
+            seeds_t = c["across_seeds"]
+            row.update(
+                {
+                    key: c["difference"],
+                    f"{key}_low": c["ci"]["low"],
+                    f"{key}_high": c["ci"]["high"],
+                    f"{key}_sd": seeds_t["sd"],
+                    f"{key}_ensemble": c["ensemble"]["difference"],
+                    f"{attr}_p": c["test"]["p_value"],
+                    f"{attr}_p_holm": c["test"].get("p_holm"),
+                    f"{attr}_seeds_p": seeds_t["p_value"],
+                    f"{attr}_seeds_p_holm": seeds_t.get("p_holm"),
+                }
+            )
+        metrics[cname] = _drop_none(row)
+    return metrics
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_drop_none(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}
+
+
 def run(
     cfg: dict[str, Any],
     conditions: list[dict[str, str]],
     split_table: str | Path,
-    predictions: dict[str, str | Path],
-    condition_metrics: dict[str, str | Path],
-    condition_plots: dict[str, str | Path],
+    predictions: dict[str, dict[int, str | Path]],
+    condition_metrics: dict[str, dict[int, str | Path]],
+    condition_plots: dict[str, dict[int, str | Path]],
     histories: dict[str, str | Path],
     reject_tables: list[str | Path],
     masks_table: list[str | Path] | None,
@@ -89,96 +293,81 @@ def run(
     contact_sheets: list[str | Path] = (),
     train_reports: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """``train_reports`` (training set -> its ``report.json``) tell which epoch each model kept."""
+    """``predictions``, ``condition_metrics`` and ``condition_plots`` are keyed by condition,
+    then training seed; ``histories`` and ``train_reports`` (each model's ``report.json``, which
+    tells the epoch it kept) by a label of each model (``masked seed 0``)."""
     demo = data_source == "demo"
     split = read_table(split_table)
     test = test_part(split_table)
-    preds = {c["name"]: read_table(predictions[c["name"]]) for c in conditions}
-    for name, df in preds.items():
-        if df["file"].tolist() != test["file"].tolist():
-            raise ValueError(f"compare: predictions of {name!r} are not on the split's test images")
+    names = [c["name"] for c in conditions]
+    preds = {n: {int(s): read_table(f) for s, f in predictions[n].items()} for n in names}
+    for name, by_seed in preds.items():
+        for s, df in by_seed.items():
+            if df["file"].tolist() != test["file"].tolist():
+                raise ValueError(
+                    f"compare: predictions of {name!r} (seed {s}) are not on the split's test "
+                    "images"
+                )
     full = {
-        c["name"]: json.loads(Path(condition_metrics[c["name"]]).read_text()) for c in conditions
+        n: {int(s): json.loads(Path(f).read_text()) for s, f in condition_metrics[n].items()}
+        for n in names
+    }
+    per_seed = {
+        n: {
+            s: {k: v for k, v in m.items() if k not in ("condition", "data_source", "seed")}
+            for s, m in by.items()
+        }
+        for n, by in full.items()
     }
     base = cfg["baseline"]
-    n_boot, seed = int(cfg["bootstrap"]), int(cfg["seed"])
-    comparisons = {
-        f"{name}_vs_{base}": {
-            attr: stats.paired_comparison(
-                attr,
-                test[attr].to_numpy(),
-                preds[base][f"{attr}_pred"].to_numpy(),
-                preds[name][f"{attr}_pred"].to_numpy(),
-                n_resamples=n_boot,
-                seed=seed,
-            )
-            for attr in ATTRS
-        }
-        for name in preds
-        if name != base
-    }
+    core, ens = compare_conditions(test, split, preds, per_seed, base, cfg)
     rejects = pd.concat([read_table(t) for t in reject_tables], ignore_index=True)
     masks = (  # one table per shard
         pd.concat([read_table(t) for t in masks_table], ignore_index=True) if masks_table else None
     )
-    groups = group_table(test, preds)
+    groups = group_table(test, ens)
     statistics = {
         "data_source": data_source,
         "demo": demo,
-        "alpha": float(cfg["alpha"]),
-        "baseline": base,
-        "conditions": {
-            n: {k: v for k, v in m.items() if k not in ("condition", "data_source")}
-            for n, m in full.items()
-        },
+        **core,
         "condition_definitions": conditions,
-        "comparisons": comparisons,
-        "by_mask_type": by_mask_type(test, preds, conditions, masks),
+        "by_mask_type": by_mask_type(test, ens, conditions, masks),
         "accounting": accounting(n_inputs, split, rejects),
         "split_counts": split["split"].value_counts().to_dict(),
         "model_selection": paper_protocol.load_model_selection(train_reports or {}),
     }
-    metrics: dict[str, Any] = {"data_source": data_source}
-    metrics.update({n: headline(m) for n, m in statistics["conditions"].items()})
-    for cname, cmp in comparisons.items():
-        metrics[cname] = {
-            "sex_accuracy_diff": cmp["sex"]["difference"],
-            "race_accuracy_diff": cmp["race"]["difference"],
-            "age_mae_diff": cmp["age"]["difference"],
-            "sex_mcnemar_p": cmp["sex"]["test"]["p_value"],
-            "race_mcnemar_p": cmp["race"]["test"]["p_value"],
-            "age_wilcoxon_p": cmp["age"]["test"]["p_value"],
-        }
+    metrics = metrics_summary(statistics)
     with atomic_dir(out_plots) as tmp:
         plots.learning_curves_png(
             {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
         )
-        bars = []
-        for name, m in statistics["conditions"].items():
-            for attr, metric in (("sex", "accuracy"), ("race", "accuracy"), ("age", "mae")):
-                bars.append(
-                    {
-                        "condition": name,
-                        "attribute": attr,
-                        "metric": metric,
-                        "estimate": m[attr][metric],
-                        "low": m[attr][f"{metric}_low"],
-                        "high": m[attr][f"{metric}_high"],
-                    }
-                )
+        bars = [
+            {
+                "condition": name,
+                "attribute": attr,
+                "metric": m["metric"],
+                "estimate": m["estimate"],
+                "low": m["low"],
+                "high": m["high"],
+            }
+            for name, c in statistics["conditions"].items()
+            for attr, m in c["seed_mean"].items()
+        ]
         plots.comparison_bars_png(bars, tmp / "comparison.png", demo=demo)
         for name in preds:
             if name != base:
                 plots.group_heatmap_png(
                     group_differences(groups, name, base),
-                    f"{name} minus {base}, per race x age group",
+                    f"{name} minus {base}, per race x age group (seed ensemble)",
                     tmp / f"groups_{name}_vs_{base}.png",
                     demo=demo,
                 )
     write_table(out_groups, groups)
     write_table(out_rejects, rejects.sort_values(["stage", "file"], kind="stable"))
     write_json(out_statistics, statistics)
-    plot_dirs = [Path(out_plots), *[Path(condition_plots[c["name"]]) for c in conditions]]
+    # the per-condition plots of the first seed (every seed's are under results/evaluate/)
+    first = statistics["seeds"][0]
+    plot_dirs = [Path(out_plots), *[Path(condition_plots[n][first]) for n in names]]
     write_text(
         out_report, html_report.render(statistics, all_params, plot_dirs, list(contact_sheets))
     )

@@ -5,7 +5,10 @@ default target (with ``params.yaml`` as config) and writes one DVC stage per rul
 become ``deps`` (plus the rule's script and the package module of the same name), its outputs
 ``outs`` (metrics and plots where they are), the params the rule is passed (sections, or keys
 of one such as ``evaluate.conditions``) become ``params``, and its command runs that rule alone
-through Snakemake. A rule with wildcards becomes a ``foreach`` stage (``train@unmasked``, ...).
+through Snakemake. A rule with wildcards becomes a ``foreach`` stage keyed by the wildcard values
+joined by ``-`` (``align@0``, ``train@masked-0`` for dataset and seed): a ``foreach`` over a
+dict, rather than DVC's ``matrix``, because an item carries the inputs that differ between jobs
+in more than the wildcards (the model and image folders of ``evaluate@masked_to_unmasked-0``).
 
     python -m maskprivacy.dvcgen            # (re)write dvc.yaml
     python -m maskprivacy.dvcgen --check    # exit 1 if dvc.yaml is stale
@@ -33,7 +36,7 @@ METRICS = {"results/metrics.json"}
 # Outputs shown by `dvc plots show/diff`: folders of PNG images (evaluation pictures; learning
 # curves, comparison bars and group heat maps from compare). Images only, so DVC's HTML page has
 # no vega scripts from a CDN and opens offline.
-PLOTS = {"results/evaluate/{condition}/plots", "results/compare/plots"}
+PLOTS = {"results/evaluate/{condition}/seed{seed}/plots", "results/compare/plots"}
 SNAKEMAKE = "snakemake --cores all --quiet rules --force --allowed-rules {rule} -- {targets}"
 
 
@@ -99,13 +102,13 @@ def package_modules(root: Path, script: Path) -> list[str]:
     return sorted(f"src/maskprivacy/{m}.py" for m in seen)
 
 
-def _template(path: str, wildcards: dict[str, str]) -> str:
-    """Turn a concrete path back into a DVC foreach template (``${item.name}``)."""
-    for name, value in sorted(wildcards.items(), key=lambda kv: -len(kv[1])):
-        path = re.sub(
-            rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "${item." + name + "}", path
-        )
-    return path
+def _template(path: str, job: dict[str, Any]) -> str:
+    """Turn a concrete path of ``job`` back into a DVC foreach template (``${item.name}``): the
+    rule's own pattern that gives it (``results/train/{dataset}/seed{seed}/model.pt``), so any
+    number of wildcards, and values that occur elsewhere in the path, are placed right. A path
+    no string pattern gives (an input from a function) stays as it is."""
+    pattern = _pattern_for(path, job)
+    return path if pattern == path else re.sub(r"\{(\w+)\}", r"${item.\1}", pattern)
 
 
 def build(root: Path) -> dict[str, Any]:
@@ -119,12 +122,12 @@ def build(root: Path) -> dict[str, Any]:
         group = sorted(by_rule[rule], key=lambda j: sorted(j["wildcards"].items()))
         first = group[0]
         wild = first["wildcards"]
-        tpl = functools.partial(_template, wildcards=wild)
+        tpl = functools.partial(_template, job=first)
         # An input that differs between jobs in more than the wildcard becomes an item field.
         item_fields: dict[str, list[str]] = {}
         dep_set = set()
         for i in range(len(first["input"])):
-            values = [_template(j["input"][i], j["wildcards"]) for j in group]
+            values = [_template(j["input"][i], j) for j in group]
             if len(set(values)) == 1:
                 dep_set.add(values[0])
             else:
@@ -177,10 +180,14 @@ def build(root: Path) -> dict[str, Any]:
 
 
 def _pattern_for(path: str, job: dict[str, Any]) -> str:
-    for raw in job["output_patterns"]:
+    """The rule's input or output pattern that gives ``path`` for this job, else ``path``."""
+    for raw in (*job["output_patterns"], *job["input_patterns"]):
         pat = re.sub(r"\{(\w+),[^}]*\}", r"{\1}", raw)  # drop wildcard constraints
-        if pat.format(**job["wildcards"]) == path:
-            return pat
+        try:
+            if pat.format(**job["wildcards"]) == path:
+                return pat
+        except (KeyError, IndexError, ValueError):  # a pattern of other wildcards
+            continue
     return path
 
 

@@ -159,9 +159,50 @@ def predict_condition(
             "sex_prob_female": p["sex_prob"][:, 1],
         }
     )
+    # the class probabilities, so that compare can average the seeds' models (the ensemble)
+    for k in range(p["race_prob"].shape[1]):
+        df[f"race_prob_{k}"] = p["race_prob"][:, k]
     if "age_group_prob" in p:  # the paper protocol's 7-class age model
         df["age_group_pred"] = p["age_group_prob"].argmax(1)
+        for k in range(p["age_group_prob"].shape[1]):
+            df[f"age_group_prob_{k}"] = p["age_group_prob"][:, k]
     return df
+
+
+def _prob_columns(df: pd.DataFrame, attr: str) -> list[str]:
+    return sorted(
+        (c for c in df.columns if c.startswith(f"{attr}_prob_") and c[len(attr) + 6 :].isdigit()),
+        key=lambda c: int(c[len(attr) + 6 :]),
+    )
+
+
+def ensemble_predictions(preds: list[pd.DataFrame]) -> pd.DataFrame:
+    """The seed ensemble: the mean of the models' outputs (sex and race probabilities, age, and
+    age-group probabilities for the paper protocol), and the predictions they give. Every table
+    must be on the same files in the same order; an ensemble of one model is that model."""
+    if not preds:
+        raise ValueError("ensemble_predictions: no predictions")
+    first = preds[0]
+    for k, df in enumerate(preds[1:], 1):
+        if df["file"].tolist() != first["file"].tolist():
+            raise ValueError(f"ensemble_predictions: table {k} is not on the same files")
+    if len(preds) == 1:
+        return first.copy()
+    out = first[["file", "condition"]].copy() if "condition" in first else first[["file"]].copy()
+    female = np.mean([df["sex_prob_female"].to_numpy(float) for df in preds], axis=0)
+    out["sex_pred"] = (female > 0.5).astype(int)
+    race = np.mean([df[_prob_columns(df, "race")].to_numpy(float) for df in preds], axis=0)
+    out["race_pred"] = race.argmax(1)
+    out["age_pred"] = np.mean([df["age_pred"].to_numpy(float) for df in preds], axis=0)
+    out["sex_prob_female"] = female
+    for k in range(race.shape[1]):
+        out[f"race_prob_{k}"] = race[:, k]
+    if "age_group_pred" in first:
+        group = np.mean([df[_prob_columns(df, "age_group")].to_numpy(float) for df in preds], 0)
+        out["age_group_pred"] = group.argmax(1)
+        for k in range(group.shape[1]):
+            out[f"age_group_prob_{k}"] = group[:, k]
+    return out
 
 
 def test_part(split_table: str | Path) -> pd.DataFrame:
@@ -185,8 +226,10 @@ def run(
     out_plots: str | Path,
     threads: int = 1,
     progress: bool = True,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate one condition of ``evaluate.conditions``; write predictions, metrics, plots."""
+    """Evaluate one condition of ``evaluate.conditions`` with the model of training seed
+    ``seed``; write predictions, metrics, plots."""
     from .io import atomic_dir
 
     if threads:
@@ -201,6 +244,7 @@ def run(
     test = test_part(split_table)
     preds = predict_condition(cond, train_cfg, test, model_path, images_dir, threads, progress)
     full = condition_metrics(test, preds, int(cfg["bootstrap"]), int(cfg["seed"]))
+    tag = f"{condition}_seed{seed}"
     with atomic_dir(out_plots) as tmp:
         for attr, names in (
             ("sex", SEXES),
@@ -211,17 +255,17 @@ def run(
                 plots.confusion_matrix_png(
                     full[attr]["confusion"],
                     list(names),
-                    f"{attr}: {condition}",
-                    tmp / f"confusion_{attr}_{condition}.png",
+                    f"{attr}: {condition}, seed {seed}",
+                    tmp / f"confusion_{attr}_{tag}.png",
                     demo=demo,
                 )
         plots.age_scatter_png(
             test["age"].to_numpy(float),
             preds["age_pred"].to_numpy(float),
-            f"age: {condition}",
-            tmp / f"age_{condition}.png",
+            f"age: {condition}, seed {seed}",
+            tmp / f"age_{tag}.png",
             demo=demo,
         )
     write_table(out_predictions, preds)
-    write_json(out_metrics, {"condition": cond, "data_source": data_source, **full})
+    write_json(out_metrics, {"condition": cond, "seed": seed, "data_source": data_source, **full})
     return headline(full)

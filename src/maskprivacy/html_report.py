@@ -1,8 +1,10 @@
 """One self-contained HTML report of an evaluation: the answer first, then the evidence.
 
 No CDN, no external file: plots are embedded as base64 PNGs, styles are inline. The first
-paragraph states the answer in one sentence with its numbers and p-values; a red banner says when
-the figures come from the demo data set.
+paragraph states the answer (:mod:`maskprivacy.answer`) with its effect sizes, intervals,
+Holm-adjusted p-values and chance levels; then the metrics of every seed's model, their mean and
+the seed ensemble, the comparisons over faces and across seeds, chance, and the method. A red
+banner says when the figures come from the demo data set.
 """
 
 from __future__ import annotations
@@ -14,54 +16,10 @@ from typing import Any
 
 import yaml
 
+from . import answer
+from .answer import fmt_p as _fmt_p
+
 ALPHA = 0.05
-_ATTR_TEXT = {"sex": "sex accuracy", "race": "race accuracy", "age": "age MAE"}
-_TEST_TEXT = {"mcnemar_exact": "McNemar", "wilcoxon_signed_rank": "Wilcoxon"}
-
-
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
-
-
-def _fmt_value(attr: str, v: float) -> str:
-    return f"{v:.2f} years" if attr == "age" else f"{100 * v:.1f}%"
-
-
-def _join(words: list[str], last: str = "and") -> str:
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
-
-
-def answer_sentence(statistics: dict[str, Any], alpha: float = ALPHA) -> str:
-    """'Masks protect X and Y (...), not Z (...)' for the masked->masked vs baseline comparison
-    (or the first comparison there is)."""
-    comps = statistics.get("comparisons", {})
-    if not comps:
-        return "Only one condition was evaluated, so there is no paired comparison to report."
-    name = next((k for k in comps if k.startswith("masked_vs_")), next(iter(comps)))
-    cmp = comps[name]
-    protected, not_protected, parts = [], [], []
-    for attr in ("sex", "race", "age"):
-        c = cmp[attr]
-        p = c["test"]["p_value"]
-        worse = c["difference"] > 0 if attr == "age" else c["difference"] < 0
-        (protected if worse and p < alpha else not_protected).append(attr)
-        parts.append(
-            f"{_ATTR_TEXT[attr]} {_fmt_value(attr, c['a'])} -> {_fmt_value(attr, c['b'])} "
-            f"({_TEST_TEXT.get(c['test']['name'], c['test']['name'])} p = {_fmt_p(p)})"
-        )
-    cond, base = name.split("_vs_")
-    n = cmp["sex"]["n"]
-    verdict = (
-        f"a mask protects {_join(protected)} significantly"
-        if protected
-        else "a mask protects no attribute significantly"
-    )
-    if protected and not_protected:
-        verdict += f", but not {_join(not_protected, 'or')}"
-    return (
-        f"On the same {n:,} test faces, going from {base} to {cond}: {'; '.join(parts)}. "
-        f"At alpha = {alpha}, {verdict}."
-    )
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -84,6 +42,190 @@ def paper_protocol_section(statistics: dict[str, Any], params: dict[str, Any]) -
     return html_section(statistics, params)
 
 
+def _ci(v: float, lo: float | None, hi: float | None, scale: float, digits: int) -> str:
+    if lo is None or hi is None:
+        return f"{scale * v:.{digits}f}"
+    return f"{scale * v:.{digits}f} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+
+
+def _metric_ci(m: dict[str, Any], key: str, scale: float, digits: int) -> str:
+    """``m[key]`` with its interval ``m[key_low]``, ``m[key_high]`` (one evaluate metrics block)."""
+    return _ci(m[key], m[f"{key}_low"], m[f"{key}_high"], scale, digits)
+
+
+def _sd(v: float | None, scale: float, digits: int) -> str:
+    return "" if v is None else f" ± {scale * v:.{digits}f}"
+
+
+def _metrics_table(conds: dict[str, Any]) -> str:
+    """Per condition: the mean over seeds (interval over test images, ± SD over seeds), the seed
+    ensemble, then every seed's model."""
+    rows = []
+    for name, c in conds.items():
+        sm, sd = c["seed_mean"], c["sd"]
+        n_seeds = len(c["seeds"])
+        rows.append(
+            [
+                name,
+                f"mean of {n_seeds} seed{'s' if n_seeds > 1 else ''}",
+                _ci(sm["sex"]["estimate"], sm["sex"]["low"], sm["sex"]["high"], 100, 1)
+                + _sd(sd["sex"]["accuracy"], 100, 1),
+                f"{100 * c['mean']['sex']['balanced_accuracy']:.1f}",
+                _ci(sm["race"]["estimate"], sm["race"]["low"], sm["race"]["high"], 100, 1)
+                + _sd(sd["race"]["accuracy"], 100, 1),
+                f"{100 * c['mean']['race']['balanced_accuracy']:.1f}",
+                _ci(sm["age"]["estimate"], sm["age"]["low"], sm["age"]["high"], 1, 2)
+                + _sd(sd["age"]["mae"], 1, 2),
+                f"{c['mean']['age']['rmse']:.2f}",
+                c["n_test"],
+            ]
+        )
+        models = [("ensemble", c["ensemble"])] if n_seeds > 1 else []
+        models += [(f"seed {s}", m) for s, m in c["per_seed"].items()]
+        for label, m in models:
+            rows.append(
+                [
+                    name,
+                    label,
+                    _metric_ci(m["sex"], "accuracy", 100, 1),
+                    f"{100 * m['sex']['balanced_accuracy']:.1f}",
+                    _metric_ci(m["race"], "accuracy", 100, 1),
+                    f"{100 * m['race']['balanced_accuracy']:.1f}",
+                    _metric_ci(m["age"], "mae", 1, 2),
+                    f"{m['age']['rmse']:.2f}",
+                    m["n_test"],
+                ]
+            )
+    return _table(
+        rows,
+        [
+            "condition",
+            "model",
+            "sex acc. % [95% CI] ± SD",
+            "sex bal. %",
+            "race acc. % [95% CI] ± SD",
+            "race bal. %",
+            "age MAE [95% CI] ± SD",
+            "age RMSE",
+            "n",
+        ],
+    )
+
+
+def _comparison_tables(statistics: dict[str, Any]) -> tuple[str, str]:
+    """Every comparison: the difference over faces and across seeds with both tests (raw and
+    Holm-adjusted p), the ensemble's difference; and each seed's difference."""
+    rows, seed_rows = [], []
+    seeds = statistics.get("seeds") or []
+    for cname, cmp in statistics.get("comparisons", {}).items():
+        for attr, c in cmp.items():
+            k = 1 if attr == "age" else 100
+            t, e = c["across_seeds"], c["ensemble"]
+            across = (
+                f"{k * t['mean']:+.2f}{_sd(t['sd'], k, 2)} [{k * t['low']:+.2f}, {k * t['high']:+.2f}]"
+                if t["low"] is not None
+                else f"{k * t['mean']:+.2f}{_sd(t['sd'], k, 2)}"
+            )
+            rows.append(
+                [
+                    cname,
+                    attr,
+                    c["metric"],
+                    f"{k * c['a']:.2f}",
+                    f"{k * c['b']:.2f}",
+                    f"{k * c['difference']:+.2f} [{k * c['ci']['low']:+.2f}, {k * c['ci']['high']:+.2f}]",
+                    f"{_fmt_p(c['test']['p_value'])} / {_fmt_p(c['test'].get('p_holm'))}",
+                    across,
+                    f"{_fmt_p(t['p_value'])} / {_fmt_p(t.get('p_holm'))}",
+                    f"{k * e['difference']:+.2f} [{k * e['ci']['low']:+.2f}, {k * e['ci']['high']:+.2f}]",
+                ]
+            )
+            seed_rows.append([cname, attr, *[f"{k * r['difference']:+.2f}" for r in c["per_seed"]]])
+    cmp_table = _table(
+        rows,
+        [
+            "comparison",
+            "attribute",
+            "metric",
+            "baseline",
+            "condition",
+            "difference [95% CI over faces]",
+            "p over faces (raw / Holm)",
+            "across seeds: mean ± SD [95% t-interval]",
+            "p across seeds (raw / Holm)",
+            "ensemble difference [95% CI]",
+        ],
+    )
+    seed_table = _table(seed_rows, ["comparison", "attribute", *[f"seed {s}" for s in seeds]])
+    return cmp_table, seed_table
+
+
+def _chance_section(statistics: dict[str, Any]) -> str:
+    ch = statistics.get("chance")
+    if not ch:
+        return ""
+    v = statistics.get("answer") or answer.verdicts(statistics)
+    rows = []
+    for attr in ("sex", "race"):
+        bar = v.get("attributes", {}).get(attr, {}).get("chance_bar")
+        rows.append(
+            [
+                attr,
+                ch[attr]["rule"],
+                ch[attr]["guess"],
+                f"accuracy {100 * ch[attr]['accuracy']:.1f}%",
+                "" if bar is None else f"lower bound >= {100 * bar:.1f}%",
+            ]
+        )
+    bar = v.get("attributes", {}).get("age", {}).get("chance_bar")
+    rows.append(
+        [
+            "age",
+            ch["age"]["rule"],
+            f"{ch['age']['guess']:g}",
+            f"MAE {ch['age']['mae']:.2f}",
+            "" if bar is None else f"upper bound <= {bar:.2f}",
+        ]
+    )
+    return "<h2>Chance</h2>" + _table(
+        rows, ["attribute", "guess", "value", "on the test faces", "far above chance when"]
+    )
+
+
+def _method_section(statistics: dict[str, Any]) -> str:
+    n_seeds = len(statistics.get("seeds") or [0])
+    mt = statistics.get("multiple_testing") or {}
+    alpha = float(statistics.get("alpha", ALPHA))
+    seeds_text = (
+        f"Each training set was trained {n_seeds} times (train.seeds), each seed with its own "
+        "initial weights, augmentation and batch order; seed s of one training set is paired "
+        "with seed s of the other (the same initial weights and random streams). "
+        if n_seeds > 1
+        else "Each training set was trained once (train.seeds has one seed): the spread across "
+        "training runs is not measured and the test across seeds is not available. "
+    )
+    return f"""<h2>Method</h2><p>{html.escape(seeds_text)}Every model is tested on the same test
+faces. Scores are per image: 1 or 0 for a right or wrong sex or race, the absolute error in years
+for age. A comparison reports the condition's metric minus the baseline's, averaged over the seeds'
+models; per image, d = its score under the condition minus under the baseline, each averaged over
+the seeds, so that the difference is the mean of d. <b>Over test faces</b>: a percentile bootstrap
+95% interval of the mean of d (images resampled, pairs kept) and a paired sign-flip permutation
+test of mean(d) = 0 (scipy.stats.permutation_test; exact for few non-zero differences, else
+random sign patterns, p never below 2/(resamples + 1)). It conditions on the trained models.
+<b>Across training runs</b>: a paired t-test and t-interval on the per-seed differences, which see
+how much the gap moves when the recipe is trained again (at least two seeds). Both tests are of
+the very number reported, so the sentence's direction is the tested direction. <b>Multiple
+testing</b>: Holm-Bonferroni over all {mt.get("m", 0)} p-values of this report (both tests of
+every comparison and attribute); the sentence calls a change significant when every test of it is
+below alpha = {alpha:g} after adjustment. <b>Seed ensemble</b>: the mean of the seeds' models'
+outputs (class probabilities, age), the strongest attacker here; its intervals are bootstrap
+intervals over faces, with no test. <b>Chance</b>: always guessing the training part's majority
+class or median age; an attribute is read far above chance when the seed mean's or the ensemble's
+95% interval clears it by compare.chance_margin (see the Chance table). "Protects" is said only of
+a significant change towards privacy that leaves the attribute no longer read far above chance.
+Intervals are not adjusted for multiplicity.</p>"""
+
+
 def render(
     statistics: dict[str, Any],
     params: dict[str, Any],
@@ -93,68 +235,13 @@ def render(
     """The self-contained HTML page; ``contact_sheets`` (the mask stage's PNGs) show the masks."""
     demo = bool(statistics.get("demo"))
     conds = statistics["conditions"]
-    rows = []
-    for name, m in conds.items():
-        rows.append(
-            [
-                name,
-                f"{100 * m['sex']['accuracy']:.1f} [{100 * m['sex']['accuracy_low']:.1f}, {100 * m['sex']['accuracy_high']:.1f}]",
-                f"{100 * m['sex']['balanced_accuracy']:.1f}",
-                f"{100 * m['race']['accuracy']:.1f} [{100 * m['race']['accuracy_low']:.1f}, {100 * m['race']['accuracy_high']:.1f}]",
-                f"{100 * m['race']['balanced_accuracy']:.1f}",
-                f"{m['age']['mae']:.2f} [{m['age']['mae_low']:.2f}, {m['age']['mae_high']:.2f}]",
-                f"{m['age']['rmse']:.2f}",
-                m["n_test"],
-            ]
-        )
-    metrics_table = _table(
-        rows,
-        [
-            "condition",
-            "sex acc. % [95% CI]",
-            "sex bal. %",
-            "race acc. % [95% CI]",
-            "race bal. %",
-            "age MAE [95% CI]",
-            "age RMSE",
-            "n",
-        ],
-    )
-    crow = []
-    for cname, cmp in statistics.get("comparisons", {}).items():
-        for attr in ("sex", "race", "age"):
-            c = cmp[attr]
-            unit = 1 if attr == "age" else 100
-            crow.append(
-                [
-                    cname,
-                    attr,
-                    c["metric"],
-                    f"{unit * c['a']:.2f}",
-                    f"{unit * c['b']:.2f}",
-                    f"{unit * c['difference']:+.2f} [{unit * c['ci']['low']:+.2f}, {unit * c['ci']['high']:+.2f}]",
-                    c["test"]["name"],
-                    _fmt_p(c["test"]["p_value"]),
-                ]
-            )
-    cmp_table = _table(
-        crow,
-        [
-            "comparison",
-            "attribute",
-            "metric",
-            "baseline",
-            "condition",
-            "difference [95% CI]",
-            "test",
-            "p",
-        ],
-    )
+    metrics_table = _metrics_table(conds)
+    cmp_table, seed_table = _comparison_tables(statistics)
     recall_rows = []
     from .labels import RACES
 
     for name, m in conds.items():
-        rec = m["race"]["per_class_recall"]
+        rec = m["ensemble"]["race"]["per_class_recall"]
         recall_rows.append([name, *[("-" if r is None else f"{100 * r:.1f}") for r in rec]])
     recall_table = _table(recall_rows, ["condition", *RACES])
     acc = statistics.get("accounting", {})
@@ -196,7 +283,6 @@ def render(
         if sheets
         else ""
     )
-    alpha = float(statistics.get("alpha", ALPHA))
     banner = (
         '<div class="demo">DEMO DATA: synthetic faces with labels tied to painted cues, not UTKFace. '
         "These figures test the machinery, not faces.</div>"
@@ -217,14 +303,15 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 </style></head><body>
 <h1>Does a face mask protect sex, race and age from a deep network?</h1>
 {banner}
-<p class="answer">{html.escape(answer_sentence(statistics, alpha))}</p>
+<p class="answer">{html.escape(answer.sentence(statistics))}</p>
 <h2>Metrics per condition</h2>{metrics_table}
 <h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
-<p>McNemar's exact test on per-image correctness (sex, race); Wilcoxon signed-rank test on per-image
-absolute age errors; percentile bootstrap intervals over test images.</p>
+<h3>The difference of each training seed</h3>{seed_table}
+{_chance_section(statistics)}
+{_method_section(statistics)}
 {paper_protocol_section(statistics, params)}
-<h2>Race recall per class (%)</h2>{recall_table}
-<h2>By mask type</h2>{mask_table}
+<h2>Race recall per class (%), seed ensemble</h2>{recall_table}
+<h2>By mask type (seed ensemble)</h2>{mask_table}
 <h2>Data</h2>{split_table}{acc_table}
 {masks_section}
 <h2>Plots</h2>{plots}

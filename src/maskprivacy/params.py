@@ -34,6 +34,12 @@ def validate(params: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[s
         )
     if len(names) != len(params.get("evaluate", {}).get("conditions", [])):
         problems.append("  - evaluate.conditions: condition names must be unique")
+    train = params.get("train")
+    if isinstance(train, dict) and "seed" in train:
+        problems.append(
+            "  - train.seed: replaced by train.seeds, a list with one model per seed and "
+            "training set (e.g. seeds: [0], or [0, 1, 2] to measure the spread across runs)"
+        )
     fr = params.get("split", {}).get("fractions")
     if isinstance(fr, list) and len(fr) == 3 and all(isinstance(f, int | float) for f in fr):
         if abs(sum(fr) - 1) > 1e-6:

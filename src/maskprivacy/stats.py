@@ -1,16 +1,26 @@
-"""Metrics, paired tests and seeded bootstrap intervals for the evaluation stage.
+"""Metrics, paired tests, seeded bootstrap intervals and multiple-testing control.
 
-Every condition is scored on the same test images, so two conditions are compared *paired*:
+Every condition is scored on the same test images, and every training set is trained once per
+seed of ``train.seeds`` (seed ``s`` of one training set paired with seed ``s`` of another: the
+same initial weights, augmentation stream and batch order). Two conditions A (baseline) and B are
+compared on the quantity that is reported, the difference of the mean per-image score (accuracy:
+1 right / 0 wrong; age: absolute error in years), averaged over the seeds:
 
-- sex and race (classification): McNemar's exact test on the discordant pairs, and a bootstrap
-  interval for the difference in accuracy;
-- age (regression): Wilcoxon's signed-rank test on the per-image absolute errors, and a
-  bootstrap interval for the difference in mean absolute error.
+- over test images: ``d_i`` = the image's score under B minus under A, each averaged over the
+  seeds; the reported difference is ``mean(d)`` (= the mean over seeds of the per-seed metric
+  differences), its interval a percentile bootstrap over images, its test a paired sign-flip
+  permutation test of ``mean(d) = 0`` (:func:`sign_flip_test`). The test and the interval are of
+  the very number reported, so the sentence's direction is the tested direction (a Wilcoxon test,
+  which is about the median, could disagree in sign with the mean: see the tests).
+- over training runs: a paired t-test and t-interval on the per-seed differences
+  (:func:`t_across_seeds`), which measures how much the gap moves when the recipe is trained again
+  (the test over images conditions on the trained models and cannot see that).
 
-Bootstrap intervals are percentile intervals over images (rows), drawn with
-``numpy.random.default_rng(seed)``, so a given seed always gives the same interval. All public
-functions return plain Python ``float``/``int``/``list``/``dict``/``None`` values, ready for
-``json.dumps``; no NaN is ever returned (an undefined value is ``None``).
+:func:`holm` adjusts a family of p-values (Holm-Bonferroni). Bootstrap intervals are percentile
+intervals over images (rows), drawn with ``numpy.random.default_rng(seed)``, so a given seed
+always gives the same interval. All public functions return plain Python
+``float``/``int``/``list``/``dict``/``None`` values, ready for ``json.dumps``; no NaN is ever
+returned (an undefined value is ``None``).
 """
 
 from __future__ import annotations
@@ -106,50 +116,6 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
     }
 
 
-def mcnemar_exact(correct_a: Any, correct_b: Any) -> dict[str, Any]:
-    """McNemar's exact (binomial) test on paired right/wrong outcomes of two classifiers.
-
-    ``b`` counts images A got right and B wrong, ``c`` the reverse. Under the null hypothesis
-    (equal accuracy) ``b ~ Binomial(b + c, 1/2)``; the two-sided p-value is
-    ``min(1, 2 * P(X <= min(b, c)))``, and 1.0 when there are no discordant pairs.
-    """
-    a, b_ = _paired(correct_a, correct_b, ("correct_a", "correct_b"))
-    a, b_ = a.astype(bool), b_.astype(bool)
-    b = int(np.count_nonzero(a & ~b_))
-    c = int(np.count_nonzero(~a & b_))
-    if b + c == 0:
-        p = 1.0
-    else:
-        p = min(1.0, 2.0 * float(sps.binom.cdf(min(b, c), b + c, 0.5)))
-    return {"b": b, "c": c, "p_value": p, "n": int(len(a))}
-
-
-def wilcoxon_paired(x: Any, y: Any) -> dict[str, Any]:
-    """Wilcoxon's signed-rank test (two-sided) on the paired differences ``x - y``.
-
-    Zero differences are dropped (``zero_method="wilcox"``); when every difference is zero the
-    test is undefined and ``statistic`` is 0.0 with ``p_value`` 1.0. scipy picks the exact null
-    distribution for small samples and the normal approximation otherwise. ``statistic`` is
-    scipy's (the smaller of the positive and negative rank sums), ``n`` the number of pairs,
-    ``n_nonzero`` those with a non-zero difference, ``median_difference`` the median of ``x - y``.
-    """
-    a, b = _paired(x, y, ("x", "y"))
-    d = _finite(a, "x") - _finite(b, "y")
-    n_nonzero = int(np.count_nonzero(d))
-    if n_nonzero == 0:
-        statistic, p = 0.0, 1.0
-    else:
-        res = sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-        statistic, p = float(res.statistic), min(1.0, float(res.pvalue))
-    return {
-        "statistic": statistic,
-        "p_value": p,
-        "n": int(len(d)),
-        "n_nonzero": n_nonzero,
-        "median_difference": float(np.median(d)),
-    }
-
-
 def _resample_chunks(n: int, n_resamples: int, seed: int) -> list[np.ndarray]:
     """Bootstrap row indices, shape (k, n) per chunk; the same for a given (n, n_resamples, seed)."""
     rng = np.random.default_rng(seed)
@@ -226,68 +192,210 @@ def bootstrap_ci(
     }
 
 
-def _accuracy_difference(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """accuracy(b) - accuracy(a) along the last axis (vectorised over resamples)."""
-    return (b == t).mean(axis=-1) - (a == t).mean(axis=-1)
+def sign_flip_test(d: Any, n_resamples: int = 9999, seed: int = 0) -> dict[str, Any]:
+    """Paired permutation test (two-sided) of ``mean(d) = 0`` for paired differences ``d``.
+
+    Under the null hypothesis each pair's difference is as likely to have either sign, so the
+    null distribution of the mean flips the signs independently (``scipy.stats.permutation_test``
+    with ``permutation_type="samples"`` and one sample). Zero differences are set aside: they do
+    not move the sum. Exact when the ``2**n_nonzero`` sign patterns are at most ``n_resamples``;
+    otherwise ``n_resamples`` random patterns from ``seed``, and scipy's p-value (twice the
+    smaller tail's ``(k + 1) / (n_resamples + 1)``), never below ``2 / (n_resamples + 1)``. With one seed and a
+    right/wrong score this is McNemar's test of the discordant pairs in permutation form.
+    """
+    arr = _finite(_as_1d(d, "d"), "d")
+    if arr.size == 0:
+        raise ValueError("d is empty")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    nz = arr[arr != 0]
+    exact = nz.size == 0 or 2.0**nz.size <= n_resamples
+    if nz.size <= 1:  # no difference, or one: its two sign patterns are equally extreme
+        p = 1.0
+    else:
+        res = sps.permutation_test(
+            (nz,),
+            lambda x, axis: np.sum(x, axis=axis),
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=n_resamples,
+            batch=max(1, _MAX_CHUNK_CELLS // nz.size),
+            alternative="two-sided",
+            rng=seed,
+        )
+        p = min(1.0, float(res.pvalue))
+    return {
+        "name": "sign_flip_permutation",
+        "p_value": p,
+        "mean_difference": float(arr.mean()),
+        "n": int(arr.size),
+        "n_nonzero": int(nz.size),
+        "n_resamples": int(n_resamples),
+        "exact": bool(exact),
+    }
 
 
-def _mae_difference(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """MAE(b) - MAE(a) along the last axis (vectorised over resamples)."""
-    return np.abs(b - t).mean(axis=-1) - np.abs(a - t).mean(axis=-1)
+def t_across_seeds(differences: Any, level: float = 0.95) -> dict[str, Any]:
+    """Paired t-test (two-sided) and t-interval of the mean of per-seed differences.
+
+    ``differences[k]`` is the metric of condition B minus that of A, both from seed ``k``.
+    With fewer than two seeds there is no spread to test against: ``p_value``, ``low`` and
+    ``high`` are ``None`` and ``note`` says why. When every seed gives the same difference the
+    t statistic is undefined: zero differences give ``p_value`` 1.0 and the interval [0, 0];
+    equal non-zero ones give ``None`` with a note.
+    """
+    d = _finite(np.atleast_1d(np.asarray(differences, dtype=float)), "differences")
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError(f"differences must be a non-empty 1-D list, got shape {d.shape}")
+    out: dict[str, Any] = {
+        "name": "paired_t_across_seeds",
+        "n_seeds": int(d.size),
+        "mean": float(d.mean()),
+        "sd": float(d.std(ddof=1)) if d.size > 1 else None,
+        "df": int(d.size - 1),
+        "level": float(level),
+        "low": None,
+        "high": None,
+        "p_value": None,
+        "note": None,
+    }
+    if d.size < 2:
+        out["note"] = (
+            "one training run per training set: the test across seeds needs two or more "
+            "(train.seeds)"
+        )
+    elif np.all(d == d[0]):
+        if d[0] == 0:
+            out.update(low=0.0, high=0.0, p_value=1.0)
+        else:
+            out["note"] = "every seed gave the same difference: no spread, the t-test is undefined"
+    else:
+        res = sps.ttest_1samp(d, 0.0)
+        ci = res.confidence_interval(level)
+        out.update(low=float(ci.low), high=float(ci.high), p_value=min(1.0, float(res.pvalue)))
+    return out
 
 
-def paired_comparison(
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values, in the input order (``None`` stays ``None``, uncounted).
+
+    With the ``m`` p-values sorted ascending, the ``j``-th (from 1) is adjusted to
+    ``max over i <= j of min(1, (m - i + 1) * p_(i))``. Rejecting where the adjusted value is
+    below alpha keeps the chance of any false rejection in the family at most alpha.
+    """
+    idx = [i for i, p in enumerate(p_values) if p is not None]
+    for i in idx:
+        if not 0.0 <= float(p_values[i]) <= 1.0:
+            raise ValueError(f"p-values must lie in [0, 1], got {p_values[i]}")
+    m = len(idx)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: float(p_values[i]))):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[i] = running
+    return out
+
+
+def _scores(kind: str, y: np.ndarray, preds: Sequence[Any], name: str) -> np.ndarray:
+    """Per-image scores, shape (seeds, images): 1/0 right (classification), |error| (age)."""
+    if len(preds) == 0:
+        raise ValueError(f"{name}: no predictions (one array per seed expected)")
+    rows = []
+    for k, p in enumerate(preds):
+        t, q = _paired(y, p, ("y_true", f"{name}[{k}]"))
+        if kind == "classification":
+            rows.append((q == t).astype(float))
+        elif kind == "regression":
+            rows.append(np.abs(_finite(q, f"{name}[{k}]") - _finite(t, "y_true")))
+        else:
+            raise ValueError(f"kind must be 'classification' or 'regression', got {kind!r}")
+    return np.vstack(rows)
+
+
+def _kind(attribute: str, kind: str | None) -> str:
+    return kind or ("regression" if attribute in REGRESSION_ATTRIBUTES else "classification")
+
+
+def _mean_last(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=-1)
+
+
+def seed_averaged_metric(
     attribute: str,
     y_true: Any,
-    pred_a: Any,
-    pred_b: Any,
+    preds: Sequence[Any],
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
     kind: str | None = None,
 ) -> dict[str, Any]:
-    """Compare two conditions' predictions (A = baseline, B = other) on the same images.
+    """A condition's metric (accuracy, or age MAE) averaged over its seeds' models, with a
+    percentile bootstrap interval over test images (each image's score averaged over seeds)."""
+    kind = _kind(attribute, kind)
+    s = _scores(kind, _as_1d(y_true, "y_true"), preds, "preds")
+    ci = bootstrap_ci(_mean_last, (s.mean(axis=0),), n_resamples, seed, level, vectorized=True)
+    return {
+        "metric": "accuracy" if kind == "classification" else "mae",
+        "estimate": float(s.mean()),
+        "low": ci["low"],
+        "high": ci["high"],
+        "level": float(level),
+        "per_seed": [float(v) for v in s.mean(axis=1)],
+        "n_seeds": int(s.shape[0]),
+    }
 
-    ``kind`` is ``"classification"`` or ``"regression"``; by default ``age`` is regression and
+
+def paired_difference(
+    attribute: str,
+    y_true: Any,
+    preds_a: Sequence[Any],
+    preds_b: Sequence[Any],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    permutations: int = 9999,
+    kind: str | None = None,
+    test: bool = True,
+) -> dict[str, Any]:
+    """Compare condition B with baseline A on the same images, each from the same seeds.
+
+    ``preds_a[k]`` and ``preds_b[k]`` are the predictions of seed ``k``'s models (one array per
+    seed, in the same order; a single model is a list of one). ``kind`` is ``"classification"``
+    (metric: accuracy) or ``"regression"`` (metric: MAE); by default ``age`` is regression and
     anything else classification. Returns::
 
-        {"attribute", "kind", "metric": "accuracy" | "mae", "n",
-         "a": metric of A, "b": metric of B, "difference": b - a,
-         "ci": {"estimate", "low", "high", "level"}   # bootstrap interval of the difference
-         "test": {"name": "mcnemar_exact" | "wilcoxon_signed_rank", "p_value", ...}}
+        {"attribute", "kind", "metric", "n", "n_seeds",
+         "a", "b": the metrics averaged over seeds, "difference": b - a,
+         "ci": {"estimate", "low", "high", "level"},   # bootstrap over images
+         "test": sign_flip_test of the per-image differences (None with test=False),
+         "per_seed": [{"a", "b", "difference"}, ...],
+         "across_seeds": t_across_seeds of the per-seed differences (None with test=False)}
 
-    Classification: accuracy, McNemar's exact test on per-image correctness. Regression: mean
-    absolute error, Wilcoxon's signed-rank test on per-image absolute errors (``|B| - |A|``).
     A negative ``difference`` means B is less accurate (classification) or more accurate
-    (regression: lower MAE) than A.
+    (regression: lower MAE) than A; ``difference`` is the tested number in both tests.
     """
-    kind = kind or ("regression" if attribute in REGRESSION_ATTRIBUTES else "classification")
-    t, a = _paired(y_true, pred_a, ("y_true", "pred_a"))
-    _, b = _paired(y_true, pred_b, ("y_true", "pred_b"))
-    if kind == "classification":
-        metric = "accuracy"
-        ra, rb = a == t, b == t
-        va, vb = float(ra.mean()), float(rb.mean())
-        test = {"name": "mcnemar_exact", **mcnemar_exact(ra, rb)}
-        diff_fn = _accuracy_difference
-    elif kind == "regression":
-        metric = "mae"
-        t, a, b = _finite(t, "y_true"), _finite(a, "pred_a"), _finite(b, "pred_b")
-        ea, eb = np.abs(a - t), np.abs(b - t)
-        va, vb = float(ea.mean()), float(eb.mean())
-        test = {"name": "wilcoxon_signed_rank", **wilcoxon_paired(eb, ea)}
-        diff_fn = _mae_difference
-    else:
-        raise ValueError(f"kind must be 'classification' or 'regression', got {kind!r}")
-    ci = bootstrap_ci(diff_fn, (t, a, b), n_resamples, seed, level, vectorized=True)
+    kind = _kind(attribute, kind)
+    if len(preds_a) != len(preds_b):
+        raise ValueError(f"preds_a and preds_b hold {len(preds_a)} and {len(preds_b)} seeds")
+    y = _as_1d(y_true, "y_true")
+    sa, sb = _scores(kind, y, preds_a, "preds_a"), _scores(kind, y, preds_b, "preds_b")
+    d = sb.mean(axis=0) - sa.mean(axis=0)
+    ci = bootstrap_ci(_mean_last, (d,), n_resamples, seed, level, vectorized=True)
+    va, vb = sa.mean(axis=1), sb.mean(axis=1)
     return {
         "attribute": attribute,
         "kind": kind,
-        "metric": metric,
-        "n": int(len(t)),
-        "a": va,
-        "b": vb,
-        "difference": vb - va,
+        "metric": "accuracy" if kind == "classification" else "mae",
+        "n": int(len(y)),
+        "n_seeds": int(len(va)),
+        "a": float(va.mean()),
+        "b": float(vb.mean()),
+        "difference": float(d.mean()),
         "ci": {**ci, "level": float(level)},
-        "test": test,
+        "test": sign_flip_test(d, permutations, seed) if test else None,
+        "per_seed": [
+            {"a": float(x), "b": float(z), "difference": float(z - x)}
+            for x, z in zip(va, vb, strict=True)
+        ],
+        "across_seeds": t_across_seeds(vb - va, level) if test else None,
     }

@@ -27,6 +27,8 @@ def dataset_images(dataset):
     return shard_tables({"unmasked": "align", "masked": "mask"}[dataset], "images")
 
 
-def condition_model(condition):
-    """The model a condition tests: the one trained on its training set."""
-    return "results/train/{}/model.pt".format(CONDITION[condition]["train"])
+def condition_model(condition, seed):
+    """The model a condition tests: the one trained on its training set with that seed."""
+    return "results/train/{}/seed{}/model.pt".format(
+        CONDITION[condition]["train"], seed
+    )

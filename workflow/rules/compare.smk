@@ -1,15 +1,32 @@
 rule compare:
     input:
         split="data/split/split.csv",
+        # condition-major, seed-minor: the order workflow/scripts/compare.py reads them in
         predictions=expand(
-            "results/evaluate/{condition}/predictions.csv", condition=CONDITIONS
+            "results/evaluate/{condition}/seed{seed}/predictions.csv",
+            condition=CONDITIONS,
+            seed=SEEDS,
         ),
         metrics=expand(
-            "results/evaluate/{condition}/metrics.json", condition=CONDITIONS
+            "results/evaluate/{condition}/seed{seed}/metrics.json",
+            condition=CONDITIONS,
+            seed=SEEDS,
         ),
-        plots=expand("results/evaluate/{condition}/plots", condition=CONDITIONS),
-        histories=expand("results/train/{dataset}/history.csv", dataset=TRAIN_SETS),
-        train_reports=expand("results/train/{dataset}/report.json", dataset=TRAIN_SETS),
+        plots=expand(
+            "results/evaluate/{condition}/seed{seed}/plots",
+            condition=CONDITIONS,
+            seed=SEEDS,
+        ),
+        histories=expand(
+            "results/train/{dataset}/seed{seed}/history.csv",
+            dataset=TRAIN_SETS,
+            seed=SEEDS,
+        ),
+        train_reports=expand(
+            "results/train/{dataset}/seed{seed}/report.json",
+            dataset=TRAIN_SETS,
+            seed=SEEDS,
+        ),
         rejects=[
             "data/download/rejects.csv",
             *shard_tables("align", "rejects.csv"),
@@ -36,6 +53,7 @@ rule compare:
     params:
         cfg=config["compare"],
         conditions=config["evaluate"]["conditions"],
+        seeds=config["train"]["seeds"],
         all=config,
     script:
         "../scripts/compare.py"

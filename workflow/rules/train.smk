@@ -3,11 +3,11 @@ rule train:
         split="data/split/split.csv",
         images=lambda wildcards: dataset_images(wildcards.dataset),
     output:
-        model="results/train/{dataset}/model.pt",
-        history="results/train/{dataset}/history.csv",
-        report="results/train/{dataset}/report.json",
+        model="results/train/{dataset}/seed{seed}/model.pt",
+        history="results/train/{dataset}/seed{seed}/history.csv",
+        report="results/train/{dataset}/seed{seed}/report.json",
     log:
-        "logs/train/{dataset}.log",
+        "logs/train/{dataset}/seed{seed}.log",
     conda:
         "../envs/train.yaml"
     threads: 8  # capped at --cores locally

@@ -1,4 +1,4 @@
-"""compare: every condition against the baseline on the same test images; metrics and report."""
+"""compare: every condition against the baseline on the same test images and seeds; metrics, report."""
 
 import json
 import time
@@ -10,15 +10,36 @@ from maskprivacy.stage import finish, logger
 log = logger("compare", snakemake.log[0])
 t0 = time.perf_counter()
 names = [c["name"] for c in snakemake.params.conditions]
+seeds = [int(s) for s in snakemake.params.seeds]
+datasets = sorted({c["train"] for c in snakemake.params.conditions})
+
+
+def by_condition_and_seed(files):
+    """The rule's expand() lists, condition-major and seed-minor, as {condition: {seed: file}}."""
+    if len(files) != len(names) * len(seeds):  # e.g. a plan run with train.seeds --set anew
+        raise ValueError(
+            f"compare: {len(files)} files for {len(names)} conditions x {len(seeds)} seeds "
+            f"{seeds}: the jobs were made for other train.seeds (export the plan again)"
+        )
+    files = iter(files)
+    return {n: {s: next(files) for s in seeds} for n in names}
+
+
+def by_model(files):
+    """The rule's per-model lists (training set-major, seed-minor) as {"masked seed 0": file}."""
+    models = [f"{d} seed {s}" for d in datasets for s in seeds]
+    return dict(zip(models, files, strict=True))
+
+
 download_report = json.loads(Path(snakemake.input.download_report).read_text())
 metrics = compare.run(
     snakemake.params.cfg,
     snakemake.params.conditions,
     split_table=snakemake.input.split,
-    predictions=dict(zip(names, snakemake.input.predictions, strict=True)),
-    condition_metrics=dict(zip(names, snakemake.input.metrics, strict=True)),
-    condition_plots=dict(zip(names, snakemake.input.plots, strict=True)),
-    histories={Path(h).parent.name: h for h in snakemake.input.histories},
+    predictions=by_condition_and_seed(snakemake.input.predictions),
+    condition_metrics=by_condition_and_seed(snakemake.input.metrics),
+    condition_plots=by_condition_and_seed(snakemake.input.plots),
+    histories=by_model(snakemake.input.histories),
     reject_tables=snakemake.input.rejects,
     masks_table=list(snakemake.input.masks),
     n_inputs=download_report["n_inputs"],
@@ -31,6 +52,6 @@ metrics = compare.run(
     out_plots=snakemake.output.plots,
     out_report=snakemake.output.report,
     contact_sheets=[snakemake.input.sheet],
-    train_reports={Path(r).parent.name: r for r in snakemake.input.train_reports},
+    train_reports=by_model(snakemake.input.train_reports),
 )
 finish("compare", metrics, t0, None, log)

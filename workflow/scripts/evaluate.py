@@ -1,4 +1,4 @@
-"""evaluate: one condition's model on its test images: predictions, metrics, plots."""
+"""evaluate: one condition's model (one training seed) on its test images: predictions, metrics, plots."""
 
 import json
 import time
@@ -7,8 +7,8 @@ from pathlib import Path
 from maskprivacy import evaluate
 from maskprivacy.stage import finish, logger
 
-condition = snakemake.wildcards.condition
-log = logger(f"evaluate[{condition}]", snakemake.log[0])
+condition, seed = snakemake.wildcards.condition, int(snakemake.wildcards.seed)
+log = logger(f"evaluate[{condition}, seed {seed}]", snakemake.log[0])
 t0 = time.perf_counter()
 download_report = json.loads(Path(snakemake.input.download_report).read_text())
 summary = evaluate.run(
@@ -23,5 +23,6 @@ summary = evaluate.run(
     out_metrics=snakemake.output.metrics,
     out_plots=snakemake.output.plots,
     threads=snakemake.threads,
+    seed=seed,
 )
-finish("evaluate", {"condition": condition, **summary}, t0, None, log)
+finish("evaluate", {"condition": condition, "seed": seed, **summary}, t0, None, log)
