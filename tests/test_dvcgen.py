@@ -55,7 +55,7 @@ def test_stages_mirror_the_snakefile():
     # plots are PNG folders only: DVC's page then needs no vega scripts from a CDN
     assert dvc["compare"]["plots"] == [{"results/compare/plots": {"cache": True}}]
     assert dvc["evaluate"]["do"]["plots"] == [
-        {"results/evaluate/${item.condition}/plots": {"cache": True}}
+        {"results/evaluate/${item.condition}/seed${item.seed}/plots": {"cache": True}}
     ]
     assert "plots" not in yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert "plots" not in train["do"]

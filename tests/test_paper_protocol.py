@@ -43,7 +43,8 @@ def test_paper_preset_is_the_papers_protocol_and_valid():
     diff = {
         k for k in set(p["train"]) | set(base["train"]) if p["train"].get(k) != base["train"].get(k)
     }
-    assert diff == {"protocol", "select"}
+    assert diff == {"protocol", "select", "seeds"}
+    assert p["train"]["seeds"] == [0]  # one run, as the paper (8 networks); more seeds are optional
 
 
 def test_keepdups_preset_differs_only_in_the_duplicate_policies():

@@ -163,6 +163,8 @@ def is_paper_protocol(params: Mapping[str, Any]) -> bool:
 def _pct(m: Mapping[str, Any] | None, key: str = "accuracy") -> str:
     if not m or m.get(key) is None:
         return "-"
+    if m.get(f"{key}_low") is None:
+        return f"{100 * m[key]:.1f}"
     return f"{100 * m[key]:.1f} [{100 * m[f'{key}_low']:.1f}, {100 * m[f'{key}_high']:.1f}]"
 
 
@@ -172,11 +174,38 @@ def _years(m: Mapping[str, Any], key: str) -> str:
     return f"{m[key]:.2f} [{m[f'{key}_low']:.2f}, {m[f'{key}_high']:.2f}]"
 
 
+def one_view(m: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A condition of compare's statistics as one set of metrics: the model itself with one seed;
+    with several, the mean over seeds with the interval over faces of the seed-averaged score (the
+    RMSE and 7-group accuracy as plain means over seeds)."""
+    if "per_seed" not in m:
+        return m
+    seeds = [str(s) for s in m["seeds"]]
+    if len(seeds) == 1:
+        return m["per_seed"][seeds[0]]
+    sm, mean = m["seed_mean"], m["mean"]
+
+    def ci(attr: str, key: str) -> dict[str, Any]:
+        e = sm[attr]
+        return {key: e["estimate"], f"{key}_low": e["low"], f"{key}_high": e["high"]}
+
+    return {
+        "sex": ci("sex", "accuracy"),
+        "race": ci("race", "accuracy"),
+        "age": {**ci("age", "mae"), "rmse": mean["age"]["rmse"]},
+        **({"age_group": dict(mean["age_group"])} if "age_group" in mean else {}),
+        "n_test": m["n_test"],
+        "n_seeds": len(seeds),
+    }
+
+
 def condition_row(label: str, name: str, m: Mapping[str, Any]) -> list[str]:
     """One condition of one run: sex, race, age MAE, RMSE, 7-group accuracy with 95% CIs."""
+    m = one_view(m)
+    n_seeds = m.get("n_seeds")
     return [
         label,
-        name,
+        name if not n_seeds else f"{name} (mean of {n_seeds} seeds)",
         _pct(m["sex"]),
         _pct(m["race"]),
         _years(m["age"], "mae"),
@@ -232,6 +261,7 @@ def gap_to_paper(statistics: Mapping[str, Any], condition: str = "masked") -> di
     m = statistics["conditions"].get(condition)
     if m is None:
         return {}
+    m = one_view(m)
     sex = 100 * (m["sex"]["accuracy"] - PAPER["sex"])
     race = 100 * (m["race"]["accuracy"] - PAPER["race"])
     mae = m["age"]["mae"] - PAPER["age_mae"]
