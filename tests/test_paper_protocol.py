@@ -92,6 +92,19 @@ def test_model_selection_reads_the_train_reports():
     assert pp.selection_text(sel["masked"]) == "best_val: epoch 31, on val_score = 0.8712"
     assert pp.selection_text(sel["unmasked"]) == "last epoch (40)"
     assert pp.selection_text(pp.model_selection({"x": {}})["x"]) == "last epoch"
+    # the paper's protocol: each network is kept on its own validation score (train's report)
+    per_task = {
+        "select": "best_val",
+        "kept_epoch": 9,
+        "kept_on": "per_attribute",
+        "kept_score": 0.8,
+        "kept_by_task": {
+            "sex": {"epoch": 9, "on": "val_sex_acc", "score": 0.9},
+            "age": {"epoch": 4, "on": "val_age_mae", "score": 6.5},
+        },
+    }
+    text = pp.selection_text(pp.model_selection({"x": per_task})["x"])
+    assert text == "best_val: sex epoch 9 (val_sex_acc = 0.9), age epoch 4 (val_age_mae = 6.5)"
     assert pp.selection_text({"select": "best_val"}) == "best_val: epoch not recorded"
 
 

@@ -96,6 +96,11 @@ def model_selection(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
                 "kept_on": rep.get("kept_on"),
                 "kept_score": float(score) if score is not None else None,
             }
+            if rep.get("kept_by_task"):  # the paper's protocol: each network on its own score
+                out[name]["kept_by_task"] = {
+                    t: {"epoch": k.get("epoch"), "on": k.get("on"), "score": k.get("score")}
+                    for t, k in rep["kept_by_task"].items()
+                }
     return out
 
 
@@ -111,6 +116,13 @@ def selection_text(sel: Mapping[str, Any]) -> str:
         return "last epoch" + (f" ({epoch})" if epoch is not None else "")
     if epoch is None:
         return f"{sel['select']}: epoch not recorded"
+    by_task = sel.get("kept_by_task")
+    if by_task:  # "best_val: sex epoch 31 (val_sex_acc = 0.91), race epoch 28 (...), ..."
+        return f"{sel['select']}: " + ", ".join(
+            f"{t} epoch {k['epoch']} ({k['on']}"
+            + (f" = {k['score']:.4g})" if k.get("score") is not None else ")")
+            for t, k in by_task.items()
+        )
     score = sel.get("kept_score")
     on = sel.get("kept_on") or "the validation score"
     return f"{sel['select']}: epoch {epoch}, on {on}" + (
