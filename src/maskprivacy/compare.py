@@ -87,6 +87,8 @@ def run(
     out_plots: str | Path,
     out_report: str | Path,
     contact_sheets: list[str | Path] = (),
+    data_report: str | Path | None = None,
+    identity_sheet: str | Path | None = None,
 ) -> dict[str, Any]:
     demo = data_source == "demo"
     split = read_table(split_table)
@@ -176,8 +178,12 @@ def run(
     write_table(out_rejects, rejects.sort_values(["stage", "file"], kind="stable"))
     write_json(out_statistics, statistics)
     plot_dirs = [Path(out_plots), *[Path(condition_plots[c["name"]]) for c in conditions]]
+    data = json.loads(Path(data_report).read_text()) if data_report else None
     write_text(
-        out_report, html_report.render(statistics, all_params, plot_dirs, list(contact_sheets))
+        out_report,
+        html_report.render(
+            statistics, all_params, plot_dirs, list(contact_sheets), data, identity_sheet
+        ),
     )
     write_json(out_metrics, metrics)
     return metrics

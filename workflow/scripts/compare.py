@@ -31,5 +31,7 @@ metrics = compare.run(
     out_plots=snakemake.output.plots,
     out_report=snakemake.output.report,
     contact_sheets=[snakemake.input.sheet],
+    data_report=snakemake.input.data_report,
+    identity_sheet=snakemake.input.get("identities"),
 )
 finish("compare", metrics, t0, None, log)
