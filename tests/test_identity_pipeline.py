@@ -54,7 +54,7 @@ def test_identity_rule_runs_per_shard_and_split_keeps_identities_apart(identity_
     ident = report["identity"]
     assert ident["group_by"] == "identity" and ident["threshold"] == 0.15
     assert ident["leakage_identity_split"]["share"] == 0
-    # the same split by duplicates alone puts faces of one portrait variant pair across parts
+    # the split by duplicates alone, measured in the same run, on the same test part size
     assert ident["leakage_duplicates_split"]["test_faces"] > 0
     assert (root / "results/data/identities.png").stat().st_size > 10_000
     split = pd.read_csv(root / "data/split/split.csv")
@@ -64,6 +64,24 @@ def test_identity_rule_runs_per_shard_and_split_keeps_identities_apart(identity_
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
     assert set(dvc["stages"]["identity"]["foreach"]) == {"0", "1"}
     assert "data/identity/0/descriptors.csv" in dvc["stages"]["split"]["deps"]
+
+
+def test_html_report_has_an_identities_section(identity_run):
+    """The report's section states the groups and both leakage shares, with the sheet."""
+    from maskprivacy.html_report import identity_section
+
+    root = identity_run
+    report = json.loads((root / TARGET).read_text())
+    page = identity_section(report, root / "results/data/identities.png")
+    ident = report["identity"]
+    dup = ident["leakage_duplicates_split"]
+    assert f"form {ident['identities']['groups']:,} identities" in page
+    assert (
+        f"{dup['test_faces_with_identity_in_train']:,} of {dup['test_faces']:,} "
+        f"({100 * dup['share']:.1f}%)" in page
+    )
+    assert "data:image/png;base64," in page
+    assert "not every photo of one person" in identity_section({"identity": {}})
 
 
 def test_threshold_change_reruns_split_not_identity(identity_run):
