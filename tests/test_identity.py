@@ -44,24 +44,24 @@ def test_close_pairs_is_exact_against_brute_force():
     x = rng.normal(scale=0.08, size=(37, 128)).astype(np.float32)
     d = np.linalg.norm(x[:, None].astype(np.float64) - x[None], axis=2)
     radius = float(np.quantile(d[np.triu_indices(37, 1)], 0.3))
-    got = identity_groups.close_pairs(x, radius, block=5)  # several blocks
+    gi, gj, gd = identity_groups.close_pairs(x, radius, block=5)  # several blocks
     ii, jj = np.nonzero(np.triu(d < radius, 1))
-    assert got[:, :2].astype(int).tolist() == np.stack([ii, jj], 1).tolist()
-    assert np.allclose(got[:, 2], d[ii, jj], atol=1e-5)
+    assert np.stack([gi, gj], 1).tolist() == np.stack([ii, jj], 1).tolist()
+    assert np.allclose(gd, d[ii, jj], atol=1e-5)
 
 
 def test_groups_are_connected_components_of_close_pairs():
     names, x, truth = synthetic()
     # a0 and a3 are 1.71 apart: only the chain joins them
     assert np.linalg.norm(x[0] - x[3]) > 1.4
-    groups, pairs = identity_groups.identity_groups(names, x, threshold=0.6)
+    groups, pairs, sweep = identity_groups.identity_groups(names, x, threshold=0.6)
     by_group = groups.groupby("identity")["file"].apply(sorted).tolist()
     expected = pd.Series(truth).groupby(pd.Series(truth)).apply(lambda s: sorted(s.index))
     assert sorted(by_group) == sorted(expected.tolist())
     # ids are the smallest name of each group, whatever the input order
     assert groups.set_index("file").loc["a3", "identity"] == "a0"
     order = np.random.default_rng(2).permutation(len(names))
-    again, _ = identity_groups.identity_groups([names[i] for i in order], x[order], 0.6)
+    again, _, _ = identity_groups.identity_groups([names[i] for i in order], x[order], 0.6)
     assert (
         again.set_index("file")["identity"]
         .sort_index()
@@ -71,14 +71,19 @@ def test_groups_are_connected_components_of_close_pairs():
     assert {("a0", "a1"), ("b1", "b2")} <= set(zip(pairs["file_a"], pairs["file_b"], strict=True))
     assert pairs["linked"].all() and (pairs["distance"] < 0.6).all()
     # at 0.45 the links break: every chain falls apart, the tight pair (0.3) stays
-    loose, _ = identity_groups.identity_groups(names, x, threshold=0.45)
+    loose, _, _ = identity_groups.identity_groups(names, x, threshold=0.45)
     assert loose["identity"].nunique() == len(names) - 1
+    # the report's sweep says the same of the thresholds below 0.6
+    assert sweep["by_threshold"]["0.45"]["identities"] == len(names) - 1
+    assert sweep["by_threshold"]["0.6"]["identities"] == 6
+    assert sweep["by_threshold"]["0.6"]["largest"] == 4
+    assert sweep["pairs_linked_in_window"] == 5 and sweep["pairs_apart_in_window"] == 0
 
 
 def test_duplicate_groups_merge_into_identity_groups():
     names, x, _ = synthetic()
     dup = pd.DataFrame({"file": ["a3", "x0", "gone"], "group": ["g", "g", "g"]})
-    groups, _ = identity_groups.identity_groups(names, x, 0.6, duplicates=dup)
+    groups, _, _ = identity_groups.identity_groups(names, x, 0.6, duplicates=dup)
     g = groups.set_index("file")
     assert g.loc["x0", "group"] == g.loc["a1", "group"] == "a0"  # x0 joins chain a by a copy
     assert g.loc["x0", "identity"] == "x0"  # its own identity nonetheless
@@ -115,7 +120,7 @@ def test_split_keeps_every_identity_on_one_side(method):
     )
     person = np.repeat(np.arange(600), sizes)
     names = [f"{i:04d}.jpg" for i in range(len(x))]
-    groups, _ = identity_groups.identity_groups(names, x.astype(np.float32), 0.6)
+    groups, _, _ = identity_groups.identity_groups(names, x.astype(np.float32), 0.6)
     assert groups["identity"].nunique() == 600
     table = labelled(names, person)
     cfg = {"method": method, "fractions": [0.8, 0.1, 0.1], "seed": 0}
@@ -132,13 +137,22 @@ def test_split_keeps_every_identity_on_one_side(method):
         assert abs(counts["test"] / len(out) - 0.1) < 0.03
 
 
-def test_too_few_identities_is_a_clear_error():
-    names = [f"{i:03d}.jpg" for i in range(40)]
-    groups = pd.DataFrame({"file": names, "group": ["000.jpg"] * 20 + ["020.jpg"] * 20})
+def test_a_giant_group_is_a_clear_error_not_a_degenerate_split():
+    """Two people (the demo), or one group holding most faces (chained links): the split cannot
+    follow split.fractions, and says so rather than train on nearly everything."""
+    names = [f"{i:03d}.jpg" for i in range(200)]
     table = labelled(names)
-    out, _, _ = split_run({"fractions": [0.8, 0.1, 0.1], "seed": 0}, table, [set(names)], groups)
-    with pytest.raises(ValueError, match=r"left the .*part\(s\) empty.*2 group"):
-        identity_groups.check_parts(out, [0.8, 0.1, 0.1], groups)
+    cfg = {"fractions": [0.8, 0.1, 0.1], "seed": 0}
+    for members in ([100, 100], [180] + [1] * 20):
+        ids = np.repeat([names[k] for k in np.cumsum([0, *members[:-1]])], members)
+        groups = pd.DataFrame({"file": names, "group": ids})
+        out, _, _ = split_run(cfg, table, [set(names)], groups)
+        with pytest.raises(ValueError, match=r"cannot divide the faces.*largest of \[\d+"):
+            identity_groups.check_parts(out, cfg["fractions"], groups)
+    # many small groups divide fine
+    groups = pd.DataFrame({"file": names, "group": np.repeat(names[::4], 4)})
+    out, _, _ = split_run(cfg, table, [set(names)], groups)
+    identity_groups.check_parts(out, cfg["fractions"], groups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +184,7 @@ def test_demo_variants_form_two_identities(demo_descriptors):
     tmp, summary = demo_descriptors
     assert summary["n_described"] == summary["n_inputs"] >= 18 and summary["n_rejects"] == 0
     files, x = identity.read_descriptors([tmp / "d.csv"])
-    groups, _ = identity_groups.identity_groups(files, x, identity_groups.DEFAULT_THRESHOLD)
+    groups, _, _ = identity_groups.identity_groups(files, x, identity_groups.DEFAULT_THRESHOLD)
     assert groups["identity"].nunique() == 2
     # each group is one portrait: the one whose own (unpainted) descriptor is nearest
     bases = np.stack([identity.describe(np.asarray(im), pts) for im, pts in demo.base_faces()])

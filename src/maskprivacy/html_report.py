@@ -112,6 +112,19 @@ def identity_section(data_report: dict[str, Any] | None, sheet: str | Path | Non
         ],
         ["split keeping together", "test faces whose identity is also in train"],
     )
+    sweep = _table(
+        [
+            [
+                t,
+                v["identities"],
+                v["faces_in_shared_identities"],
+                v["largest"],
+                f"{v['largest_share']:.1%}",
+            ]
+            for t, v in info.get("by_threshold", {}).items()
+        ],
+        ["threshold", "identities", "faces sharing one", "largest", "largest share"],
+    )
     picture = _img(Path(sheet)) if sheet and Path(sheet).is_file() else ""
     return (
         "<h2>Identities</h2>"
@@ -122,9 +135,10 @@ def identity_section(data_report: dict[str, Any] | None, sheet: str | Path | Non
         f"({ids['faces_in_such_groups']:,} faces); the largest have {ids['largest'][:5]} faces "
         f"({100 * (ids['largest_share'] or 0):.1f}% of faces in the largest). "
         f"{info['faces_without_descriptor']} faces had no descriptor (split rejects).</p>"
-        f"{sizes}{leak}<p>The sheet shows the largest groups and the pairs just under and just "
-        "over the threshold: judge there whether the threshold joins one person and "
-        f"separates two.</p>{picture}"
+        f"{sizes}{leak}<p>Linked pairs chain (connected components): how the identities grow "
+        f"with the threshold.</p>{sweep}<p>The sheet shows the largest groups and the pairs just "
+        "under and just over the threshold: judge there whether the threshold joins one person "
+        f"and separates two.</p>{picture}"
     )
 
 

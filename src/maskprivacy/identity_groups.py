@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dedup import _UnionFind
 from .identity import MODEL_NAME, read_descriptors
 from .io import atomic_path, read_table, rejects_frame
 from .report import CELL, PARTS, _short, _thumb
@@ -41,29 +40,55 @@ SHEET_WINDOW = 0.05  # pairs this close to the threshold, on either side, go to 
 # --------------------------------------------------------------------------------------------
 
 
-def close_pairs(x: np.ndarray, radius: float, block: int = 512) -> np.ndarray:
-    """Every pair ``(i, j, distance)`` with ``i < j`` and Euclidean distance ``< radius``.
+def close_pairs(
+    x: np.ndarray, radius: float, block: int = 512
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` with Euclidean distance ``< radius``: arrays ``(i, j, distance)``
+    (int32, int32, float32), sorted by (i, j).
 
     Exact: each block of rows is one matrix product with the rows from it onwards
-    (``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``), so memory stays at ``block`` x N floats.
-    Returned as float64 rows sorted by (i, j).
+    (``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``), so memory stays at ``block`` x N floats; the
+    distances of the pairs found are then recomputed directly (the expansion loses digits).
     """
     x = np.asarray(x, dtype=np.float32)
-    n = len(x)
-    out = [np.zeros((0, 3))]
     sq = (x.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-    r2 = float(radius) ** 2
-    for a in range(0, n, block):
+    slack = 1e-3 * (1 + float(radius)) ** 2  # float32 rounding of the expansion
+    out_i, out_j, out_d = (
+        [np.zeros(0, np.int32)],
+        [np.zeros(0, np.int32)],
+        [np.zeros(0, np.float32)],
+    )
+    for a in range(0, len(x), block):
         d2 = sq[a : a + block, None] + sq[None, a:] - 2 * (x[a : a + block] @ x[a:].T)
-        ii, jj = np.nonzero(d2 < r2)
+        ii, jj = np.nonzero(d2 < float(radius) ** 2 + slack)
         keep = jj > ii
-        ii, jj = ii[keep], jj[keep]
-        # recomputed exactly for the pairs found (the expansion loses digits near 0)
-        d = np.linalg.norm(x[ii + a].astype(np.float64) - x[jj + a], axis=1)
+        ii, jj = ii[keep] + a, jj[keep] + a
+        d = np.linalg.norm(x[ii].astype(np.float64) - x[jj], axis=1)
         inside = d < radius
-        out.append(np.stack([ii[inside] + a, jj[inside] + a, d[inside]], axis=1))
-    pairs = np.concatenate(out)
-    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        out_i.append(ii[inside].astype(np.int32))
+        out_j.append(jj[inside].astype(np.int32))
+        out_d.append(d[inside].astype(np.float32))
+    i, j, d = (np.concatenate(v) for v in (out_i, out_j, out_d))
+    order = np.lexsort((j, i))
+    return i[order], j[order], d[order]
+
+
+def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Connected components of the graph on ``n`` nodes with edges ``(i, j)``: a label each."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n)).tocsr()
+    return connected_components(graph, directed=False)[1]
+
+
+def _named(files: Sequence[str], labels: np.ndarray) -> np.ndarray:
+    """Each file's group named by the smallest file name in it (ids independent of order)."""
+    names = pd.Series(list(files))
+    return names.groupby(labels).transform("min").to_numpy()
+
+
+SWEEP = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)  # thresholds the report also describes
 
 
 def identity_groups(
@@ -71,52 +96,68 @@ def identity_groups(
     x: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD,
     duplicates: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    sheet_pairs: int = 200,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Groups of ``files``: connected components of "descriptor distance < threshold", merged
     with the duplicate groups (``duplicates``: columns ``file``, ``group``).
 
-    Returns ``(groups, pairs)``: ``groups`` has columns ``file``, ``group`` (the smallest file
-    name of its component, so ids do not depend on order), ``identity`` (the component of the
-    descriptors alone) and ``group_size``; ``pairs`` (``file_a``, ``file_b``, ``distance``,
-    ``linked``) every pair within ``SHEET_WINDOW`` of the threshold, for the contact sheet.
+    Returns ``(groups, pairs, sweep)``: ``groups`` has columns ``file``, ``group`` (merged with
+    duplicates; named by the smallest file name in it, so ids do not depend on order),
+    ``identity`` (the component of the descriptors alone) and ``group_size``; ``pairs``
+    (``file_a``, ``file_b``, ``distance``, ``linked``): up to ``sheet_pairs`` pairs on each
+    side of the threshold, the closest to it (within ``SHEET_WINDOW``; apart: of different
+    identities), for the contact sheet; ``sweep``: identities and the largest one at lower
+    thresholds, and the counts of pairs within the window.
     """
     files = list(files)
     if len(set(files)) != len(files):
         raise ValueError("identity_groups: file names must be unique")
-    pairs = close_pairs(x, threshold + SHEET_WINDOW)
-    ii, jj, dd = pairs[:, 0].astype(int), pairs[:, 1].astype(int), pairs[:, 2]
-    linked = dd < threshold
-    ident = _UnionFind(files)
-    for i, j in zip(ii[linked].tolist(), jj[linked].tolist(), strict=True):
-        ident.union(files[i], files[j])
-    merged = _UnionFind(files)
-    for i, j in zip(ii[linked].tolist(), jj[linked].tolist(), strict=True):
-        merged.union(files[i], files[j])
+    n = len(files)
+    i, j, d = close_pairs(x, threshold + SHEET_WINDOW)
+    linked = d < threshold
+    ident = components(n, i[linked], j[linked])
+    di, dj = [i[linked]], [j[linked]]
     if duplicates is not None and len(duplicates):
-        known = set(files)
-        dup = duplicates[duplicates["file"].isin(known)]
-        for _, members in dup.groupby("group")["file"]:
-            members = members.tolist()
-            for other in members[1:]:
-                merged.union(members[0], other)
+        index = {f: k for k, f in enumerate(files)}
+        dup = duplicates[duplicates["file"].isin(index)]
+        pos = dup["file"].map(index).to_numpy()
+        first = dup.groupby("group")["file"].transform("first").map(index).to_numpy()
+        di.append(first.astype(np.int32))
+        dj.append(pos.astype(np.int32))
+    merged = components(n, np.concatenate(di), np.concatenate(dj))
     groups = pd.DataFrame(
-        {
-            "file": files,
-            "group": [merged.find(f) for f in files],
-            "identity": [ident.find(f) for f in files],
-        }
+        {"file": files, "group": _named(files, merged), "identity": _named(files, ident)}
     )
     groups["group_size"] = groups.groupby("group")["file"].transform("size")
-    near = np.abs(dd - threshold) < SHEET_WINDOW
-    out_pairs = pd.DataFrame(
+    near = np.abs(d - threshold) < SHEET_WINDOW
+    under = np.flatnonzero(near & linked)
+    under = under[np.lexsort((i[under], -d[under]))][:sheet_pairs]
+    apart = np.flatnonzero(near & ~linked)
+    apart = apart[ident[i[apart]] != ident[j[apart]]]
+    apart = apart[np.lexsort((i[apart], d[apart]))][:sheet_pairs]
+    sel = np.concatenate([under, apart])
+    pairs = pd.DataFrame(
         {
-            "file_a": [files[i] for i in ii[near]],
-            "file_b": [files[j] for j in jj[near]],
-            "distance": dd[near],
-            "linked": linked[near],
+            "file_a": [files[k] for k in i[sel]],
+            "file_b": [files[k] for k in j[sel]],
+            "distance": d[sel].astype(float),
+            "linked": linked[sel],
         }
     )
-    return groups, out_pairs
+    sweep: dict[str, Any] = {"window": SHEET_WINDOW}
+    sweep["pairs_linked_in_window"] = int((near & linked).sum())
+    sweep["pairs_apart_in_window"] = int((near & ~linked).sum())
+    by_threshold = {}
+    for t in sorted({*[v for v in SWEEP if v <= threshold], threshold}):
+        sizes = np.bincount(components(n, i[d < t], j[d < t])) if n else np.zeros(0, int)
+        by_threshold[f"{t:g}"] = {
+            "identities": int(len(sizes)),
+            "faces_in_shared_identities": int(sizes[sizes > 1].sum()),
+            "largest": int(sizes.max()) if n else 0,
+            "largest_share": round(float(sizes.max() / n), 4) if n else None,
+        }
+    sweep["by_threshold"] = by_threshold
+    return groups, pairs, sweep
 
 
 def leakage(split: pd.DataFrame, identity: pd.Series) -> dict[str, Any]:
@@ -154,22 +195,35 @@ def group_sizes(groups: pd.DataFrame, column: str = "group") -> dict[str, Any]:
     }
 
 
-def check_parts(table: pd.DataFrame, fractions: Sequence[float], groups: pd.DataFrame) -> None:
-    """A clear error when keeping identities together left a part empty that should not be."""
-    empty = [
-        p
+def check_parts(
+    table: pd.DataFrame,
+    fractions: Sequence[float],
+    groups: pd.DataFrame,
+    sweep: dict[str, Any] | None = None,
+) -> None:
+    """A clear error when keeping groups together left a part with less than half its share
+    of ``split.fractions`` (a giant group, or too few groups): the split would be degenerate."""
+    n = max(len(table), 1)
+    short = [
+        f"{p} {(table['split'] == p).sum() / n:.1%} (asked {f:.0%})"
         for p, f in zip(PARTS, fractions, strict=True)
-        if f > 0 and not (table["split"] == p).any()
+        if f > 0 and (table["split"] == p).sum() / n < f / 2
     ]
-    if empty:
+    if short:
         sizes = group_sizes(groups)
+        by_t = (sweep or {}).get("by_threshold", {})
+        hint = "; ".join(
+            f"{t}: {v['identities']} identities, the largest {v['largest_share']:.0%}"
+            for t, v in by_t.items()
+        )
         raise ValueError(
-            f"split.group_by: identity left the {' and '.join(empty)} part(s) empty: the "
-            f"{len(table)} faces form {sizes['groups']} group(s) (identities merged with "
-            f"duplicates), the largest of {sizes['largest'][:3]} faces, too few to divide by "
-            "split.fractions. Lower split.identity_threshold, or use split.group_by: "
-            "duplicates (the demo set shows two people, so it cannot be split by identity at "
-            "dlib's threshold)."
+            f"split.group_by: identity cannot divide the faces by split.fractions: "
+            f"{', '.join(short)}. The {len(table)} faces form {sizes['groups']} group(s) "
+            f"(identities merged with duplicates), the largest of {sizes['largest'][:3]} faces "
+            f"({sizes['largest_share']:.0%}): linked pairs chain into a giant group. "
+            + (f"Largest identity by threshold: {hint}. " if hint else "")
+            + "Lower split.identity_threshold, or use split.group_by: duplicates (the demo set "
+            "shows two people, so it cannot be split by identity at dlib's threshold)."
         )
 
 
@@ -278,13 +332,14 @@ def for_split(
     duplicates: pd.DataFrame | None,
     descriptor_tables: Sequence[str | os.PathLike],
     reject_tables: Sequence[str | os.PathLike],
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Identity groups for the faces the split will see.
 
-    Returns ``(manifest, groups, rejects, pairs)``: the manifest without the faces that have no
-    descriptor (each becomes a split reject ``no_identity`` carrying the identity stage's
-    reason), the merged groups (``file``, ``group``, ``identity``, ``group_size``), those
-    rejects, and the pairs near the threshold (for the contact sheet).
+    Returns ``(manifest, groups, rejects, pairs, sweep)``: the manifest without the faces that
+    have no descriptor (each becomes a split reject ``no_identity`` carrying the identity
+    stage's reason), the merged groups (``file``, ``group``, ``identity``, ``group_size``),
+    those rejects, and the pairs near the threshold and the threshold sweep of
+    :func:`identity_groups`.
     """
     threshold = float(cfg.get("identity_threshold", DEFAULT_THRESHOLD))
     files, x = read_descriptors(descriptor_tables)
@@ -310,8 +365,8 @@ def for_split(
         ]
     )
     keep = [i for i, f in enumerate(files) if f in candidates]
-    groups, pairs = identity_groups([files[i] for i in keep], x[keep], threshold, duplicates)
-    return manifest[~manifest["file"].isin(lacking)], groups, rejects, pairs
+    groups, pairs, sweep = identity_groups([files[i] for i in keep], x[keep], threshold, duplicates)
+    return manifest[~manifest["file"].isin(lacking)], groups, rejects, pairs, sweep
 
 
 def report(
@@ -321,6 +376,7 @@ def report(
     duplicates_split: pd.DataFrame,
     no_identity: pd.DataFrame,
     pairs: pd.DataFrame,
+    sweep: dict[str, Any],
     aligned: Sequence[str | os.PathLike],
     sheet_out: str | os.PathLike,
     demo: bool = False,
@@ -344,10 +400,11 @@ def report(
         "identities": group_sizes(groups, "identity"),
         "groups_with_duplicates": group_sizes(groups, "group"),
         "pairs_near_threshold": {
-            "window": SHEET_WINDOW,
-            "linked": int(pairs["linked"].sum()),
-            "apart": int((~pairs["linked"]).sum()),
+            "window": sweep["window"],
+            "linked": sweep["pairs_linked_in_window"],
+            "apart": sweep["pairs_apart_in_window"],
         },
+        "by_threshold": sweep["by_threshold"],
         "leakage_duplicates_split": leakage(duplicates_split, ident),
         "leakage_identity_split": leakage(identity_split, ident),
         "sheet": Path(sheet_out).name,

@@ -22,7 +22,7 @@ groups = read_table(snakemake.input.groups)
 by_identity = cfg.get("group_by", "duplicates") == "identity"
 split_groups = groups
 if by_identity:  # identity groups (the identity stage's descriptors) merged with duplicates
-    manifest, split_groups, no_identity, pairs = identity_groups.for_split(
+    manifest, split_groups, no_identity, pairs, sweep = identity_groups.for_split(
         cfg,
         manifest,
         present,
@@ -32,7 +32,7 @@ if by_identity:  # identity groups (the identity stage's descriptors) merged wit
     )
 table, rejects, summary = split.run(cfg, manifest, present, split_groups)
 if by_identity:
-    identity_groups.check_parts(table, cfg["fractions"], split_groups)
+    identity_groups.check_parts(table, cfg["fractions"], split_groups, sweep)
     rejects = pd.concat([rejects, no_identity], ignore_index=True)
 write_table(snakemake.output.split, table)
 write_table(snakemake.output.rejects, rejects)
@@ -51,6 +51,7 @@ if by_identity:
         split.run(cfg, manifest, present, groups)[0],  # the duplicates-only split, for leakage
         no_identity,
         pairs,
+        sweep,
         snakemake.input.aligned,
         snakemake.output.identities,
         demo=data["source"] == "demo",
