@@ -3,12 +3,12 @@
 The ``identity`` stage (``split.group_by: identity``) needs dlib's face descriptor network; the
 lent GPU machine has no dlib. This script collects the descriptors of a finished run made here
 (``data/identity/*/descriptors.csv``, with the aligned landmarks of ``data/align/*/landmarks.csv``)
-into one file; :func:`install` then makes ``identity.describe`` look each face up instead of
-running dlib. A face is keyed by its aligned landmarks rounded to whole pixels, which is all of
-the landmarks the descriptor uses (dlib takes integer points), and which the GPU machine
-reproduces from ``benchmarks/landmarks_cache.py``; a face whose key is missing is matched to
-the cached face with the nearest landmarks within ``TOLERANCE`` pixels, else the stage rejects
-it (``descriptor_error``). Everything else (the tables, the split, the report) runs as usual.
+into one file; :func:`install` then makes the stage look each face up by its file name instead
+of running dlib, after checking that its aligned landmarks (which the GPU machine reproduces
+from ``benchmarks/landmarks_cache.py``) are within ``TOLERANCE`` pixels of the cached ones. A
+face the cache lacks, or aligned elsewhere, is a reject of the stage (``descriptor_error``) and
+so a ``no_identity`` reject of the split. Everything else (the tables, the split, the report)
+runs as usual.
 
     # here, after `snakemake --configfile presets/utkface.yaml presets/identity.yaml --until split`
     python benchmarks/identity_cache.py data descriptors.npz
@@ -28,7 +28,7 @@ from maskprivacy import identity
 from maskprivacy.align import landmarks_array
 from maskprivacy.io import read_table
 
-TOLERANCE = 1.0  # pixels: largest landmark difference accepted for a face missing by key
+TOLERANCE = 1.0  # pixels: largest difference between the cached and the given landmarks
 
 
 def build(data: str | Path) -> dict[str, np.ndarray]:
@@ -50,29 +50,25 @@ def build(data: str | Path) -> dict[str, np.ndarray]:
     }
 
 
-def _key(landmarks: np.ndarray) -> bytes:
-    return np.rint(np.asarray(landmarks, dtype=np.float64)).astype(np.int32).tobytes()
-
-
 def install(path: str | Path) -> int:
-    """Make ``identity.describe`` take each face's descriptor from the cache at ``path``;
+    """Make the identity stage take each face's descriptor from the cache at ``path``;
     returns the number of faces it holds."""
     z = np.load(path)
-    marks, vecs = z["landmarks"].astype(np.float64), z["descriptors"]
-    table = {_key(m): v for m, v in zip(marks, vecs, strict=True)}
-    flat = marks.reshape(len(marks), -1)
+    table = {
+        str(f): (m.astype(np.float64), v)
+        for f, m, v in zip(z["files"], z["landmarks"], z["descriptors"], strict=True)
+    }
 
-    def describe(rgb, landmarks, num_jitters=0, padding=0.25, model=None) -> np.ndarray:
-        vec = table.get(_key(landmarks))
-        if vec is None:
-            gap = np.abs(flat - np.asarray(landmarks, dtype=np.float64).ravel()).max(axis=1)
-            i = int(gap.argmin()) if len(gap) else -1
-            if i < 0 or gap[i] > TOLERANCE:
-                raise KeyError(f"descriptor cache {path} has no face with these landmarks")
-            vec = vecs[i]
+    def describe_file(name, rgb, landmarks, cfg, model) -> np.ndarray:
+        if name not in table:
+            raise KeyError(f"descriptor cache {path} has no face {name}")
+        cached, vec = table[name]
+        gap = float(np.abs(cached - np.asarray(landmarks, dtype=np.float64)).max())
+        if gap > TOLERANCE:
+            raise ValueError(f"{name}: landmarks {gap:.1f} px from the cache's: aligned otherwise")
         return np.asarray(vec, dtype=np.float32)
 
-    identity.describe = describe
+    identity.describe_file = describe_file
     # no dlib model there either: the cache stands for it (in the stage's report and checkpoint)
     identity.model_path = lambda cfg=None: Path(path)
     return len(table)

@@ -87,12 +87,12 @@ def test_html_report_has_an_identities_section(identity_run):
 def test_threshold_change_reruns_split_not_identity(identity_run):
     root = identity_run
     before = mtimes(root, ["data/identity/*/descriptors.csv", "data/split/split.csv"])
-    set_split(root, identity_threshold=0.2)
+    set_split(root, identity_threshold=0.1)
     res = snakemake(root, TARGET)
     after = mtimes(root, ["data/identity/*/descriptors.csv", "data/split/split.csv"])
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"data/split/split.csv"}, res.stderr
-    assert json.loads((root / TARGET).read_text())["identity"]["threshold"] == 0.2
+    assert json.loads((root / TARGET).read_text())["identity"]["threshold"] == 0.1
 
 
 def test_two_people_cannot_be_split_by_identity(identity_run):
@@ -137,9 +137,10 @@ def test_gpu_plan_replays_descriptors_without_dlib(identity_run, tmp_path, demo_
     )
     sh(root, py, "-c", WITHOUT, str(bench / "utkface_gpu.py"), "plan.json", str(tmp_path / "lm.npz"),
        "--descriptors", str(tmp_path / "d.npz"), "--jobs", "2")  # fmt: skip
-    for shard in ("0", "1"):
+    for shard in ("0", "1"):  # the same faces and descriptors as dlib's, here
         f = f"data/identity/{shard}/descriptors.csv"
-        assert (root / f).read_text() == (snake_root / f).read_text(), f
+        got, want = (pd.read_csv(r / f).drop(columns="sha256") for r in (root, snake_root))
+        assert len(got) and got.equals(want), f
     report = json.loads((root / TARGET).read_text())
     assert report["identity"]["leakage_identity_split"]["share"] == 0
     page = (root / "results/report.html").read_text()

@@ -86,6 +86,15 @@ def describe(
     return np.asarray(vec, dtype=np.float32)
 
 
+def describe_file(
+    name: str, rgb: np.ndarray, landmarks: np.ndarray, cfg: dict[str, Any], model: Path
+) -> np.ndarray:
+    """The descriptor of the face of file ``name`` with the stage's params ``cfg`` (where dlib
+    is absent, ``benchmarks/identity_cache.py`` replays it by file name)."""
+    num_jitters, padding = int(cfg.get("num_jitters", 0)), float(cfg.get("padding", 0.25))
+    return describe(rgb, landmarks, num_jitters, padding, model)
+
+
 def _config_key(cfg: dict[str, Any], model: Path) -> str:
     """What a checkpointed descriptor depends on besides the image: the stage's parameters."""
     return json.dumps(
@@ -174,13 +183,7 @@ def run(
                 resumed += 1
             else:
                 try:
-                    vec = describe(
-                        rgb,
-                        pts,
-                        int(cfg.get("num_jitters", 0)),
-                        float(cfg.get("padding", 0.25)),
-                        model,
-                    )
+                    vec = describe_file(name, rgb, pts, cfg, model)
                 except Exception as exc:  # dlib refuses the shape or the image
                     rejects.append(
                         _reject(name, "descriptor_error", f"{type(exc).__name__}: {exc}")

@@ -32,6 +32,6 @@ metrics = compare.run(
     out_report=snakemake.output.report,
     contact_sheets=[snakemake.input.sheet],
     data_report=snakemake.input.data_report,
-    identity_sheet=snakemake.input.get("identities"),
+    identity_sheet=getattr(snakemake.input, "identities", None),  # split.group_by: identity
 )
 finish("compare", metrics, t0, None, log)
