@@ -119,7 +119,7 @@ def identity_section(data_report: dict[str, Any] | None, sheet: str | Path | Non
                 v["identities"],
                 v["faces_in_shared_identities"],
                 v["largest"],
-                f"{v['largest_share']:.1%}",
+                f"{v['largest_share'] or 0:.1%}",
             ]
             for t, v in info.get("by_threshold", {}).items()
         ],

@@ -213,14 +213,14 @@ def check_parts(
         sizes = group_sizes(groups)
         by_t = (sweep or {}).get("by_threshold", {})
         hint = "; ".join(
-            f"{t}: {v['identities']} identities, the largest {v['largest_share']:.0%}"
+            f"{t}: {v['identities']} identities, the largest {v['largest_share'] or 0:.0%}"
             for t, v in by_t.items()
         )
         raise ValueError(
             f"split.group_by: identity cannot divide the faces by split.fractions: "
             f"{', '.join(short)}. The {len(table)} faces form {sizes['groups']} group(s) "
             f"(identities merged with duplicates), the largest of {sizes['largest'][:3]} faces "
-            f"({sizes['largest_share']:.0%}): linked pairs chain into a giant group. "
+            f"({sizes['largest_share'] or 0:.0%}): linked pairs chain into a giant group. "
             + (f"Largest identity by threshold: {hint}. " if hint else "")
             + "Lower split.identity_threshold, or use split.group_by: duplicates (the demo set "
             "shows two people, so it cannot be split by identity at dlib's threshold)."
