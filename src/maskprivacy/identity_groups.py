@@ -68,9 +68,8 @@ def close_pairs(
         out_i.append(ii[inside].astype(np.int32))
         out_j.append(jj[inside].astype(np.int32))
         out_d.append(d[inside].astype(np.float32))
-    i, j, d = (np.concatenate(v) for v in (out_i, out_j, out_d))
-    order = np.lexsort((j, i))
-    return i[order], j[order], d[order]
+    # blocks in row order, np.nonzero row-major within each: already sorted by (i, j)
+    return tuple(np.concatenate(v) for v in (out_i, out_j, out_d))
 
 
 def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
