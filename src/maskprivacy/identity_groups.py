@@ -63,7 +63,15 @@ def close_pairs(
         ii, jj = np.nonzero(d2 < float(radius) ** 2 + slack)
         keep = jj > ii
         ii, jj = ii[keep] + a, jj[keep] + a
-        d = np.linalg.norm(x[ii].astype(np.float64) - x[jj], axis=1)
+        d = np.concatenate(  # in chunks: the pairs' difference vectors are 1 KB each
+            [np.zeros(0)]
+            + [
+                np.linalg.norm(
+                    x[ii[k : k + 65536]].astype(np.float64) - x[jj[k : k + 65536]], axis=1
+                )
+                for k in range(0, len(ii), 65536)
+            ]
+        )
         inside = d < radius
         out_i.append(ii[inside].astype(np.int32))
         out_j.append(jj[inside].astype(np.int32))

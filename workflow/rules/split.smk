@@ -23,7 +23,7 @@ rule split:
     conda:
         "../envs/split.yaml"
     resources:
-        mem_mb=8000,  # group_by identity: 3.7 GB for UTKFace's descriptor pairs at 0.6
+        mem_mb=2000,
         runtime=10,
     params:
         cfg=config["split"],
