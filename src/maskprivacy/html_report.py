@@ -226,13 +226,81 @@ a significant change towards privacy that leaves the attribute no longer read fa
 Intervals are not adjusted for multiplicity.</p>"""
 
 
+def identity_section(data_report: dict[str, Any] | None, sheet: str | Path | None = None) -> str:
+    """Identities (``split.group_by``): the identity groups, their sizes, how many test faces
+    have their identity in train under each split, and the contact sheet near the threshold."""
+    info = (data_report or {}).get("identity") or {}
+    if info.get("group_by") != "identity":
+        return (
+            "<h2>Identities</h2><p>The split keeps byte and near copies of a photo on one side "
+            "(<code>split.group_by: duplicates</code>), not every photo of one person: a test "
+            "face's owner may also be in train. Run with <code>split.group_by: identity</code> "
+            "(<code>--configfile presets/identity.yaml</code>) to group faces by identity and "
+            "measure that leakage.</p>"
+        )
+    ids, dup, own = (
+        info["identities"],
+        info["leakage_duplicates_split"],
+        info["leakage_identity_split"],
+    )
+
+    def share(leak: dict[str, Any]) -> str:
+        s = leak["share"]
+        return f"{leak['test_faces_with_identity_in_train']:,} of {leak['test_faces']:,}" + (
+            f" ({100 * s:.1f}%)" if s is not None else ""
+        )
+
+    sizes = _table(
+        [[k, v["groups"], v["faces"]] for k, v in ids["by_size"].items()],
+        ["faces per identity", "identities", "faces"],
+    )
+    leak = _table(
+        [
+            ["duplicates only (split.group_by: duplicates)", share(dup)],
+            ["identities (this run's split)", share(own)],
+        ],
+        ["split keeping together", "test faces whose identity is also in train"],
+    )
+    sweep = _table(
+        [
+            [
+                t,
+                v["identities"],
+                v["faces_in_shared_identities"],
+                v["largest"],
+                f"{v['largest_share'] or 0:.1%}",
+            ]
+            for t, v in info.get("by_threshold", {}).items()
+        ],
+        ["threshold", "identities", "faces sharing one", "largest", "largest share"],
+    )
+    picture = _img(Path(sheet)) if sheet and Path(sheet).is_file() else ""
+    return (
+        "<h2>Identities</h2>"
+        f"<p>This run's split keeps each identity on one side: faces whose dlib descriptors lie "
+        f"closer than {info['threshold']} are one person (connected components, merged with "
+        f"duplicate groups). {info['faces_described']:,} faces form {ids['groups']:,} "
+        f"identities; {ids['groups_with_several_faces']:,} of them have several faces "
+        f"({ids['faces_in_such_groups']:,} faces); the largest have {ids['largest'][:5]} faces "
+        f"({100 * (ids['largest_share'] or 0):.1f}% of faces in the largest). "
+        f"{info['faces_without_descriptor']} faces had no descriptor (split rejects).</p>"
+        f"{sizes}{leak}<p>Linked pairs chain (connected components): how the identities grow "
+        f"with the threshold.</p>{sweep}<p>The sheet shows the largest groups and the pairs just "
+        "under and just over the threshold: judge there whether the threshold joins one person "
+        f"and separates two.</p>{picture}"
+    )
+
+
 def render(
     statistics: dict[str, Any],
     params: dict[str, Any],
     plot_dirs: str | Path | list[str | Path],
     contact_sheets: list[str | Path] = (),
+    data_report: dict[str, Any] | None = None,
+    identity_sheet: str | Path | None = None,
 ) -> str:
-    """The self-contained HTML page; ``contact_sheets`` (the mask stage's PNGs) show the masks."""
+    """The self-contained HTML page; ``contact_sheets`` (the mask stage's PNGs) show the masks;
+    ``data_report`` (the split's) and ``identity_sheet`` give the identities section."""
     demo = bool(statistics.get("demo"))
     conds = statistics["conditions"]
     metrics_table = _metrics_table(conds)
@@ -313,6 +381,7 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 <h2>Race recall per class (%), seed ensemble</h2>{recall_table}
 <h2>By mask type (seed ensemble)</h2>{mask_table}
 <h2>Data</h2>{split_table}{acc_table}
+{identity_section(data_report, identity_sheet)}
 {masks_section}
 <h2>Plots</h2>{plots}
 <h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>

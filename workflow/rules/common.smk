@@ -32,3 +32,23 @@ def condition_model(condition, seed):
     return "results/train/{}/seed{}/model.pt".format(
         CONDITION[condition]["train"], seed
     )
+
+
+def identity_inputs():
+    """split.group_by: identity: the descriptors of every shard (so the identity rule runs),
+    its rejects and the aligned faces (for the contact sheet); else none (the rule is not run).
+    """
+    if config["split"].get("group_by", "duplicates") != "identity":
+        return {}
+    return dict(
+        descriptors=shard_tables("identity", "descriptors.csv"),
+        identity_rejects=shard_tables("identity", "rejects.csv"),
+        aligned=shard_tables("align", "images"),
+    )
+
+
+def identity_outputs():
+    """split.group_by: identity: the contact sheet of identity groups near the threshold."""
+    if config["split"].get("group_by", "duplicates") != "identity":
+        return {}
+    return dict(identities="results/data/identities.png")

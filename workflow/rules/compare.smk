@@ -1,5 +1,6 @@
 rule compare:
     input:
+        **identity_outputs(),  # split.group_by: identity: the identities' contact sheet
         split="data/split/split.csv",
         # condition-major, seed-minor: the order workflow/scripts/compare.py reads them in
         predictions=expand(
@@ -36,6 +37,7 @@ rule compare:
         masks=shard_tables("mask", "masks.csv"),
         sheet="results/mask/0/contact_sheet.png",
         download_report="data/download/report.json",
+        data_report="results/data/report.json",
     output:
         metrics="results/metrics.json",
         statistics="results/compare/statistics.json",

