@@ -51,7 +51,7 @@ def test_kill_9_during_train_then_the_same_command_finishes(run):
     assert again.returncode == 0, out
     assert "removed the lock a killed Snakemake run left" in out
     for dataset in ("masked", "unmasked"):
-        hist = pd.read_csv(root / f"results/train/{dataset}/history.csv")
+        hist = pd.read_csv(root / f"results/train/{dataset}/seed0/history.csv")
         assert hist["epoch"].tolist() == [1, 2, 3]
     metrics = json.loads((root / "results/metrics.json").read_text())
     assert {"unmasked", "masked"} <= set(metrics)
@@ -90,7 +90,7 @@ def fresh_clone_pulls_and_both_runners_have_nothing_to_do(root: Path, name: str,
     assert (clone / "data/split/split.csv").read_text() == (
         root / "data/split/split.csv"
     ).read_text()
-    assert (clone / "results/train/masked/model.pt").stat().st_size > 0
+    assert (clone / "results/train/masked/seed0/model.pt").stat().st_size > 0
     assert "are in sync" in run(DVC, "status", "--cloud").stdout
     assert UP_TO_DATE in run(DVC, "status").stdout
     # restored outputs carry new timestamps: Snakemake would redo them until adopted
@@ -185,7 +185,7 @@ def test_dvc_get_started_loop_diffs_experiments_and_offline_plots(adopted, tmp_p
     root, _ = adopted
     set_param(root, "train", "epochs", 2)
     repro = sh(root, DVC, "repro")
-    assert "Running stage 'train@masked'" in repro.stdout
+    assert "Running stage 'train@masked-0'" in repro.stdout
     assert "Running stage 'split'" not in repro.stdout
 
     mdiff = sh(root, DVC, "metrics", "diff")

@@ -18,7 +18,7 @@ TARGET = "results/data/report.json"
 
 
 def params(demo_folder, **split) -> dict:
-    p = tiny_params(demo_folder)
+    p = tiny_params(demo_folder, seeds=[0])
     p["split"].update(split)
     return p
 

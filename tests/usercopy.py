@@ -22,8 +22,8 @@ GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
 
 def small_params(demo_folder: Path) -> dict:
     """The reduced demo: 48 faces + bad inputs, ResNet-18 at 32 px, 3 epochs, two conditions,
-    100 bootstrap resamples."""
-    p = tiny_params(demo_folder)
+    100 bootstrap resamples, one seed."""
+    p = tiny_params(demo_folder, seeds=[0])
     p["train"]["epochs"] = 3
     p["evaluate"]["bootstrap"] = p["compare"]["bootstrap"] = 100  # the schema's least
     p["evaluate"]["conditions"] = [
