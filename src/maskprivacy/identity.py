@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,9 @@ import numpy as np
 import pandas as pd
 
 from . import faces
+from .descriptors import DESCRIPTOR_COLUMNS, DIM, MODEL_NAME, read_descriptors  # noqa: F401
 from .io import atomic_path, no_bar, read_table, rejects_frame, sha256_bytes, write_table
 
-MODEL_NAME = "dlib_face_recognition_resnet_model_v1.dat"
-DIM = 128
-DESCRIPTOR_COLUMNS = [f"d{i}" for i in range(DIM)]
 CHECKPOINT_EVERY = 200  # faces between two checkpoint flushes
 
 
@@ -218,15 +215,3 @@ def run(
 
 def _reject(file: str, reason: str, detail: str) -> dict[str, str]:
     return {"file": file, "stage": "identity", "reason": reason, "detail": detail}
-
-
-def read_descriptors(tables: Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray]:
-    """File names and (N, 128) float32 descriptors of every shard's table, sorted by file."""
-    frames = [read_table(t) for t in tables]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["file"])
-    df = df.sort_values("file", kind="stable").reset_index(drop=True)
-    if df["file"].duplicated().any():
-        dup = df.loc[df["file"].duplicated(), "file"].tolist()[:5]
-        raise ValueError(f"descriptors: files described in two shards: {dup}")
-    x = df[DESCRIPTOR_COLUMNS].to_numpy(np.float32) if len(df) else np.zeros((0, DIM), np.float32)
-    return df["file"].tolist(), x

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .identity import MODEL_NAME, read_descriptors
+from .descriptors import MODEL_NAME, read_descriptors
 from .io import atomic_path, read_table, rejects_frame
 from .report import CELL, PARTS, _short, _thumb
 from .shards import locate
