@@ -45,9 +45,9 @@ HEADER = [
 TEST_HEADER = [
     "run",
     "comparison",
-    "sex diff. pt [95% CI], McNemar p",
-    "race diff. pt [95% CI], McNemar p",
-    "age MAE diff. years [95% CI], Wilcoxon p",
+    "sex diff. pt [95% CI], paired p",
+    "race diff. pt [95% CI], paired p",
+    "age MAE diff. years [95% CI], paired p",
 ]
 # What still differs between the paper's data and ours, whatever the preset.
 DATA_DIFFERENCES = (
