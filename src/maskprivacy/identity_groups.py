@@ -28,7 +28,7 @@ import pandas as pd
 
 from .descriptors import MODEL_NAME, read_descriptors
 from .io import atomic_path, read_table, rejects_frame
-from .report import CELL, PARTS, _short, _thumb
+from .report import CELL, PARTS, _short, _thumb, sheet_fonts, sheet_header
 from .shards import locate
 
 DEFAULT_THRESHOLD = 0.6  # dlib's same-person threshold (Euclidean distance of descriptors)
@@ -252,7 +252,7 @@ def contact_sheet(
 ) -> Path:
     """A PNG of the largest identity groups (a row of faces each), the pairs just under the
     threshold (called one person) and the pairs just over it that stay apart (two people)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     sizes = groups.groupby("identity")["file"].size().sort_values(ascending=False, kind="stable")
     top = [g for g in sizes.index if sizes[g] > 1][:n_groups]
@@ -264,12 +264,7 @@ def contact_sheet(
     apart = apart[apart["file_a"].map(ident) != apart["file_b"].map(ident)]
     over = apart.sort_values(["distance", "file_a"], kind="stable")
     under, over = under.head(per_panel), over.head(per_panel)
-    try:
-        font = ImageFont.load_default(size=11)
-        small = ImageFont.load_default(size=8)
-        big = ImageFont.load_default(size=14)
-    except TypeError:  # pragma: no cover - Pillow < 10.1
-        font = small = big = ImageFont.load_default()
+    font, small, big = sheet_fonts()
     cols = 4
     pair_w = 2 * CELL + 12
     width = max(per_group * CELL + 8, cols * pair_w)
@@ -279,17 +274,14 @@ def contact_sheet(
     height += sum(max(1, -(-len(p) // cols)) * pair_h + 8 for p in (under, over))
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text(
-        (6, 6),
+    y = sheet_header(
+        draw,
         f"Identities: {sizes.size} groups of {int(sizes.sum())} faces, dlib descriptor distance "
         f"< {threshold} links two faces (connected components)",
-        fill="black",
-        font=big,
+        demo,
+        big,
+        32,
     )
-    y = 32
-    if demo:
-        draw.text((6, y), "DEMO DATA: synthetic faces, not UTKFace", fill="red", font=big)
-        y += 24
     draw.text(
         (6, y + 4),
         f"the {len(top)} largest groups (up to {per_group} faces each)",

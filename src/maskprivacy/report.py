@@ -34,7 +34,7 @@ def near_duplicate_sheet(
     demo: bool = False,
 ) -> Path:
     """Draw the pairs nearest the threshold, inside and outside it, as a PNG; return its path."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     images = Path(images)
     inside = pairs[pairs["near"].astype(bool)].sort_values(
@@ -57,28 +57,20 @@ def near_duplicate_sheet(
     pair_w = 2 * CELL + 12
     caption = 28
     title_h = 22
-    try:
-        font = ImageFont.load_default(size=11)
-        small = ImageFont.load_default(size=8)
-        big = ImageFont.load_default(size=14)
-    except TypeError:  # pragma: no cover - Pillow < 10.1
-        font = small = big = ImageFont.load_default()
+    font, small, big = sheet_fonts()
     height = 30 + (24 if demo else 0)
     for _, rows in panels:
         height += title_h + max(1, -(-len(rows) // cols)) * (CELL + caption) + 8
     sheet = Image.new("RGB", (cols * pair_w, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text(
-        (6, 6),
+    y = sheet_header(
+        draw,
         f"Near duplicates: {len(inside)} pairs within {threshold} of 255 bits "
         "(255-bit DCT pHash); labels age/sex/race",
-        fill="black",
-        font=big,
+        demo,
+        big,
+        30,
     )
-    y = 30
-    if demo:
-        draw.text((6, y), "DEMO DATA: synthetic faces, not UTKFace", fill="red", font=big)
-        y += 24
     for title, rows in panels:
         draw.text((6, y + 4), title, fill="navy", font=font)
         y += title_h
@@ -102,6 +94,31 @@ def near_duplicate_sheet(
     with atomic_path(out, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG")
     return Path(out)
+
+
+def sheet_fonts() -> tuple[Any, Any, Any]:
+    """The fonts of the contact sheets: text, small captions, titles."""
+    from PIL import ImageFont
+
+    try:
+        return (
+            ImageFont.load_default(size=11),
+            ImageFont.load_default(size=8),
+            ImageFont.load_default(size=14),
+        )
+    except TypeError:  # pragma: no cover - Pillow < 10.1
+        f = ImageFont.load_default()
+        return f, f, f
+
+
+def sheet_header(draw: Any, title: str, demo: bool, big: Any, y: int) -> int:
+    """A contact sheet's title line, then at ``y`` the DEMO DATA banner on demo data; returns
+    the height where the sheet's content starts."""
+    draw.text((6, 6), title, fill="black", font=big)
+    if demo:
+        draw.text((6, y), "DEMO DATA: synthetic faces, not UTKFace", fill="red", font=big)
+        y += 24
+    return y
 
 
 def _thumb(path: Path) -> Any:
