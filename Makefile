@@ -47,10 +47,10 @@ lint: setup
 	$(BIN)/ruff format --check src tests workflow/scripts benchmarks
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
-	$(BIN)/python -m maskprivacy.dvcgen --check
+	$(BIN)/python -m maskprivacy_workflow.dvcgen --check
 
 dvc-yaml: setup
-	$(BIN)/python -m maskprivacy.dvcgen
+	$(BIN)/python -m maskprivacy_workflow.dvcgen
 
 # A finished Snakemake run -> DVC, without recomputing: record every stage's deps and outputs
 # in dvc.lock and the DVC cache, so `dvc status` is clean and `dvc repro` runs nothing.

@@ -5,7 +5,7 @@
 #   and seed) -> compare (paired statistics over faces and seeds, the seed ensemble, metrics, report)
 #
 # The one description of the DAG: dvc.yaml is generated from it
-# (`python -m maskprivacy.dvcgen`, checked by `python -m maskprivacy.dvcgen --check`).
+# (`python -m maskprivacy_workflow.dvcgen`, checked by `python -m maskprivacy_workflow.dvcgen --check`).
 import os
 import sys
 from pathlib import Path
@@ -26,14 +26,14 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)
 )
 
-from maskprivacy.params import validate
+from maskprivacy.core.params import validate
 
 validate(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
 
 if workflow.is_main_process:
     # a lock left by a killed run (kill -9) would stop this one: remove it when no other
     # snakemake works here (with rerun-incomplete, the plain command then finishes the run)
-    from maskprivacy.locks import clear_stale_locks
+    from maskprivacy_workflow.locks import clear_stale_locks
 
     clear_stale_locks(os.getcwd())
 

@@ -50,7 +50,9 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from maskprivacy import align, faces, identity, masks  # noqa: E402
+from maskprivacy.faces import align, identity  # noqa: E402
+from maskprivacy.faces import detect as faces  # noqa: E402
+from maskprivacy.masks import draw as masks  # noqa: E402
 
 SUFFIXES = (".jpg", ".jpeg", ".png")
 MASKTHEFACE_IMG_S = 32.0  # peers, measured on the same 1,000 files on one core (issue 4)

@@ -4,7 +4,7 @@ import time
 
 import torch
 
-from maskprivacy import train
+from maskprivacy.model import train
 
 x = torch.randint(0, 255, (2048, 3, 112, 112), dtype=torch.uint8)
 y = torch.stack(

@@ -4,7 +4,7 @@
 #   mkdir -p .gpu/a .gpu/b
 #   split -b 53000000 -d ../shared/data/UTKFace.tar.gz .gpu/a/UTKFace.tar.gz.part-
 #   mv .gpu/a/UTKFace.tar.gz.part-01 .gpu/b/
-#   python -m maskprivacy.plan export --configfile presets/utkface.yaml --cores 16 -o .gpu/a/plan.json
+#   python -m maskprivacy_workflow.plan export --configfile presets/utkface.yaml --cores 16 -o .gpu/a/plan.json
 #   python benchmarks/landmarks_cache.py ../shared/data/UTKFace.tar.gz .gpu/a/landmarks.npz \
 #       --params presets/utkface.yaml
 #   part1 [bench]: carries .gpu/a (first half of the archive, plan, landmark cache) and keeps it

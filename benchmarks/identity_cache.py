@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskprivacy import identity
-from maskprivacy.align import landmarks_array
-from maskprivacy.io import read_table
+from maskprivacy.core.io import read_table
+from maskprivacy.faces import identity
+from maskprivacy.faces.align import landmarks_array
 
 TOLERANCE = 1.0  # pixels: largest difference between the cached and the given landmarks
 

@@ -1,7 +1,7 @@
 """Find every image's face once where dlib is, and replay it where dlib is not.
 
 The ``align`` stage detects, finds the 68 landmarks and warps in one go. The lent GPU machine has
-no dlib, so this script runs the stage's own detection (:func:`maskprivacy.align.find_face`, with
+no dlib, so this script runs the stage's own detection (:func:`maskprivacy.faces.align.find_face`, with
 the ``align`` params of ``--params``: the same cascade, routes and reasons) on every image of an
 archive or folder and saves the result per file, keyed by the sha1 of the file's bytes (so renamed
 files still match). :func:`install` then makes ``align`` take its faces from the cache instead of
@@ -26,8 +26,10 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from maskprivacy import align, download, faces
-from maskprivacy.io import no_bar
+from maskprivacy.core.io import no_bar
+from maskprivacy.datasets import download
+from maskprivacy.faces import align
+from maskprivacy.faces import detect as faces
 
 
 def _sha1(path: str | Path) -> str:

@@ -2,9 +2,9 @@
 
 1. ceiling: the configured model, precision, resolution and batch, one optimiser step after
    another on synthetic, already-normalised images resident on the device (no data work at all);
-2. pipeline: the same model and step as the ``train`` stage (``maskprivacy.train.Trainer``) on
+2. pipeline: the same model and step as the ``train`` stage (``maskprivacy.model.train.Trainer``) on
    real images held as uint8 on the device, gathered by a shuffled index and augmented there;
-3. eval: inference images/s of ``maskprivacy.train.predict`` on the same images.
+3. eval: inference images/s of ``maskprivacy.model.train.predict`` on the same images.
 
 Both training figures are steady state (warm-up steps, and compilation, are excluded and timed
 separately). Prints a table and the ratio; ``--json`` writes the figures. Runs on CPU with small
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from maskprivacy import train
+from maskprivacy.model import train
 
 
 def sync(device: torch.device) -> None:

@@ -1,13 +1,13 @@
 """Run the workflow's jobs on a machine without Snakemake and dlib (the lent GPU machine).
 
-The plan (``python -m maskprivacy.plan export``, made where Snakemake is) lists the Snakefile's
-jobs with their inputs, outputs and params; ``python -m maskprivacy.plan run`` runs each rule's
+The plan (``python -m maskprivacy_workflow.plan export``, made where Snakemake is) lists the Snakefile's
+jobs with their inputs, outputs and params; ``python -m maskprivacy_workflow.plan run`` runs each rule's
 own script (its options, such as ``--jobs`` and ``--timings``, pass through). The one difference
 from a Snakemake run: ``align`` takes each face from a cache made by
 ``benchmarks/landmarks_cache.py`` (the stage's own detection, run where dlib is) instead of
 calling dlib.
 
-    python -m maskprivacy.plan export --configfile presets/utkface.yaml --cores 16 -o plan.json
+    python -m maskprivacy_workflow.plan export --configfile presets/utkface.yaml --cores 16 -o plan.json
     python benchmarks/landmarks_cache.py ../shared/data/UTKFace.tar.gz landmarks.npz
     # on the GPU machine, with the archive at the preset's download.path (data/UTKFace.tar.gz):
     python benchmarks/utkface_gpu.py plan.json landmarks.npz --jobs 16 --set train.epochs=30
@@ -24,7 +24,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from maskprivacy import plan
+from maskprivacy_workflow import plan
 
 
 def _load(name: str):
@@ -38,7 +38,7 @@ def _load(name: str):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Every other option is `python -m maskprivacy.plan run`'s: --jobs, --gpus, --set, "
+        epilog="Every other option is `python -m maskprivacy_workflow.plan run`'s: --jobs, --gpus, --set, "
         "--timings, --root, --dry-run.",
     )
     ap.add_argument("plan", type=Path)

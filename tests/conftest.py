@@ -38,7 +38,7 @@ def write_bad_files(folder: Path, good_example: Path) -> None:
 @pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory) -> Path:
     """48 demo faces (labels tied to visible cues) plus one file of each kind of bad input."""
-    from maskprivacy import demo
+    from maskprivacy.datasets import demo
 
     folder = tmp_path_factory.mktemp("demo_inputs")
     paths = demo.generate(folder, n_images=48, seed=3, progress=False)

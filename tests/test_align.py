@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from maskprivacy import align, faces
+from maskprivacy.faces import align
+from maskprivacy.faces import detect as faces
 
 
 def test_similarity_puts_eyes_on_targets():
@@ -314,7 +315,7 @@ def test_shards_split_the_work_and_add_up_to_the_whole(demo_folder, tmp_path):
 
 
 def test_shard_of_is_stable_and_balanced():
-    from maskprivacy import shards
+    from maskprivacy.core import shards
 
     names = [
         f"{a}_{s}_{r}_2017010{d}.jpg.chip.jpg"
@@ -332,7 +333,7 @@ def test_shard_of_is_stable_and_balanced():
 
 
 def test_locate_finds_each_file_in_its_shard_folder(tmp_path):
-    from maskprivacy import shards
+    from maskprivacy.core import shards
 
     a, b = tmp_path / "0", tmp_path / "1"
     a.mkdir()

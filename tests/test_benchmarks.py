@@ -69,7 +69,7 @@ def test_landmarks_cache_replays_the_stage_and_refuses_other_files(tmp_path, mon
     import pytest
     from PIL import Image
 
-    from maskprivacy import align
+    from maskprivacy.faces import align
 
     spec = importlib.util.spec_from_file_location(
         "landmarks_cache", ROOT / "benchmarks/landmarks_cache.py"

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from maskprivacy import download, split
-from maskprivacy.dedup import (
+from maskprivacy.core.io import read_table
+from maskprivacy.core.labels import age_bucket, utk_name
+from maskprivacy.datasets import download, split
+from maskprivacy.datasets.dedup import (
     DEFAULT_THRESHOLD,
     HASH_BITS,
     deduplicate,
@@ -23,8 +25,6 @@ from maskprivacy.dedup import (
     phash_bits,
     to_hex,
 )
-from maskprivacy.io import read_table
-from maskprivacy.labels import age_bucket, utk_name
 
 
 def base_image(seed: int, side: int = 200) -> Image.Image:

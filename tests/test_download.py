@@ -34,9 +34,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskprivacy import download
-from maskprivacy.defects import DefectPolicy
-from maskprivacy.download import (
+from maskprivacy.core.io import read_table, sha256_file
+from maskprivacy.datasets import download
+from maskprivacy.datasets.defects import DefectPolicy
+from maskprivacy.datasets.download import (
     DownloadError,
     UnsafeArchiveError,
     fetch_url,
@@ -45,7 +46,6 @@ from maskprivacy.download import (
     part_path,
     safe_extract,
 )
-from maskprivacy.io import read_table, sha256_file
 
 GOOD = [
     "26_1_2_20170116174525125.jpg.chip.jpg",
@@ -648,9 +648,9 @@ def test_run_demo_uses_demo_generate(tmp_path, monkeypatch):
             paths.append(p)
         return paths
 
-    fake = types.ModuleType("maskprivacy.demo")
+    fake = types.ModuleType("maskprivacy.datasets.demo")
     fake.generate = fake_generate  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "maskprivacy.demo", fake)
+    monkeypatch.setitem(sys.modules, "maskprivacy.datasets.demo", fake)
     summary, manifest, rejects = run_stage(
         cfg_for(source="demo", demo={"n_images": 5, "seed": 7}), tmp_path / "out"
     )
@@ -691,7 +691,7 @@ def _dup_manifest():
     ],
 )
 def test_exact_duplicate_policies(policy, kept, reasons):
-    from maskprivacy.dedup import exact_duplicates
+    from maskprivacy.datasets.dedup import exact_duplicates
 
     m = _dup_manifest()
     out, rejects = exact_duplicates(m, policy)
@@ -795,7 +795,7 @@ def test_run_writes_groups_pairs_and_sheet(tmp_path):
 def test_progress_bars_follow_tqdm_disable(tmp_path, monkeypatch, capsys, env, shown):
     """Cluster and CI logs turn the bars off with TQDM_DISABLE, as for any tqdm program; a
     stage asked for no progress shows none whatever the environment says."""
-    from maskprivacy import demo
+    from maskprivacy.datasets import demo
 
     if env is None:
         monkeypatch.delenv("TQDM_DISABLE", raising=False)

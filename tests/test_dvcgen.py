@@ -7,12 +7,12 @@ import sys
 import yaml
 from conftest import ROOT
 
-from maskprivacy import dvcgen
+from maskprivacy_workflow import dvcgen
 
 
 def test_committed_dvc_yaml_is_up_to_date():
     res = subprocess.run(
-        [sys.executable, "-m", "maskprivacy.dvcgen", "--check", "--root", str(ROOT)],
+        [sys.executable, "-m", "maskprivacy_workflow.dvcgen", "--check", "--root", str(ROOT)],
         capture_output=True,
         text=True,
     )
@@ -88,7 +88,7 @@ def test_stages_mirror_the_snakefile():
     assert {"data/align/0/landmarks.csv", "data/align/1/landmarks.csv"} <= set(dvc["split"]["deps"])
     # every output of one stage that another reads is a dependency there
     assert "data/split/split.csv" in dvc["compare"]["deps"]
-    assert "src/maskprivacy/align.py" in dvc["align"]["do"]["deps"]
+    assert "src/maskprivacy/faces/align.py" in dvc["align"]["do"]["deps"]
 
 
 def test_two_wildcards_give_one_stage_per_training_set_and_seed(tmp_path):

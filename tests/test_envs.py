@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from maskprivacy.dvcgen import package_modules
+from maskprivacy_workflow.dvcgen import package_modules
 
 # import name -> conda-forge package name, where they differ
 CONDA_NAME = {
@@ -107,9 +107,9 @@ def test_rule_env_holds_what_its_code_imports_and_nothing_more(rule):
 def test_import_scan_sees_what_a_rule_reaches():
     """The scan follows the package: compare's script reaches evaluate, which needs torch."""
     need = needed_packages("compare")
-    assert "src/maskprivacy/evaluate.py" in need["pytorch"]
+    assert "src/maskprivacy/model/evaluate.py" in need["pytorch"]
     # a function-level import and a find_spec name count as imports too
-    faces = imported_modules(ROOT / "src/maskprivacy/faces.py")
+    faces = imported_modules(ROOT / "src/maskprivacy/faces/detect.py")
     assert {"dlib", "face_recognition_models"} <= faces
 
 
@@ -119,7 +119,7 @@ def test_no_package_is_declared_that_nothing_imports():
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     used = set()
-    for f in [*(ROOT / "src/maskprivacy").glob("*.py"), *(ROOT / "workflow/scripts").glob("*.py")]:
+    for f in [*(ROOT / "src").rglob("*.py"), *(ROOT / "workflow/scripts").glob("*.py")]:
         used |= {CONDA_NAME.get(m, m) for m in third_party(imported_modules(f))}
     pip_to_conda = {"torch": "pytorch", "dlib-bin": "dlib", "matplotlib": "matplotlib-base"}
     for dep in deps:

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskprivacy import answer, compare, evaluate, html_report
+from maskprivacy.analysis import answer, compare
+from maskprivacy.model import evaluate
+from maskprivacy.report import html as html_report
 
 N = 400
 CFG = {
@@ -243,7 +245,7 @@ def test_report_is_self_contained_and_says_demo(fake, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from maskprivacy import plots
+    from maskprivacy.report import plots
 
     test, split, preds = fake
     both = two_conditions(preds, seeds=(0, 1))

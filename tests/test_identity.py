@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskprivacy import identity, identity_groups
-from maskprivacy.io import read_table
-from maskprivacy.split import run as split_run
+from maskprivacy.core.io import read_table
+from maskprivacy.datasets import identity_groups
+from maskprivacy.datasets.split import run as split_run
+from maskprivacy.faces import identity
 
 
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -164,7 +165,8 @@ def test_a_giant_group_is_a_clear_error_not_a_degenerate_split():
 def demo_descriptors(tmp_path_factory):
     """24 demo faces (variants of two portraits, with painted cues) through align and identity."""
     pytest.importorskip("dlib")
-    from maskprivacy import align, demo
+    from maskprivacy.datasets import demo
+    from maskprivacy.faces import align
 
     tmp = tmp_path_factory.mktemp("identity")
     paths = demo.generate(tmp / "in", n_images=24, seed=5, progress=False)
@@ -179,7 +181,7 @@ def demo_descriptors(tmp_path_factory):
 def test_demo_variants_form_two_identities(demo_descriptors):
     """Every variant of one portrait is one person, the two portraits are two, at dlib's 0.6,
     though the faces carry painted cues (colour cast, forehead disc, chin bar)."""
-    from maskprivacy import demo
+    from maskprivacy.datasets import demo
 
     tmp, summary = demo_descriptors
     assert summary["n_described"] == summary["n_inputs"] >= 18 and summary["n_rejects"] == 0

@@ -68,7 +68,7 @@ def test_identity_rule_runs_per_shard_and_split_keeps_identities_apart(identity_
 
 def test_html_report_has_an_identities_section(identity_run):
     """The report's section states the groups and both leakage shares, with the sheet."""
-    from maskprivacy.html_report import identity_section
+    from maskprivacy.report.html import identity_section
 
     root = identity_run
     report = json.loads((root / TARGET).read_text())
@@ -123,7 +123,7 @@ def test_gpu_plan_replays_descriptors_without_dlib(identity_run, tmp_path, demo_
     p = params(demo_folder, group_by="identity", identity_threshold=0.15)
     root = make_copy(tmp_path / "copy", p)
     py, bench = str(BIN / "python"), ROOT / "benchmarks"
-    sh(root, py, "-m", "maskprivacy.plan", "export", "--cores", "2", "-o", "plan.json")
+    sh(root, py, "-m", "maskprivacy_workflow.plan", "export", "--cores", "2", "-o", "plan.json")
     rules = [j["rule"] for j in json.loads((root / "plan.json").read_text())["jobs"]]
     assert rules.count("identity") == 2
     sh(root, py, str(bench / "landmarks_cache.py"), str(demo_folder), str(tmp_path / "lm.npz"),

@@ -1,6 +1,6 @@
 import pytest
 
-from maskprivacy.labels import (
+from maskprivacy.core.labels import (
     AGE_BUCKETS,
     LabelError,
     age_bucket,

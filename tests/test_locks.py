@@ -6,7 +6,7 @@ import io
 import subprocess
 import time
 
-from maskprivacy.locks import clear_stale_locks, snakemake_processes
+from maskprivacy_workflow.locks import clear_stale_locks, snakemake_processes
 
 
 def test_stale_lock_removed_only_when_no_snakemake_works_in_the_folder(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for maskprivacy.masks on a real aligned face (dlib on matplotlib's Grace Hopper)."""
+"""Tests for maskprivacy.masks.draw on a real aligned face (dlib on matplotlib's Grace Hopper)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from maskprivacy import masks
-from maskprivacy.align import apply_affine, similarity_from_eyes, warp
+from maskprivacy.faces.align import apply_affine, similarity_from_eyes, warp
+from maskprivacy.masks import draw as masks
 
 ALIGNED = 224
 
@@ -620,7 +620,7 @@ def aligned_demo(tmp_path_factory, demo_folder):
     """The demo faces through the align stage (the bad inputs become rejects there)."""
     import pandas as pd
 
-    from maskprivacy import align
+    from maskprivacy.faces import align
 
     root = tmp_path_factory.mktemp("aligned")
     files = sorted(p.name for p in demo_folder.glob("*_2026*.jpg"))

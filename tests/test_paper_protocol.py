@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from maskprivacy import paper_protocol as pp
-from maskprivacy.params import validate
+from maskprivacy.analysis import paper_protocol as pp
+from maskprivacy.core.params import validate
 
 SCHEMA = ROOT / "workflow/schemas/params.schema.yaml"
 
@@ -201,7 +201,7 @@ def test_readme_table_marks_missing_runs_pending(tmp_path):
     done = tmp_path / "paper_dedup.json"
     done.write_text(json.dumps(STATS))
     res = subprocess.run(
-        [sys.executable, "-m", "maskprivacy.paper_protocol", "table",
+        [sys.executable, "-m", "maskprivacy.analysis.paper_protocol", "table",
          f"paper protocol, dedup={done}", f"paper protocol, keep dups={tmp_path / 'none.json'}"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -215,7 +215,7 @@ def test_readme_table_marks_missing_runs_pending(tmp_path):
     assert not any(ch.isdigit() for r in pending for ch in r.split("|", 3)[3])
     assert lines[2].startswith("| paper: Seneviratne et al. 2021") and "| 94.65 |" in lines[2]
     bad = subprocess.run(
-        [sys.executable, "-m", "maskprivacy.paper_protocol", "table", "no-equals-sign"],
+        [sys.executable, "-m", "maskprivacy.analysis.paper_protocol", "table", "no-equals-sign"],
         capture_output=True,
         text=True,
     )

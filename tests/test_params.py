@@ -4,7 +4,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from maskprivacy.params import ParamsError, load, validate
+from maskprivacy.core.params import ParamsError, load, validate
 
 SCHEMA = ROOT / "workflow/schemas/params.schema.yaml"
 

@@ -76,7 +76,7 @@ def make_copy(dst: Path, params: dict) -> Path:
             shutil.copy2(src, target)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the DAG depends on params (a local source folder is an input): regenerate as a user would
-    sh(dst, str(BIN / "python"), "-m", "maskprivacy.dvcgen", "--root", str(dst))
+    sh(dst, str(BIN / "python"), "-m", "maskprivacy_workflow.dvcgen", "--root", str(dst))
     return dst
 
 
@@ -188,13 +188,13 @@ def test_plan_runs_snakemakes_jobs_without_snakemake_or_dlib(snake_run, tmp_path
     snake_root, _ = snake_run
     root = make_copy(tmp_path / "copy", tiny_params(demo_folder))
     py = str(BIN / "python")
-    sh(root, py, "-m", "maskprivacy.plan", "export", "--cores", "2", "-o", "plan.json")
+    sh(root, py, "-m", "maskprivacy_workflow.plan", "export", "--cores", "2", "-o", "plan.json")
     plan = json.loads((root / "plan.json").read_text())
     rules = [j["rule"] for j in plan["jobs"]]
     assert rules[0] == "download" and rules[-1] == "compare"
     assert rules.count("align") == 2 and rules.count("evaluate") == 4 * 2  # 2 seeds
     assert rules.count("train") == 2 * 2
-    listed = sh(root, py, "-m", "maskprivacy.plan", "run", "plan.json", "--dry-run").stdout
+    listed = sh(root, py, "-m", "maskprivacy_workflow.plan", "run", "plan.json", "--dry-run").stdout
     assert "evaluate[condition=masked_to_unmasked,seed=1]" in listed
     assert not (root / "data").exists()  # a dry run runs nothing
 
@@ -219,7 +219,7 @@ def test_plan_runs_snakemakes_jobs_without_snakemake_or_dlib(snake_run, tmp_path
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["download"]["path"] = str(tmp_path / "gone")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    res = sh(root, py, "-m", "maskprivacy.plan", "export", "-o", "p2.json", check=False)
+    res = sh(root, py, "-m", "maskprivacy_workflow.plan", "export", "-o", "p2.json", check=False)
     assert res.returncode == 2 and "plan: no job makes" in res.stderr
     assert "data/download/manifest.csv (rule download)" in res.stderr
     assert not (root / "p2.json").exists()

@@ -1,4 +1,4 @@
-"""maskprivacy.plan: settings reach every job param taken from the config; the script's view.
+"""maskprivacy_workflow.plan: settings reach every job param taken from the config; the script's view.
 
 The end-to-end check (export with Snakemake, run without it, same outputs) is in
 test_pipeline.py, next to the Snakemake run it compares with.
@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from maskprivacy import plan
-from maskprivacy.params import ParamsError
+from maskprivacy.core.params import ParamsError
+from maskprivacy_workflow import plan
 
 
 def small_plan() -> dict:

@@ -15,8 +15,8 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from maskprivacy import plots  # noqa: E402
-from maskprivacy.labels import RACES, SEXES  # noqa: E402
+from maskprivacy.core.labels import RACES, SEXES  # noqa: E402
+from maskprivacy.report import plots  # noqa: E402
 
 RACE_CONFUSION = [
     [30, 2, 1, 0, 1],

@@ -141,7 +141,7 @@ def test_download_killed_mid_extraction_reruns_to_the_same_outputs(repo):
     assert not (repo / target).exists()
     assert any(repo.glob("data/download/.images.work.*"))  # the kill left its work folder
     # Snakemake's own lock outlives a SIGKILL of Snakemake; the Snakefile removes it when no
-    # Snakemake works in the folder (maskprivacy.locks), so the same command just finishes
+    # Snakemake works in the folder (maskprivacy_workflow.locks), so the same command just finishes
     assert any((repo / ".snakemake/locks").iterdir())
     res = snake(repo, "--rerun-incomplete", target)  # the same command; nothing cleaned by hand
     assert "removed the lock a killed Snakemake run left" in res.stdout + res.stderr

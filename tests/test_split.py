@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskprivacy.split import run, stratified_split
+from maskprivacy.datasets.split import run, stratified_split
 
 
 def table(n=2000, seed=0):
@@ -89,7 +89,7 @@ def test_run_adds_the_group_column_and_counts_groups():
 def test_data_report_accounts_for_every_file(tmp_path):
     from PIL import Image
 
-    from maskprivacy.report import data_report, write_data_report
+    from maskprivacy.report.data import data_report, write_data_report
 
     t = table(100)
     groups = pd.DataFrame({"file": t["file"], "group": t["file"]})
@@ -163,7 +163,7 @@ PAPER_TEST = {"m_j.jpg", "w08.jpg", "w14.jpg"}
 
 
 def test_uniform_split_is_the_authors_runs_of_ten_within_sex():
-    from maskprivacy.split import uniform_split
+    from maskprivacy.datasets.split import uniform_split
 
     t = paper_table()
     part = uniform_split(t, (0.8, 0.1, 0.1), seed=2021)
@@ -195,7 +195,7 @@ def test_uniform_split_moves_duplicate_groups_and_counts_them():
     assert summary["files_moved_to_keep_groups"] == 2
     assert summary["counts"] == {"train": 29, "val": 1, "test": 4}
 
-    from maskprivacy.report import data_report
+    from maskprivacy.report.data import data_report
 
     rep = data_report({"n_inputs": len(t)}, out, [], groups, split_summary=summary)
     assert rep["duplicates"]["files_moved_by_split_to_keep_groups"] == 2
@@ -203,7 +203,7 @@ def test_uniform_split_moves_duplicate_groups_and_counts_them():
 
 
 def test_uniform_split_spreads_test_over_ages():
-    from maskprivacy.split import uniform_split
+    from maskprivacy.datasets.split import uniform_split
 
     t = table(2000, seed=5)
     part = uniform_split(t, (0.8, 0.1, 0.1), seed=0)
@@ -214,7 +214,7 @@ def test_uniform_split_spreads_test_over_ages():
 
 
 def test_random_is_seeded_and_order_free():
-    from maskprivacy.split import random_split
+    from maskprivacy.datasets.split import random_split
 
     t = table(300)
     a = random_split(t, (0.8, 0.1, 0.1), 7)
@@ -225,7 +225,7 @@ def test_random_is_seeded_and_order_free():
 
 
 def test_every_method_keeps_duplicate_groups_together():
-    from maskprivacy.split import split_by
+    from maskprivacy.datasets.split import split_by
 
     t = table(400)
     t["group"] = t["file"]

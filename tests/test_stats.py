@@ -1,4 +1,4 @@
-"""Known-answer tests for maskprivacy.stats (hand-computed values, no reference to scipy)."""
+"""Known-answer tests for maskprivacy.analysis.stats (hand-computed values, no reference to scipy)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from maskprivacy import stats
+from maskprivacy.analysis import stats
 
 # ----------------------------------------------------------------------------- classification
 

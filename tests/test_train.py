@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from maskprivacy import train
-from maskprivacy.labels import parse_name
+from maskprivacy.core.labels import parse_name
+from maskprivacy.model import train
 
 
 @pytest.fixture(scope="module")
 def demo_tensors(tmp_path_factory):
-    from maskprivacy import demo
+    from maskprivacy.datasets import demo
 
     folder = tmp_path_factory.mktemp("train_demo")
     paths = demo.generate(folder, n_images=240, seed=11, progress=False)
@@ -113,7 +113,7 @@ def test_paper_protocol_trains_four_single_task_models(demo_tensors, tmp_path):
 
 
 def test_age_groups_match_the_paper_buckets():
-    from maskprivacy.labels import age_bucket
+    from maskprivacy.core.labels import age_bucket
 
     ages = torch.arange(0, 117, dtype=torch.float32)
     assert train.age_group(ages).tolist() == [age_bucket(int(a)) for a in ages]

@@ -16,11 +16,11 @@ import pytest
 from conftest import ROOT
 from test_download import jpeg_bytes, make_tar
 
-from maskprivacy import download
-from maskprivacy.defects import KINDS, DefectPolicy, load_fixes, name_defect
-from maskprivacy.io import read_table
-from maskprivacy.labels import Labels
-from maskprivacy.verify import (
+from maskprivacy.core.io import read_table
+from maskprivacy.core.labels import Labels
+from maskprivacy.datasets import download
+from maskprivacy.datasets.defects import KINDS, DefectPolicy, load_fixes, name_defect
+from maskprivacy.datasets.verify import (
     PUBLISHED_ALIGNED_FILES,
     VerificationError,
     build_reference,

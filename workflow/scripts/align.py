@@ -2,8 +2,8 @@
 
 import time
 
-from maskprivacy import align
-from maskprivacy.stage import finish, logger
+from maskprivacy.core.logs import finish, logger
+from maskprivacy.faces import align
 
 shard = int(snakemake.wildcards.shard)
 log = logger(f"align[{shard}]", snakemake.log[0])

@@ -4,8 +4,8 @@ import json
 import time
 from pathlib import Path
 
-from maskprivacy import compare
-from maskprivacy.stage import finish, logger
+from maskprivacy.analysis import compare
+from maskprivacy.core.logs import finish, logger
 
 log = logger("compare", snakemake.log[0])
 t0 = time.perf_counter()

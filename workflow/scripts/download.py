@@ -2,8 +2,8 @@
 
 import time
 
-from maskprivacy import dedup, defects, download, report, verify  # noqa: F401 - DVC deps
-from maskprivacy.stage import finish, logger
+from maskprivacy.core.logs import finish, logger
+from maskprivacy.datasets import download
 
 log = logger("download", snakemake.log[0])
 t0 = time.perf_counter()

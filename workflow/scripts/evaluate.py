@@ -4,8 +4,8 @@ import json
 import time
 from pathlib import Path
 
-from maskprivacy import evaluate
-from maskprivacy.stage import finish, logger
+from maskprivacy.core.logs import finish, logger
+from maskprivacy.model import evaluate
 
 condition, seed = snakemake.wildcards.condition, int(snakemake.wildcards.seed)
 log = logger(f"evaluate[{condition}, seed {seed}]", snakemake.log[0])

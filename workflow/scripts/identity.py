@@ -2,8 +2,8 @@
 
 import time
 
-from maskprivacy import identity
-from maskprivacy.stage import finish, logger
+from maskprivacy.core.logs import finish, logger
+from maskprivacy.faces import identity
 
 log = logger(f"identity[{snakemake.wildcards.shard}]", snakemake.log[0])
 t0 = time.perf_counter()

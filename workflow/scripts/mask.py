@@ -2,8 +2,8 @@
 
 import time
 
-from maskprivacy import masks
-from maskprivacy.stage import finish, logger
+from maskprivacy.core.logs import finish, logger
+from maskprivacy.masks import draw as masks
 
 log = logger(f"mask[{snakemake.wildcards.shard}]", snakemake.log[0])
 t0 = time.perf_counter()

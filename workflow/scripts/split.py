@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskprivacy import identity_groups, report, split
-from maskprivacy.io import read_table, write_table
-from maskprivacy.stage import finish, logger
+from maskprivacy.core.io import read_table, write_table
+from maskprivacy.core.logs import finish, logger
+from maskprivacy.datasets import identity_groups, split
+from maskprivacy.report import data as report
 
 log = logger("split", snakemake.log[0])
 t0 = time.perf_counter()

@@ -2,8 +2,8 @@
 
 import time
 
-from maskprivacy import train
-from maskprivacy.stage import finish, logger
+from maskprivacy.core.logs import finish, logger
+from maskprivacy.model import train
 
 dataset, seed = snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
 log = logger(f"train[{dataset}, seed {seed}]", snakemake.log[0])

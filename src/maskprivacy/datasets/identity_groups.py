@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .descriptors import MODEL_NAME, read_descriptors
-from .io import atomic_path, read_table, rejects_frame
-from .report import CELL, PARTS, _short, _thumb, sheet_fonts, sheet_header
-from .shards import locate
+from maskprivacy.core.io import atomic_path, read_table, rejects_frame
+from maskprivacy.core.shards import locate
+from maskprivacy.faces.descriptors import MODEL_NAME, read_descriptors
+from maskprivacy.report.data import CELL, PARTS, _short, _thumb, sheet_fonts, sheet_header
 
 DEFAULT_THRESHOLD = 0.6  # dlib's same-person threshold (Euclidean distance of descriptors)
 SHEET_WINDOW = 0.05  # pairs this close to the threshold, on either side, go to the contact sheet

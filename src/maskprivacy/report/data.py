@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from .io import atomic_path, write_json
-from .labels import AGE_BUCKETS, RACES, SEXES
+from maskprivacy.core.io import atomic_path, write_json
+from maskprivacy.core.labels import AGE_BUCKETS, RACES, SEXES
 
 PARTS = ("train", "val", "test")
 CELL = 96  # thumbnail side on the contact sheet
@@ -270,7 +270,7 @@ def label_figure(report: Mapping[str, Any], demo: bool = False) -> Any:
 def write_data_report(
     report: Mapping[str, Any], json_out: str | os.PathLike, png_out: str | os.PathLike
 ) -> None:
-    from .io import save_figure
+    from maskprivacy.core.io import save_figure
 
     write_json(json_out, report)
     save_figure(label_figure(report, demo=report.get("source") == "demo"), png_out)

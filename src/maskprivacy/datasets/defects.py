@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .labels import AGE_MAX, RACES, LabelError, Labels, name_problem, parse_name
+from maskprivacy.core.labels import AGE_MAX, RACES, LabelError, Labels, name_problem, parse_name
 
 POLICIES = ("fix", "drop")
 KINDS = {

@@ -3,12 +3,12 @@
 The rules the sentence follows (the report's "Method" section says them too):
 
 - Its direction is the sign of the reported difference (condition minus baseline, averaged over
-  the seeds' models), which is the very number both tests test (:mod:`maskprivacy.stats`).
+  the seeds' models), which is the very number both tests test (:mod:`maskprivacy.analysis.stats`).
 - A change is *significant* when the test over test images and, with two seeds or more, the test
   across seeds both reject at ``compare.alpha`` after Holm-Bonferroni over every test the report
   makes. With one seed the test across seeds is not available, and the sentence says so.
 - Its size is given with its 95% interval and against chance: always guessing the training
-  majority (sex, race) or median age (:func:`maskprivacy.compare.chance_levels`).
+  majority (sex, race) or median age (:func:`maskprivacy.analysis.compare.chance_levels`).
 - An attribute is *still read far above chance* when, on the condition's faces, the seed mean's
   or the seed ensemble's 95% interval clears chance by a margin (``compare.chance_margin``):
   accuracy's lower bound at least ``accuracy`` (a fraction, 0.05 = 5 points) above the majority

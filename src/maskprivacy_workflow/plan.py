@@ -9,9 +9,9 @@ same scripts run with the same paths and params, one job at a time or (``--jobs`
 once their inputs are made. What else Snakemake does (skipping
 up-to-date jobs, conda envs, clusters) is not there: a plan reruns every job.
 
-    python -m maskprivacy.plan export --configfile presets/utkface.yaml --cores 16 -o plan.json
-    python -m maskprivacy.plan run plan.json --jobs 16 --set train.epochs=12  # no Snakemake
-    python -m maskprivacy.plan run plan.json --dry-run                 # list the jobs
+    python -m maskprivacy_workflow.plan export --configfile presets/utkface.yaml --cores 16 -o plan.json
+    python -m maskprivacy_workflow.plan run plan.json --jobs 16 --set train.epochs=12  # no Snakemake
+    python -m maskprivacy_workflow.plan run plan.json --dry-run                 # list the jobs
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def apply_overrides(
                     p["items"][i] = copy.deepcopy(_get_path(value, src[len(path) :]))
     if overrides:
         try:
-            from .params import SCHEMA, validate
+            from maskprivacy.core.params import SCHEMA, validate
         except ImportError as exc:  # a bare machine may lack jsonschema: say so, go on
             print(f"plan: the settings are not checked against the schema ({exc})", flush=True)
         else:

@@ -1305,8 +1305,15 @@ def run(
     import pandas as pd
     from tqdm import tqdm
 
-    from .align import landmarks_array
-    from .io import atomic_dir, atomic_path, no_bar, read_table, rejects_frame, write_table
+    from maskprivacy.core.io import (
+        atomic_dir,
+        atomic_path,
+        no_bar,
+        read_table,
+        rejects_frame,
+        write_table,
+    )
+    from maskprivacy.faces.align import landmarks_array
 
     scfg = stage_config(cfg)
     table = read_table(landmarks_table)

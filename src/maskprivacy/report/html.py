@@ -1,7 +1,7 @@
 """One self-contained HTML report of an evaluation: the answer first, then the evidence.
 
 No CDN, no external file: plots are embedded as base64 PNGs, styles are inline. The first
-paragraph states the answer (:mod:`maskprivacy.answer`) with its effect sizes, intervals,
+paragraph states the answer (:mod:`maskprivacy.analysis.answer`) with its effect sizes, intervals,
 Holm-adjusted p-values and chance levels; then the metrics of every seed's model, their mean and
 the seed ensemble, the comparisons over faces and across seeds, chance, and the method. A red
 banner says when the figures come from the demo data set.
@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from . import answer
-from .answer import fmt_p as _fmt_p
+from maskprivacy.analysis import answer
+from maskprivacy.analysis.answer import fmt_p as _fmt_p
 
 ALPHA = 0.05
 
@@ -36,8 +36,8 @@ def _img(path: Path) -> str:
 
 
 def paper_protocol_section(statistics: dict[str, Any], params: dict[str, Any]) -> str:
-    """The "Paper protocol" section (see :mod:`maskprivacy.paper_protocol`)."""
-    from .paper_protocol import html_section
+    """The "Paper protocol" section (see :mod:`maskprivacy.analysis.paper_protocol`)."""
+    from maskprivacy.analysis.paper_protocol import html_section
 
     return html_section(statistics, params)
 
@@ -306,7 +306,7 @@ def render(
     metrics_table = _metrics_table(conds)
     cmp_table, seed_table = _comparison_tables(statistics)
     recall_rows = []
-    from .labels import RACES
+    from maskprivacy.core.labels import RACES
 
     for name, m in conds.items():
         rec = m["ensemble"]["race"]["per_class_recall"]

@@ -14,10 +14,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import plots, stats
-from .io import read_table, write_json, write_table
-from .labels import AGE_BUCKETS, RACES, SEXES
-from .train import GPUAugment, TrainConfig, load_checkpoint, load_images, predict, resolve_device
+from maskprivacy.analysis import stats
+from maskprivacy.core.io import read_table, write_json, write_table
+from maskprivacy.core.labels import AGE_BUCKETS, RACES, SEXES
+from maskprivacy.model.train import (
+    GPUAugment,
+    TrainConfig,
+    load_checkpoint,
+    load_images,
+    predict,
+    resolve_device,
+)
+from maskprivacy.report import plots
 
 
 def condition_metrics(
@@ -230,7 +238,7 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate one condition of ``evaluate.conditions`` with the model of training seed
     ``seed``; write predictions, metrics, plots."""
-    from .io import atomic_dir
+    from maskprivacy.core.io import atomic_dir
 
     if threads:
         torch.set_num_threads(threads)

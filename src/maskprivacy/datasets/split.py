@@ -2,7 +2,7 @@
 
 Strata are sex x race x age bucket (the paper's seven groups). **Groups** are sets of files that
 must not be separated: byte-identical or near-identical copies of one photo (the ``group``
-column of ``data/download/groups.csv``, see :mod:`maskprivacy.dedup`). A group falls whole into
+column of ``data/download/groups.csv``, see :mod:`maskprivacy.datasets.dedup`). A group falls whole into
 one part, so no copy of a test photo is trained on.
 
 Within each stratum (a group belongs to the stratum of most of its files) the groups are
@@ -19,7 +19,7 @@ seeded shuffle. Both keep groups on one side afterwards (:func:`keep_groups_toge
 stage reports how many images that moved.
 
 The stage also writes the data report (``results/data/report.json`` and ``labels.png``, see
-:mod:`maskprivacy.report`): the split is where the final data set is known.
+:mod:`maskprivacy.report.data`): the split is where the final data set is known.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def run(
     ``present`` holds, per condition, the set of file names that made it through its stages;
     ``groups`` (columns ``file`` and ``group``) the duplicate groups of the download stage.
     """
-    from .io import rejects_frame
+    from maskprivacy.core.io import rejects_frame
 
     common = set.intersection(*present) if present else set(manifest["file"])
     keep = manifest[manifest["file"].isin(common)].copy()

@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from tqdm import tqdm
 
-from . import faces
-from .io import no_bar
-from .labels import RACES, utk_name
+from maskprivacy.core.io import no_bar
+from maskprivacy.core.labels import RACES, utk_name
+from maskprivacy.faces import detect as faces
 
 CUES = {
     "sex": "global colour cast: warm for male (0), cool for female (1)",

@@ -1,7 +1,7 @@
 """Evaluation figures: confusion matrices, age scatter plots, learning curves, comparison bars.
 
 Each ``*_png`` function builds a figure with the matching ``*_figure`` function, writes it as a
-PNG with :func:`maskprivacy.io.save_figure` (atomic) and returns the path. With ``demo=True``
+PNG with :func:`maskprivacy.core.io.save_figure` (atomic) and returns the path. With ``demo=True``
 (figures made from the embedded demo data set) every figure carries :data:`DEMO_TEXT` in red,
 so a demo picture can never pass for a result on UTKFace.
 
@@ -26,7 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from .io import save_figure  # noqa: E402
+from maskprivacy.core.io import save_figure  # noqa: E402
 
 DEMO_TEXT = "DEMO DATA: synthetic labels, not UTKFace"
 # Per-epoch validation columns drawn by learning_curves_*, with their panel titles.
@@ -332,7 +332,7 @@ def comparison_bars_png(
 def group_heatmap_figure(table: pd.DataFrame, title: str, demo: bool = False) -> Figure:
     """Per-group differences (condition - baseline) on a race x age-bucket grid, one panel each
     for sex accuracy, race accuracy (points) and age MAE (years); cells show n underneath."""
-    from .labels import AGE_BUCKETS, RACES
+    from maskprivacy.core.labels import AGE_BUCKETS, RACES
 
     panels = [
         ("sex_acc_diff", "sex accuracy (pt)", 100.0),

@@ -8,13 +8,13 @@ with seed ``s``) and reports, per attribute:
   seed ensemble (the mean of the models' outputs: the strongest attacker we have);
 - the difference B - A averaged over seeds, with a bootstrap 95% interval over test images and a
   paired sign-flip permutation test over images, beside a paired t-test and t-interval over seeds
-  (:mod:`maskprivacy.stats`); Holm-Bonferroni over every test of the report;
+  (:mod:`maskprivacy.analysis.stats`); Holm-Bonferroni over every test of the report;
 - chance: always guessing the training part's majority class (sex, race) or median age.
 
 Also a per-group table (sex x race x age bucket) and heat maps and a breakdown by mask type (both
 of the ensemble's predictions), the input accounting (inputs = images in the split + rejects of
 every stage), ``results/metrics.json`` flat for ``dvc metrics diff``, and one self-contained
-HTML report that states the answer first (:mod:`maskprivacy.answer`).
+HTML report that states the answer first (:mod:`maskprivacy.analysis.answer`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import answer, html_report, paper_protocol, plots, stats
-from .evaluate import (
+from maskprivacy.analysis import answer, paper_protocol, stats
+from maskprivacy.core.io import atomic_dir, read_table, write_json, write_table, write_text
+from maskprivacy.core.labels import RACES, SEXES
+from maskprivacy.model.evaluate import (
     condition_metrics,
     ensemble_predictions,
     group_differences,
@@ -35,8 +37,8 @@ from .evaluate import (
     headline,
     test_part,
 )
-from .io import atomic_dir, read_table, write_json, write_table, write_text
-from .labels import RACES, SEXES
+from maskprivacy.report import html as html_report
+from maskprivacy.report import plots
 
 ATTRS = ("sex", "race", "age")
 METRIC = {"sex": "accuracy", "race": "accuracy", "age": "mae"}

@@ -7,7 +7,7 @@ pixels and the landmarks are carried into that frame, computed once here and reu
 mask type downstream.
 
 Each input ends either in the landmarks table, with the route that found its face (see
-:func:`maskprivacy.faces.detect_landmarks`), or in the rejects table with a reason
+:func:`maskprivacy.faces.detect.detect_landmarks`), or in the rejects table with a reason
 (``decode_error`` or ``no_face``) and a detail.
 """
 
@@ -22,8 +22,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from . import faces
-from .io import atomic_dir, explain_full_disk, no_bar, rejects_frame, write_table
+from maskprivacy.core.io import atomic_dir, explain_full_disk, no_bar, rejects_frame, write_table
+from maskprivacy.faces import detect as faces
 
 # Where the eye centres land in the aligned crop, as fractions of its side (the defaults of
 # align.eye_y = 0.40 and align.eye_distance = 0.30).
@@ -191,8 +191,8 @@ def run(
 ) -> dict[str, Any]:
     """Align the images of the manifest in ``shard`` of ``shards`` (see :mod:`.shards`); each
     ends in the landmarks table or in rejects."""
-    from .io import read_table
-    from .shards import select
+    from maskprivacy.core.io import read_table
+    from maskprivacy.core.shards import select
 
     files = select(read_table(manifest)["file"].tolist(), shard, shards)
     x0, y0, x1, y1 = cfg.get("prior_box", faces.UTKFACE_PRIOR_BOX)

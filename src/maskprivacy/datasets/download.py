@@ -2,7 +2,7 @@
 
 Three sources, chosen by ``download.source`` in ``params.yaml``:
 
-- ``demo``: UTKFace-named demo faces made offline by :mod:`maskprivacy.demo`;
+- ``demo``: UTKFace-named demo faces made offline by :mod:`maskprivacy.datasets.demo`;
 - ``path``: UTKFace as the user has it: the aligned & cropped archive ``UTKFace.tar.gz``, a
   ``.zip`` of it (as Kaggle serves it), the extracted folder, or (``download.variant: wild``)
   the in-the-wild archives ``part1..3.tar.gz``; ``download.path`` is one path or a list, and
@@ -13,12 +13,12 @@ Three sources, chosen by ``download.source`` in ``params.yaml``:
 Then, whatever the packaging:
 
 1. every file is hashed (sha256) and, for the published aligned set, compared with the
-   committed manifest (:mod:`maskprivacy.verify`, ``download.verify``): missing, altered and
+   committed manifest (:mod:`maskprivacy.datasets.verify`, ``download.verify``): missing, altered and
    extra files are counted and, by default, stop the stage;
 2. labels are parsed from the names; the published label defects follow
-   ``download.label_defects`` (:mod:`maskprivacy.defects`);
+   ``download.label_defects`` (:mod:`maskprivacy.datasets.defects`);
 3. byte-identical and near-identical copies follow ``download.duplicates`` and
-   ``download.near_duplicates`` (:mod:`maskprivacy.dedup`), and every file gets a duplicate
+   ``download.near_duplicates`` (:mod:`maskprivacy.datasets.dedup`), and every file gets a duplicate
    group, which the split keeps on one side.
 
 Every input file ends in exactly one of two tables: the manifest (labels, sha256) or the rejects
@@ -58,9 +58,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from .dedup import DEFAULT_THRESHOLD, deduplicate
-from .defects import DefectPolicy, name_defect
-from .io import (
+from maskprivacy.core.io import (
     atomic_dir,
     explain_full_disk,
     no_bar,
@@ -69,8 +67,10 @@ from .io import (
     sha256_file,
     write_table,
 )
-from .labels import IMAGE_SUFFIXES, age_bucket
-from .verify import (
+from maskprivacy.core.labels import IMAGE_SUFFIXES, age_bucket
+from maskprivacy.datasets.dedup import DEFAULT_THRESHOLD, deduplicate
+from maskprivacy.datasets.defects import DefectPolicy, name_defect
+from maskprivacy.datasets.verify import (
     REFERENCES,
     VARIANTS,
     Verification,
@@ -771,9 +771,9 @@ def ingest(
     """Copy the well-named images flat into ``images_out``; return ``(manifest, rejects)``.
 
     Every file ends in exactly one table. Rejects (stage ``download``; ``file`` is the base
-    name): a suffix not in :data:`~maskprivacy.labels.IMAGE_SUFFIXES` -> ``not_an_image_name``;
+    name): a suffix not in :data:`~maskprivacy.core.labels.IMAGE_SUFFIXES` -> ``not_an_image_name``;
     labels that do not parse -> ``bad_name`` (detail: why); a defective name that the label
-    policy (:class:`~maskprivacy.defects.DefectPolicy`, ``None`` = ``fix`` with the committed
+    policy (:class:`~maskprivacy.datasets.defects.DefectPolicy`, ``None`` = ``fix`` with the committed
     table) drops -> ``label_defect``; a base name already taken by an earlier file ->
     ``duplicate_name``; a file that cannot be read -> ``unreadable``.
 
@@ -1059,7 +1059,7 @@ def run(
     (``pairs_out``), the verification table (``verification_out``) and the contact sheet of
     near duplicates (``sheet_out``). Raises :class:`FileNotFoundError` for a missing
     ``download.path``, :class:`DownloadError` for a failed download,
-    :class:`~maskprivacy.verify.VerificationError` when the files are not the published ones
+    :class:`~maskprivacy.datasets.verify.VerificationError` when the files are not the published ones
     and ``download.verify`` says so, and :class:`ValueError` when no input is a usable image.
     """
     images_out, manifest_out, rejects_out = Path(images_out), Path(manifest_out), Path(rejects_out)
@@ -1084,7 +1084,7 @@ def run(
     ) as w:
         work = Path(w)
         if kind == "demo":
-            from .demo import generate
+            from maskprivacy.datasets.demo import generate
 
             demo_cfg = cfg.get("demo") or {}
             folder = work / "demo"
@@ -1135,7 +1135,7 @@ def run(
             dd = deduplicate(manifest, tmp, exact_policy, near_policy, threshold, progress)
             timings["dedup"] = time.perf_counter() - t
             if sheet_out is not None:
-                from .report import near_duplicate_sheet
+                from maskprivacy.report.data import near_duplicate_sheet
 
                 t = time.perf_counter()
                 near_duplicate_sheet(dd.pairs, tmp, threshold, sheet_out, demo=kind == "demo")

@@ -10,13 +10,14 @@ joined by ``-`` (``align@0``, ``train@masked-0`` for dataset and seed): a ``fore
 dict, rather than DVC's ``matrix``, because an item carries the inputs that differ between jobs
 in more than the wildcards (the model and image folders of ``evaluate@masked_to_unmasked-0``).
 
-    python -m maskprivacy.dvcgen            # (re)write dvc.yaml
-    python -m maskprivacy.dvcgen --check    # exit 1 if dvc.yaml is stale
+    python -m maskprivacy_workflow.dvcgen            # (re)write dvc.yaml
+    python -m maskprivacy_workflow.dvcgen --check    # exit 1 if dvc.yaml is stale
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import re
 import sys
@@ -27,8 +28,8 @@ from typing import Any
 import yaml
 
 HEADER = (
-    "# GENERATED from the Snakefile by `python -m maskprivacy.dvcgen`: do not edit by hand.\n"
-    "# `python -m maskprivacy.dvcgen --check` (run by the tests) fails when this file is stale.\n"
+    "# GENERATED from the Snakefile by `python -m maskprivacy_workflow.dvcgen`: do not edit by hand.\n"
+    "# `python -m maskprivacy_workflow.dvcgen --check` (run by the tests) fails when this file is stale.\n"
 )
 # Metrics live in git (cache: false, not git-ignored), so every commit and every `dvc exp run`
 # holds them: `dvc metrics diff` and `dvc exp show` compare runs.
@@ -42,7 +43,7 @@ SNAKEMAKE = "snakemake --cores all --quiet rules --force --allowed-rules {rule} 
 
 def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
     """The jobs of the Snakemake DAG for the default target, forced, as plain dicts."""
-    from .plan import config_path, workflow_dag
+    from maskprivacy_workflow.plan import config_path, workflow_dag
 
     with workflow_dag(root) as wf:
         config = wf.config
@@ -81,25 +82,50 @@ def _input_names(job: Any) -> list[str]:
 
 
 def package_modules(root: Path, script: Path) -> list[str]:
-    """The package modules a script imports, directly or through other package modules."""
-    pkg = root / "src" / "maskprivacy"
-    seen: set[str] = set()
+    """The package modules a script imports, directly or through other package modules.
+
+    Any import form counts (``import maskprivacy.x.y``, ``from maskprivacy.x import y`` where
+    ``y`` is a module or a name, ``from . import y``, ``from .y import z``); an import inside a
+    function counts too. Each module's package ``__init__`` files are not listed (they are empty).
+    """
+    src = root / "src"
+    seen: set[Path] = set()
     todo = [script]
-    # from maskprivacy import a, b | from maskprivacy.a import x | from . import a | from .a import x
-    pat = re.compile(r"^\s*from\s+(?:maskprivacy\.|\.)?(\w*)\s+import\s+([\w, ()]+)", re.M)
     while todo:
-        text = todo.pop().read_text()
-        for sub, names in pat.findall(text):
-            if sub in ("", "maskprivacy"):  # from maskprivacy import a / from . import a
-                candidates = [n.strip().split(" as ")[0] for n in names.strip("()").split(",")]
-            else:
-                candidates = [sub]
-            for mod in candidates:
-                f = pkg / f"{mod}.py"
-                if mod and mod not in seen and f.exists():
-                    seen.add(mod)
-                    todo.append(f)
-    return sorted(f"src/maskprivacy/{m}.py" for m in seen)
+        path = todo.pop()
+        for mod in _imported(path, src):
+            f = _module_file(src, mod)
+            if f is not None and f not in seen:
+                seen.add(f)
+                todo.append(f)
+    return sorted(str(f.relative_to(root)) for f in seen)
+
+
+def _imported(path: Path, src: Path) -> list[str]:
+    """Dotted names of what ``path`` imports from the maskprivacy package (modules or names)."""
+    tree = ast.parse(path.read_text(), str(path))
+    try:
+        here = ".".join(path.relative_to(src).with_suffix("").parts)
+    except ValueError:
+        here = ""
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = here.split(".")[: -node.level]
+                base = ".".join([*parent, base] if base else parent)
+            out.append(base)
+            out += [f"{base}.{a.name}" for a in node.names]
+    return [m for m in out if m == "maskprivacy" or m.startswith("maskprivacy.")]
+
+
+def _module_file(src: Path, dotted: str) -> Path | None:
+    """The .py file of a dotted module name under src/, or None (a package, or a name)."""
+    f = src.joinpath(*dotted.split(".")).with_suffix(".py")
+    return f if f.is_file() else None
 
 
 def _template(path: str, job: dict[str, Any]) -> str:
@@ -227,13 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         if current != text:
             print(
                 "dvc.yaml is stale: it no longer matches the Snakefile and params.yaml.\n"
-                "Regenerate it with `python -m maskprivacy.dvcgen` and commit the result.",
+                "Regenerate it with `python -m maskprivacy_workflow.dvcgen` and commit the result.",
                 file=sys.stderr,
             )
             return 1
         print("dvc.yaml is up to date with the Snakefile")
         return 0
-    from .io import write_text
+    from maskprivacy.core.io import write_text
 
     write_text(target, text)
     print(f"wrote {target}")

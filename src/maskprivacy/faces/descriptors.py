@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .io import read_table
+from maskprivacy.core.io import read_table
 
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 DIM = 128

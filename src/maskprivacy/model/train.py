@@ -39,8 +39,15 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from .io import atomic_path, explain_full_disk, no_bar, remove_stale, sha256_file, write_table
-from .labels import RACES, SEXES
+from maskprivacy.core.io import (
+    atomic_path,
+    explain_full_disk,
+    no_bar,
+    remove_stale,
+    sha256_file,
+    write_table,
+)
+from maskprivacy.core.labels import RACES, SEXES
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -120,7 +127,7 @@ def load_images(
 ) -> torch.Tensor:
     """Decode ``files`` into a (N, 3, size, size) uint8 tensor on the host; ``folder`` is one
     image folder or a list of them (the shards'), each file in exactly one."""
-    from .shards import locate
+    from maskprivacy.core.shards import locate
 
     out = torch.empty((len(files), size, size, 3), dtype=torch.uint8)
     paths = locate(folder, files)
@@ -960,8 +967,8 @@ def run(
 
     Resumes from ``checkpoint.pt`` beside ``model_out`` when an earlier run with the same
     params and inputs was killed; ``model_out`` is written once, at the end."""
-    from .io import read_table
-    from .shards import locate
+    from maskprivacy.core.io import read_table
+    from maskprivacy.core.shards import locate
 
     tc = TrainConfig.from_params(cfg)
     table = read_table(split_table)

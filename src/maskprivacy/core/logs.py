@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .io import write_json
+from maskprivacy.core.io import write_json
 
 
 def logger(name: str, log_path: str | Path | None) -> logging.Logger:

@@ -23,7 +23,7 @@ can only be verified with ``off`` (``error``/``warn`` with it is a configuration
 
 Rebuild the manifest (only ever from a copy known to be the published one)::
 
-    python -m maskprivacy.verify build UTKFace.tar.gz src/maskprivacy/data/utkface_aligned_sha256.csv.gz
+    python -m maskprivacy.datasets.verify build UTKFace.tar.gz src/maskprivacy/data/utkface_aligned_sha256.csv.gz
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def verify(
     ``duplicate_name`` rejects of the download stage); junk (:func:`is_junk`) and files without
     an image suffix are left out. ``sha256`` may be empty for an unreadable file (altered).
     """
-    from .labels import IMAGE_SUFFIXES
+    from maskprivacy.core.labels import IMAGE_SUFFIXES
 
     if mode == "off":
         return Verification(mode, why or "off")
@@ -238,9 +238,9 @@ def verify(
 
 def build_reference(source: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
     """Hash every image of ``source`` (an archive or a folder) into a deterministic gzip CSV."""
-    from .download import archive_kind, list_images, safe_extract
-    from .io import atomic_path, sha256_file
-    from .labels import IMAGE_SUFFIXES
+    from maskprivacy.core.io import atomic_path, sha256_file
+    from maskprivacy.core.labels import IMAGE_SUFFIXES
+    from maskprivacy.datasets.download import archive_kind, list_images, safe_extract
 
     source = Path(source)
     with tempfile.TemporaryDirectory() as tmp:

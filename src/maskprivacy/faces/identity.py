@@ -27,9 +27,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import faces
-from .descriptors import DESCRIPTOR_COLUMNS, DIM, MODEL_NAME, read_descriptors  # noqa: F401
-from .io import atomic_path, no_bar, read_table, rejects_frame, sha256_bytes, write_table
+from maskprivacy.core.io import (
+    atomic_path,
+    no_bar,
+    read_table,
+    rejects_frame,
+    sha256_bytes,
+    write_table,
+)
+from maskprivacy.faces import detect as faces
+from maskprivacy.faces.descriptors import DESCRIPTOR_COLUMNS, DIM, MODEL_NAME, read_descriptors  # noqa: F401
 
 CHECKPOINT_EVERY = 200  # faces between two checkpoint flushes
 
@@ -144,7 +151,7 @@ def run(
     from PIL import Image
     from tqdm import tqdm
 
-    from .align import landmarks_array
+    from maskprivacy.faces.align import landmarks_array
 
     table = read_table(landmarks)
     points = landmarks_array(table) if len(table) else np.zeros((0, 68, 2))

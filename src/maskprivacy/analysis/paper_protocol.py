@@ -7,7 +7,7 @@
 - :func:`protocol` and :func:`rows`: what one run did, and its conditions as table rows (sex,
   race, age MAE and RMSE, 7-group age accuracy, each with its 95% interval).
 - :func:`html_section`: the report's "Paper protocol" section.
-- ``python -m maskprivacy.paper_protocol table LABEL=results/compare/statistics.json ...``: the
+- ``python -m maskprivacy.analysis.paper_protocol table LABEL=results/compare/statistics.json ...``: the
   README's table from the ``statistics.json`` of several runs (one per preset); a run whose file
   does not exist yet is written "pending GPU run", never as numbers.
 """
@@ -371,7 +371,7 @@ def table(runs: Sequence[tuple[str, str | Path]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m maskprivacy.paper_protocol")
+    ap = argparse.ArgumentParser(prog="python -m maskprivacy.analysis.paper_protocol")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="the README's table from runs' statistics.json")
     t.add_argument(

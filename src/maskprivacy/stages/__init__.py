@@ -1,0 +1,1 @@
+"""One thin entry per stage: ``run(config, inputs, outputs, log)`` (see :mod:`.entry`)."""
