@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from maskprivacy.core.io import no_bar
+from maskprivacy.core.plumbing import no_bar
 from maskprivacy.datasets import download
 from maskprivacy.faces import align
 from maskprivacy.faces import detect as faces

