@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import ROOT
+from conftest import ROOT, write_tree
 
 from maskprivacy_workflow import codedeps, dvcgen
 
@@ -124,21 +124,22 @@ def test_deps_are_what_a_stage_computes_with():
 
 def test_stage_code_follows_imports_and_skips_neutral_modules(tmp_path):
     src = tmp_path / "src" / "maskprivacy"
-    for rel, text in {
-        "__init__.py": "",
-        "core/__init__.py": "",
-        "core/logs.py": "from maskprivacy.core import io\n",
-        "core/plumbing.py": "",
-        "core/io.py": "from maskprivacy.core.plumbing import atomic_path\n",
-        "core/labels.py": "",
-        "faces/__init__.py": "",
-        "faces/detect.py": "def f():\n    from ..core import labels\n",
-        "faces/align.py": "from . import detect\n",
-        "stages/__init__.py": "",
-        "stages/entry.py": "from maskprivacy.core.logs import finish\n",
-    }.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_text(text)
+    write_tree(
+        src,
+        {
+            "__init__.py": "",
+            "core/__init__.py": "",
+            "core/logs.py": "from maskprivacy.core import io\n",
+            "core/plumbing.py": "",
+            "core/io.py": "from maskprivacy.core.plumbing import atomic_path\n",
+            "core/labels.py": "",
+            "faces/__init__.py": "",
+            "faces/detect.py": "def f():\n    from ..core import labels\n",
+            "faces/align.py": "from . import detect\n",
+            "stages/__init__.py": "",
+            "stages/entry.py": "from maskprivacy.core.logs import finish\n",
+        },
+    )
     script = tmp_path / "workflow/scripts/align.py"
     script.parent.mkdir(parents=True)
     script.write_text(
@@ -176,3 +177,13 @@ def test_two_wildcards_give_one_stage_per_training_set_and_seed(tmp_path):
         "results/evaluate/masked/seed1/predictions.csv",
         "results/train/masked/seed1/history.csv",
     } <= set(deps)
+
+
+def test_landmarks_from_elsewhere_are_an_input_of_align(tmp_path):
+    """align.landmarks (a table computed where dlib is) reruns align when it changes."""
+    root = copy_repo(tmp_path)
+    (root / "landmarks.csv").write_text("sha256\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["align"]["landmarks"] = "landmarks.csv"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "landmarks.csv" in dvcgen.build(root)["stages"]["align"]["do"]["deps"]

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, write_tree
 
 PACKAGES = ("maskprivacy", "maskprivacy_workflow")
 # folders that compute: they may import each other (no cycles), never the stage entries or tooling
@@ -97,16 +97,17 @@ def test_science_does_not_import_stages_or_workflow_tooling():
 def test_a_cycle_is_found_and_shown(tmp_path):
     """Also through a relative import inside a function, and a package's __init__."""
     pkg = tmp_path / "maskprivacy"
-    for rel, text in {
-        "__init__.py": "",
-        "a/__init__.py": "from .one import x\n",
-        "a/one.py": "from maskprivacy.b import two\nx = 1\n",
-        "b/__init__.py": "",
-        "b/two.py": "def f():\n    from ..a import one\n",
-        "c.py": "import maskprivacy.b.two\n",
-    }.items():
-        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
-        (pkg / rel).write_text(text)
+    write_tree(
+        pkg,
+        {
+            "__init__.py": "",
+            "a/__init__.py": "from .one import x\n",
+            "a/one.py": "from maskprivacy.b import two\nx = 1\n",
+            "b/__init__.py": "",
+            "b/two.py": "def f():\n    from ..a import one\n",
+            "c.py": "import maskprivacy.b.two\n",
+        },
+    )
     (tmp_path / "maskprivacy_workflow").mkdir()
     graph = import_graph(tmp_path)
     assert graph["maskprivacy.c"] == {"maskprivacy.b.two"}

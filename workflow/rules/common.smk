@@ -33,6 +33,12 @@ def label_fixes_input(wildcards):
     )
 
 
+def align_landmarks_input(wildcards):
+    """align.landmarks (landmarks computed elsewhere, by file sha256) is an input when set."""
+    path = config["align"].get("landmarks", "")
+    return [path] if path else []
+
+
 def shard_tables(stage, name):
     """One output of ``stage`` per shard, e.g. every shard's data/align/<shard>/landmarks.csv."""
     return expand("data/{stage}/{shard}/{name}", stage=stage, shard=SHARDS, name=name)
