@@ -33,7 +33,7 @@ _PATH_HINT = (
 
 
 @dataclass
-class Inputs:
+class Acquired:
     """What the sources gave: files with where they came from, and entries rejected on sight
     (not regular files, links out of the source, archive members that collide)."""
 
@@ -65,10 +65,10 @@ class Inputs:
         self.add_entries(list_entries(folder), source, link, prefix)
 
 
-def acquire(cfg: dict[str, Any], work: Path, limits: ArchiveLimits, progress: bool) -> Inputs:
+def acquire(cfg: dict[str, Any], work: Path, limits: ArchiveLimits, progress: bool) -> Acquired:
     """The inputs of ``download.source`` (demo, path or url), extracted or made in ``work``."""
     kind = str(cfg.get("source", "demo"))
-    got = Inputs()
+    got = Acquired()
     if kind == "demo":
         from maskprivacy.datasets.demo import generate
 
@@ -114,7 +114,7 @@ def path_entries(cfg: dict[str, Any]) -> list[str]:
     return [str(p).strip() for p in items if str(p).strip()]
 
 
-def _collect_path(cfg: dict[str, Any], work: Path, got: Inputs, limits: ArchiveLimits) -> None:
+def _collect_path(cfg: dict[str, Any], work: Path, got: Acquired, limits: ArchiveLimits) -> None:
     entries = path_entries(cfg)
     if not entries:
         raise FileNotFoundError(
@@ -150,7 +150,7 @@ def _collect_path(cfg: dict[str, Any], work: Path, got: Inputs, limits: ArchiveL
             )
 
 
-def _extract(archive: Path, dest: Path, limits: ArchiveLimits, got: Inputs, prefix: str) -> Path:
+def _extract(archive: Path, dest: Path, limits: ArchiveLimits, got: Acquired, prefix: str) -> Path:
     """:func:`safe_extract` with the run's limits; colliding members go to the rejects."""
     rejects: list[dict[str, Any]] = []
     folder = safe_extract(archive, dest, limits, rejects)
@@ -159,7 +159,7 @@ def _extract(archive: Path, dest: Path, limits: ArchiveLimits, got: Inputs, pref
 
 
 def _collect_url(
-    cfg: dict[str, Any], work: Path, got: Inputs, progress: bool, limits: ArchiveLimits
+    cfg: dict[str, Any], work: Path, got: Acquired, progress: bool, limits: ArchiveLimits
 ) -> None:
     cache = Path(str(cfg.get("cache_dir") or "data/download_cache")).expanduser()
     used: set[str] = set()
