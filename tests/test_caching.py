@@ -144,11 +144,6 @@ def test_editing_the_detection_cascade_reruns_align_and_what_follows(done):
     assert snakemake_reruns(done) == {} and dvc_changed(done) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="download still imports the detection cascade (datasets/dedup, verify -> faces); the "
-    "data helper (i13data) removes that import: delete this mark when merging it",
-)
 def test_editing_the_detection_cascade_does_not_rerun_download(done):
     with edited(done, "src/maskprivacy/faces/detect.py", append_comment):
         assert "download" not in snakemake_reruns(done)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, write_tree
 
 PACKAGES = ("maskprivacy", "maskprivacy_workflow")
@@ -71,11 +70,6 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="datasets.download <-> datasets.verify: the data helper (i13data) removes this cycle; "
-    "delete this mark when merging that change (strict: the test then fails until it is deleted)",
-)
 def test_no_import_cycle_in_the_package():
     cycle = find_cycle(import_graph(ROOT / "src"))
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
