@@ -2,6 +2,7 @@ rule align:
     input:
         images="data/download/images",
         manifest="data/download/manifest.csv",
+        landmarks=config["align"].get("landmarks") or [],  # align.landmarks: faces found elsewhere
     output:
         images=directory("data/align/{shard}/images"),
         landmarks="data/align/{shard}/landmarks.csv",
