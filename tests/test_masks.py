@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from maskprivacy.faces.align import apply_affine, similarity_from_eyes, warp
-from maskprivacy.masks import check, choice, geometry, paint
+from maskprivacy.masks import apply, check, choice, geometry, paint
 from maskprivacy.stages import mask as mask_stage
 from maskprivacy.stages.entry import Compute, Files, StageConfig
 
@@ -666,7 +666,7 @@ def test_stage_masks_every_face_with_every_type(aligned_demo, tmp_path) -> None:
     table = pd.read_csv(tmp_path / "masks.csv")
     n = len(pd.read_csv(aligned_demo / "landmarks.csv"))
     assert summary["n_masked"] == len(table) == n and summary["n_rejects"] == 0
-    assert list(table.columns) == mask_stage.MASK_COLUMNS
+    assert list(table.columns) == apply.MASK_COLUMNS
     assert set(table["mask_type"]) == set(geometry.MASK_TYPES)
     assert set(table.loc[table.mask_type == "cloth", "texture"]) <= set(geometry.TEXTURES)
     for t in geometry.MASK_TYPES:
@@ -706,3 +706,20 @@ def test_stage_single_type_and_bad_landmarks(aligned_demo, tmp_path) -> None:
     rejects = pd.read_csv(tmp_path / "rejects.csv")
     assert rejects["file"].tolist() == [lm_table["file"][0]]
     assert rejects["reason"].tolist() == ["mask_error"] and "eye" in rejects["detail"][0]
+
+
+def test_the_mask_stage_imports_no_detection_code():
+    """mask reads landmarks, it does not find them: no dlib, no detection cascade, no align."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import maskprivacy.stages.mask; "
+        "print(' '.join(m for m in sys.modules if m == 'dlib' or m.startswith('maskprivacy.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "maskprivacy.faces.landmarks" in loaded
+    for module in ("dlib", "maskprivacy.faces.detect", "maskprivacy.faces.align"):
+        assert module not in loaded
