@@ -5,7 +5,7 @@ lent GPU machine has no dlib. This script collects the descriptors of a finished
 (``data/identity/*/descriptors.csv``, with the aligned landmarks of ``data/align/*/landmarks.csv``)
 into one file; :func:`install` then makes the stage look each face up by its file name instead
 of running dlib, after checking that its aligned landmarks (which the GPU machine reproduces
-from ``benchmarks/landmarks_cache.py``) are within ``TOLERANCE`` pixels of the cached ones. A
+from a landmarks table, ``align.landmarks``) are within ``TOLERANCE`` pixels of the cached ones. A
 face the cache lacks, or aligned elsewhere, is a reject of the stage (``descriptor_error``) and
 so a ``no_identity`` reject of the split. Everything else (the tables, the split, the report)
 runs as usual.
@@ -26,7 +26,7 @@ import pandas as pd
 
 from maskprivacy.core.io import read_table
 from maskprivacy.faces import identity
-from maskprivacy.faces.align import landmarks_array
+from maskprivacy.faces.landmarks import landmarks_array
 
 TOLERANCE = 1.0  # pixels: largest difference between the cached and the given landmarks
 
