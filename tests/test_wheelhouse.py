@@ -34,6 +34,22 @@ def test_the_list_is_closed_under_requirements_and_pinned_as_installed():
     assert "pulp" in wheelhouse.requirements(["snakemake"], with_pulp=True)
 
 
+def test_extra_distributions_come_with_what_they_need(tmp_path, monkeypatch):
+    """--extra dlib-bin (identity on a node without dlib) lists dlib-bin next to Snakemake."""
+    seen = {}
+    monkeypatch.setattr(
+        wheelhouse.subprocess,
+        "run",
+        lambda cmd: seen.setdefault("cmd", cmd) and type("R", (), {"returncode": 0})(),
+    )
+    assert wheelhouse.main([str(tmp_path), "--root", str(ROOT), "--no-executors",
+                            "--extra", "dlib-bin"]) == 0  # fmt: skip
+    listed = dict(line.split("==") for line in (tmp_path / "requirements.txt").read_text().split())
+    assert listed["dlib-bin"] == md.version("dlib-bin") and "snakemake" in listed
+    assert "snakemake-executor-plugin-slurm" not in listed
+    assert seen["cmd"][-2:] == ["-r", str(tmp_path / "requirements.txt")]
+
+
 @pytest.mark.slow
 def test_wheels_install_offline_and_snakemake_runs(tmp_path):
     """From PyPI here; then a fresh venv installs them with --no-index and runs Snakemake."""

@@ -14,7 +14,10 @@ package's own dependencies (PyTorch, ...) already; this adds only the engine.
     smk/bin/pip install --no-index --find-links .gpu/wheels --no-deps -r .gpu/wheels/requirements.txt
     smk/bin/snakemake --cores all --scheduler greedy
 
-(``--no-deps`` because the list is already complete, pulp aside.)
+(``--no-deps`` because the list is already complete, pulp aside.) ``--extra dlib-bin`` adds dlib
+for the ``identity`` stage (``split.group_by: identity``) on a node that lacks it; its descriptor
+network (``dlib_face_recognition_resnet_model_v1.dat``, 22 MB) is carried too and named by
+``identity.model``.
 """
 
 from __future__ import annotations
@@ -78,9 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave the profiles' executor plugins out (a node that runs its jobs itself)",
     )
+    ap.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="DIST",
+        help="also carry this installed distribution and what it needs (e.g. dlib-bin, for the "
+        "identity stage on a node without dlib; repeatable)",
+    )
     ap.add_argument("pip_args", nargs="*", help="after --: more `pip wheel` options")
     args = ap.parse_args(argv)
-    pins = requirements(roots(args.root, not args.no_executors), args.with_pulp)
+    pins = requirements([*roots(args.root, not args.no_executors), *args.extra], args.with_pulp)
     args.folder.mkdir(parents=True, exist_ok=True)
     listing = args.folder / "requirements.txt"
     listing.write_text("".join(f"{n}=={v}\n" for n, v in pins.items()))
