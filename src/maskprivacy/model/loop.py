@@ -1,10 +1,12 @@
-"""The ``train`` stage: one multitask ResNet for sex, race and age, data and augmentation on device.
+"""The training loop: the models of a protocol (one multitask ResNet for sex, race and age, or
+the paper's four single-task ones), trained epoch by epoch with data and augmentation on device.
 
 The whole training set is decoded once into a uint8 tensor that lives on the training device
 (GPU memory on CUDA, host memory on CPU), so a step never waits for a data loader. Each batch is
 augmented on the device, per sample and seeded (random affine through ``affine_grid`` /
 ``grid_sample``, horizontal flip, brightness and contrast), normalised with ImageNet statistics
-and fed to the network in channels-last layout under bf16 autocast on CUDA. Losses and metrics
+and fed to the network in channels-last layout under bf16 autocast on CUDA (``compute:``
+says where and how: device, precision, compile, data placement). Losses and metrics
 are accumulated on the device and read back once per epoch.
 
 Resume: after every epoch a checkpoint (models, optimisers, schedules, epoch, history, the best
