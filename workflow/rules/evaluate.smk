@@ -20,6 +20,5 @@ rule evaluate:
         gpu=1,
     params:
         cfg=config["evaluate"],
-        train=config["train"],
     script:
         "../scripts/evaluate.py"
