@@ -162,3 +162,28 @@ def test_a_tracked_parameter_reruns_its_stage_and_compare(done):
         reruns = snakemake_reruns(done)
         assert set(reruns) == {"split", "train", "evaluate", "compare"}, reruns
         assert set(dvc_changed(done)) == {"split", "compare"}
+
+
+def add_seed(text: str) -> str:
+    params = yaml.safe_load(text)
+    params["train"]["seeds"] = [*params["train"]["seeds"], 1]
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+def test_adding_a_seed_trains_only_the_new_seeds_models(done):
+    """train.seeds: each job takes its seed from the wildcard, so another seed is new jobs, and
+    the models of the seeds there were are kept (both runners; dvc.yaml regenerated, as
+    `make dvc-yaml` does after a change to the DAG)."""
+    before = (done / "dvc.yaml").read_text()
+    with edited(done, "params.yaml", add_seed):
+        reruns = snakemake_reruns(done)
+        # seed 1's two models and four evaluations (seed 0's would make it 4 and 8), and compare
+        assert reruns == {"train": 2, "evaluate": 4, "compare": 1}, reruns
+        run(done, sys.executable, "-m", "maskprivacy_workflow.dvcgen", "--root", str(done))
+        try:
+            changed = dvc_changed(done)
+            assert {"train@masked-1", "train@unmasked-1"} <= set(changed), changed
+            assert not {"train@masked-0", "train@unmasked-0"} & set(changed), changed
+        finally:
+            (done / "dvc.yaml").write_text(before)
+    assert snakemake_reruns(done) == {} and dvc_changed(done) == {}

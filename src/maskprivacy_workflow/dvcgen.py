@@ -81,6 +81,11 @@ def config_paths(value: Any, config: dict[str, Any]) -> list[str]:
     if isinstance(value, dict) and len(value) > 1:
         if all(k in config and v == config[k] for k, v in value.items()):
             return sorted(value)
+        # a section less some keys (train without seeds): each of its keys
+        for sec, cfg in config.items():
+            if isinstance(cfg, dict) and len(value) < len(cfg):
+                if all(k in cfg and v == cfg[k] for k, v in value.items()):
+                    return sorted(f"{sec}.{k}" for k in value)
     return []
 
 

@@ -17,6 +17,13 @@ def tracked_config():
     return {k: v for k, v in config.items() if k != "compute"}
 
 
+def section_without(name, *keys):
+    """A params.yaml section without ``keys``: what one job of the stage computes with (train's
+    jobs take their seed from the wildcard, so adding a seed to train.seeds reruns no model that
+    exists). DVC tracks the same keys, one by one."""
+    return {k: v for k, v in config[name].items() if k not in keys}
+
+
 def download_inputs(wildcards):
     """The folders or archives named by download.path are inputs (reruns when they change)."""
     if config["download"]["source"] == "path":

@@ -17,6 +17,6 @@ rule train:
         runtime=120,
         gpu=1,
     params:
-        cfg=config["train"],
+        cfg=section_without("train", "seeds"),  # the job's seed is its wildcard
     script:
         "../scripts/train.py"
