@@ -170,6 +170,28 @@ def add_seed(text: str) -> str:
     return yaml.safe_dump(params, sort_keys=False)
 
 
+def add_condition(text: str) -> str:
+    params = yaml.safe_load(text)
+    params["evaluate"]["conditions"].append({"name": "again", "train": "masked", "test": "masked"})
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+def test_adding_a_condition_evaluates_only_the_new_one(done):
+    """evaluate jobs are passed their own condition: another condition is one more evaluation
+    (and compare), and the evaluations there were stay (both runners)."""
+    before = (done / "dvc.yaml").read_text()
+    with edited(done, "params.yaml", add_condition):
+        assert snakemake_reruns(done) == {"evaluate": 1, "compare": 1}
+        run(done, sys.executable, "-m", "maskprivacy_workflow.dvcgen", "--root", str(done))
+        try:
+            changed = dvc_changed(done)
+            assert "evaluate@again-0" in changed and "compare" in changed, changed
+            assert not [s for s in changed if s.startswith("evaluate@") and s != "evaluate@again-0"]
+        finally:
+            (done / "dvc.yaml").write_text(before)
+    assert snakemake_reruns(done) == {} and dvc_changed(done) == {}
+
+
 def test_adding_a_seed_trains_only_the_new_seeds_models(done):
     """train.seeds: each job takes its seed from the wildcard, so another seed is new jobs, and
     the models of the seeds there were are kept (both runners; dvc.yaml regenerated, as

@@ -74,8 +74,9 @@ def test_stages_mirror_the_snakefile():
         "split",
         "train",
     ]
-    # evaluate reads what the model was trained with from the model file (an input), not params
-    assert dvc["evaluate"]["do"]["params"] == ["evaluate"]
+    # evaluate: its own condition (a job param; its model and images are inputs), never
+    # evaluate.conditions whole; what the model was trained with comes in the model file
+    assert dvc["evaluate"]["do"]["params"] == ["evaluate.bootstrap", "evaluate.seed"]
     evaluate = dvc["evaluate"]
     assert set(evaluate["foreach"]) == {
         "unmasked-0",

@@ -314,11 +314,8 @@ def test_train_and_evaluate_stages_compute_as_compute_says(tmp_path):
         "evaluate",
         evaluate.run,
         StageConfig(
-            params={
-                "conditions": [{"name": "unmasked", "train": "unmasked", "test": "unmasked"}],
-                "bootstrap": 20,
-                "seed": 0,
-            },
+            params={"bootstrap": 20, "seed": 0},
+            extra={"condition": {"name": "unmasked", "train": "unmasked", "test": "unmasked"}},
             wildcards={"condition": "unmasked", "seed": "0"},
             compute=compute,
         ),

@@ -19,6 +19,8 @@ rule evaluate:
         runtime=30,
         gpu=1,
     params:
-        cfg=config["evaluate"],
+        # its own condition only: another condition (or external set) reruns no evaluation there was
+        cfg=section_without("evaluate", "conditions", "external"),
+        condition=lambda wildcards: CONDITION[wildcards.condition],
     script:
         "../scripts/evaluate.py"

@@ -31,12 +31,9 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     condition, seed = config.wildcards["condition"], int(config.wildcards["seed"])
     threads = config.compute.threads
     torch.set_num_threads(threads)
-    conds = {c["name"]: c for c in cfg["conditions"]}
-    if condition not in conds:
-        raise ValueError(
-            f"evaluate: no condition {condition!r} in evaluate.conditions ({sorted(conds)})"
-        )
-    cond = conds[condition]
+    cond = config.extra["condition"]  # this job's entry of evaluate.conditions
+    if cond["name"] != condition:
+        raise ValueError(f"evaluate: job {condition!r} was given condition {cond['name']!r}")
     data_source = json.loads(Path(inputs.download_report).read_text())["source"]
     demo = data_source == "demo"
     test = test_part(inputs.split)
