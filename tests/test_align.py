@@ -4,6 +4,7 @@ from PIL import Image, ImageDraw
 
 from maskprivacy.faces import align
 from maskprivacy.faces import detect as faces
+from maskprivacy.faces.landmarks import eye_centres
 from maskprivacy.stages import align as align_stage
 from maskprivacy.stages.entry import Compute, Files, StageConfig
 
@@ -108,7 +109,7 @@ def test_align_one_on_a_demo_face(demo_folder):
     assert res["image"].size == (96, 96)
     lm = res["landmarks"]
     assert lm.shape == (68, 2)
-    le, re_ = faces.eye_centres(lm)
+    le, re_ = eye_centres(lm)
     np.testing.assert_allclose(le, np.array(align.EYE_LEFT) * 96, atol=0.5)
     np.testing.assert_allclose(re_, np.array(align.EYE_RIGHT) * 96, atol=0.5)
     assert lm[8, 1] > lm[33, 1] > le[1]  # chin below nose tip below eyes
@@ -145,7 +146,7 @@ def utk_like():
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         image = Image.open(f).convert("RGB")
     pts, _ = faces.detect_landmarks(np.asarray(image), (0,))
-    m = align.similarity_from_eyes(*faces.eye_centres(pts), 200, UTK_EYES)
+    m = align.similarity_from_eyes(*eye_centres(pts), 200, UTK_EYES)
     # the test face is made with PIL's resampling, fixed here, whatever align.warp uses
     inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
     a, b, c = inv[0]
@@ -156,7 +157,7 @@ def utk_like():
 
 
 def iod(lm):
-    le, re_ = faces.eye_centres(lm)
+    le, re_ = eye_centres(lm)
     return float(np.hypot(*(re_ - le)))
 
 
@@ -226,7 +227,7 @@ def test_eye_targets_from_params(demo_folder):
     face = sorted(demo_folder.glob("[0-9]*_2026*.jpg"))[0]
     cfg = {"size": 100, "upsample": [0, 1], "predictor": "", "eye_y": 0.3, "eye_distance": 0.4}
     res = align.align_one(face, cfg)
-    le, re_ = faces.eye_centres(res["landmarks"])
+    le, re_ = eye_centres(res["landmarks"])
     np.testing.assert_allclose(le, [30.0, 30.0], atol=0.5)
     np.testing.assert_allclose(re_, [70.0, 30.0], atol=0.5)
 

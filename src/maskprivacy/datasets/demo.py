@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from maskprivacy.core.labels import utk_name
 from maskprivacy.core.plumbing import no_bar
+from maskprivacy.faces.landmarks import eye_centres
 
 RACE_RGB = ((220, 30, 30), (30, 200, 30), (30, 60, 230), (235, 220, 30), (220, 40, 220))
 STAMP0 = 20260101000000000
@@ -65,11 +66,6 @@ def portraits() -> dict[str, Image.Image]:
         hopper = Image.open(f).convert("RGB")
     astronaut = Image.fromarray(skimage.data.astronaut()).convert("RGB")
     return {"grace_hopper": hopper, "astronaut": astronaut}
-
-
-def eye_centres(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the subject's right eye (image left, points 36-41) and left eye (42-47)."""
-    return pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
 
 
 @functools.lru_cache(maxsize=1)

@@ -29,8 +29,9 @@ import pandas as pd
 from maskprivacy.core.io import read_table, rejects_frame
 from maskprivacy.core.plumbing import atomic_path
 from maskprivacy.core.shards import locate
+from maskprivacy.datasets.split import PARTS
 from maskprivacy.faces.descriptors import MODEL_NAME, read_descriptors
-from maskprivacy.report.data import CELL, PARTS, _short, _thumb, sheet_fonts, sheet_header
+from maskprivacy.report.sheets import CELL, sheet_fonts, sheet_header, short, thumb
 
 DEFAULT_THRESHOLD = 0.6  # dlib's same-person threshold (Euclidean distance of descriptors)
 SHEET_WINDOW = 0.05  # pairs this close to the threshold, on either side, go to the contact sheet
@@ -295,7 +296,7 @@ def contact_sheet(
     for g in top:
         members = groups.loc[groups["identity"] == g, "file"].tolist()
         for k, name in enumerate(members[:per_group]):
-            sheet.paste(_thumb(paths[name]), (4 + k * CELL, y))
+            sheet.paste(thumb(paths[name]), (4 + k * CELL, y))
         draw.text((4, y + CELL + 1), f"{sizes[g]} faces", fill="black", font=font)
         y += row_h
     panels = [
@@ -311,8 +312,8 @@ def contact_sheet(
             x0 = (k % cols) * pair_w + 4
             y0 = y + (k // cols) * pair_h
             for n, name in enumerate((r.file_a, r.file_b)):
-                sheet.paste(_thumb(paths[name]), (x0 + n * CELL, y0))
-                draw.text((x0 + n * CELL, y0 + CELL + 14), _short(name), fill="dimgray", font=small)
+                sheet.paste(thumb(paths[name]), (x0 + n * CELL, y0))
+                draw.text((x0 + n * CELL, y0 + CELL + 14), short(name), fill="dimgray", font=small)
             draw.text((x0, y0 + CELL + 1), f"d={r.distance:.3f}", fill="black", font=font)
         y += max(1, -(-len(rows) // cols)) * pair_h + 8
     with atomic_path(out, suffix=".png") as tmp:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from maskprivacy.core.plumbing import no_bar
 from maskprivacy.faces import detect as faces
-from maskprivacy.faces.landmarks import Face
+from maskprivacy.faces.landmarks import Face, eye_centres
 
 # Where the eye centres land in the aligned crop, as fractions of its side (the defaults of
 # align.eye_y = 0.40 and align.eye_distance = 0.30).
@@ -155,7 +155,7 @@ def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict
     if pts is None:
         return {"ok": False, "reason": route, "detail": detail}
     size = int(cfg["size"])
-    matrix = similarity_from_eyes(*faces.eye_centres(pts), size, eye_targets(cfg))
+    matrix = similarity_from_eyes(*eye_centres(pts), size, eye_targets(cfg))
     return {
         "ok": True,
         "image": warp(image, matrix, size),

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from maskprivacy.faces.landmarks import eye_centres
 from maskprivacy.faces.model_files import model_file
 
 PREDICTOR_NAME = "shape_predictor_68_face_landmarks.dat"
@@ -231,8 +232,3 @@ def detect_landmarks(
     if explain is not None:
         explain["detail"] = detail
     return None, "no_face"
-
-
-def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the subject's right eye (image left, points 36-41) and left eye (42-47)."""
-    return landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)

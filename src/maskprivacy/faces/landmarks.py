@@ -98,3 +98,8 @@ def write_table(path: str | os.PathLike, faces: Iterable[tuple[str, Face]]) -> p
     table = table.sort_values("sha256", kind="stable")
     write(path, table)
     return table
+
+
+def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the subject's right eye (image left, points 36-41) and left eye (42-47)."""
+    return landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)

@@ -1,8 +1,5 @@
 """The data report: what came in, what was verified, rejected and kept, and two pictures.
 
-- :func:`near_duplicate_sheet` (download stage): a contact sheet of near-duplicate pairs on both
-  sides of ``download.near_threshold``: the most distant pairs still called near duplicates, and
-  the closest pairs kept as distinct images, so the threshold can be checked by eye.
 - :func:`data_report` (split stage): ``results/data/report.json``: files found, verified,
   rejected by stage and reason, label defects, duplicate groups and conflicts, and the final
   counts per sex, race and age bucket (the paper's seven groups), overall and per split part;
@@ -13,134 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from maskprivacy.core.io import write_json
 from maskprivacy.core.labels import AGE_BUCKETS, RACES, SEXES
-from maskprivacy.core.plumbing import atomic_path
-
-PARTS = ("train", "val", "test")
-CELL = 96  # thumbnail side on the contact sheet
-
-
-def near_duplicate_sheet(
-    pairs: pd.DataFrame,
-    images: str | os.PathLike,
-    threshold: int,
-    out: str | os.PathLike,
-    per_panel: int = 16,
-    demo: bool = False,
-) -> Path:
-    """Draw the pairs nearest the threshold, inside and outside it, as a PNG; return its path."""
-    from PIL import Image, ImageDraw
-
-    images = Path(images)
-    inside = pairs[pairs["near"].astype(bool)].sort_values(
-        ["distance", "file_a"], ascending=[False, True], kind="stable"
-    )
-    outside = pairs[~pairs["near"].astype(bool)].sort_values(["distance", "file_a"], kind="stable")
-    panels = [
-        (
-            f"called near duplicates (distance <= {threshold}): the {min(per_panel, len(inside))} "
-            f"most distant of {len(inside)} pairs",
-            inside.head(per_panel),
-        ),
-        (
-            f"kept as distinct images (distance > {threshold}): the "
-            f"{min(per_panel, len(outside))} closest pairs",
-            outside.head(per_panel),
-        ),
-    ]
-    cols = 4
-    pair_w = 2 * CELL + 12
-    caption = 28
-    title_h = 22
-    font, small, big = sheet_fonts()
-    height = 30 + (24 if demo else 0)
-    for _, rows in panels:
-        height += title_h + max(1, -(-len(rows) // cols)) * (CELL + caption) + 8
-    sheet = Image.new("RGB", (cols * pair_w, height), "white")
-    draw = ImageDraw.Draw(sheet)
-    y = sheet_header(
-        draw,
-        f"Near duplicates: {len(inside)} pairs within {threshold} of 255 bits "
-        "(255-bit DCT pHash); labels age/sex/race",
-        demo,
-        big,
-        30,
-    )
-    for title, rows in panels:
-        draw.text((6, y + 4), title, fill="navy", font=font)
-        y += title_h
-        if rows.empty:
-            draw.text((6, y + 4), "(no pair)", fill="gray", font=font)
-        for k, r in enumerate(rows.itertuples(index=False)):
-            x0 = (k % cols) * pair_w + 4
-            y0 = y + (k // cols) * (CELL + caption)
-            for n, name in enumerate((r.file_a, r.file_b)):
-                thumb = _thumb(images / name)
-                sheet.paste(thumb, (x0 + n * CELL, y0))
-            draw.text(
-                (x0, y0 + CELL + 1),
-                f"d={r.distance}  {r.labels_a} | {r.labels_b}",
-                fill="black" if r.labels_a == r.labels_b else "firebrick",
-                font=font,
-            )
-            for n, name in enumerate((r.file_a, r.file_b)):
-                draw.text((x0 + n * CELL, y0 + CELL + 14), _short(name), fill="dimgray", font=small)
-        y += max(1, -(-len(rows) // cols)) * (CELL + caption) + 8
-    with atomic_path(out, suffix=".png") as tmp:
-        sheet.save(tmp, format="PNG")
-    return Path(out)
-
-
-def sheet_fonts() -> tuple[Any, Any, Any]:
-    """The fonts of the contact sheets: text, small captions, titles."""
-    from PIL import ImageFont
-
-    try:
-        return (
-            ImageFont.load_default(size=11),
-            ImageFont.load_default(size=8),
-            ImageFont.load_default(size=14),
-        )
-    except TypeError:  # pragma: no cover - Pillow < 10.1
-        f = ImageFont.load_default()
-        return f, f, f
-
-
-def sheet_header(draw: Any, title: str, demo: bool, big: Any, y: int) -> int:
-    """A contact sheet's title line, then at ``y`` the DEMO DATA banner on demo data; returns
-    the height where the sheet's content starts."""
-    draw.text((6, 6), title, fill="black", font=big)
-    if demo:
-        draw.text((6, y), "DEMO DATA: synthetic faces, not UTKFace", fill="red", font=big)
-        y += 24
-    return y
-
-
-def _thumb(path: Path) -> Any:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB").resize((CELL, CELL))
-    except (OSError, ValueError):
-        return Image.new("RGB", (CELL, CELL), "lightgray")
-
-
-def _short(name: str) -> str:
-    """A file name cut to fit under a thumbnail (labels and the start of the stamp)."""
-    stem = name.replace(".jpg.chip.jpg", "")
-    return stem if len(stem) <= 19 else stem[:18] + "~"
-
-
-# --------------------------------------------------------------------------------------------
-# The data report
-# --------------------------------------------------------------------------------------------
+from maskprivacy.datasets.split import PARTS
 
 
 def label_counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:

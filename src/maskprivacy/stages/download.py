@@ -63,7 +63,7 @@ from maskprivacy.datasets.verify import (
     resolve_mode,
     verify,
 )
-from maskprivacy.report.data import near_duplicate_sheet
+from maskprivacy.report.sheets import near_duplicate_sheet
 from maskprivacy.stages.entry import Files, StageConfig
 
 
