@@ -1,5 +1,5 @@
-"""mask.sets: parsing and its refusals, the study's conditions, and how each mask type covers the
-landmarks and leaves the face visible (on fixed landmarks: no dlib)."""
+"""mask.sets: set names and their refusals, the study's conditions, and how each mask type covers
+the landmarks and leaves the face visible (on fixed landmarks: no dlib)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,14 @@ import numpy as np
 import pytest
 from test_masks import HOPPER
 
-from maskprivacy.masks import sets
+from maskprivacy.masks import coverage, sets
 from maskprivacy.masks.draw import MASK_TYPES
 
 STUDY = {
     "paper": {"paper": 1},
-    "surgical": "surgical",
+    "surgical": {"surgical": 1},
     "mixed": {"surgical": 1, "n95": 1, "kn95": 1, "cloth": 2},
 }
-
-
-def test_parse_sets_normalises_every_form():
-    assert sets.parse_sets(STUDY) == {
-        "paper": {"paper": 1.0},
-        "surgical": {"surgical": 1.0},
-        "mixed": {"surgical": 1.0, "n95": 1.0, "kn95": 1.0, "cloth": 2.0},
-    }
-    assert sets.parse_sets({"two": ["n95", "kn95"]}) == {"two": {"n95": 1.0, "kn95": 1.0}}
 
 
 @pytest.mark.parametrize(
@@ -33,25 +24,23 @@ def test_parse_sets_normalises_every_form():
         ({"Paper": {"paper": 1}}, "must be a lower-case letter"),
         ({"1st": {"paper": 1}}, "must be a lower-case letter"),
         ({"a/b": {"paper": 1}}, "must be a lower-case letter"),
-        ({"x": {"scarf": 1}}, r"mask.sets.x: unknown 'scarf'"),
-        ({"x": {"paper": 0}}, r"mask.sets.x: weight of 'paper' must be > 0"),
-        ({"x": {}}, r"mask.sets.x: empty"),
         ({}, "expected a mapping"),
         (["paper"], "expected a mapping"),
     ],
 )
-def test_parse_sets_refuses(spec, message):
+def test_set_names_refuse(spec, message):
     with pytest.raises(ValueError, match=message):
-        sets.parse_sets(spec)
+        sets.set_names(spec)
 
 
 def test_set_params_are_one_jobs_mask_params():
     mask = {"sets": STUDY, "textures": ["dots"], "seed": 4, "jpeg_quality": 90}
+    assert sets.set_names(STUDY) == ["paper", "surgical", "mixed"]
     assert sets.set_params(mask, "mixed") == {
         "textures": ["dots"],
         "seed": 4,
         "jpeg_quality": 90,
-        "types": {"surgical": 1.0, "n95": 1.0, "kn95": 1.0, "cloth": 2.0},
+        "types": {"surgical": 1, "n95": 1, "kn95": 1, "cloth": 2},
     }
     with pytest.raises(ValueError, match="no set 'n95'; sets: paper, surgical, mixed"):
         sets.set_params(mask, "n95")
@@ -69,8 +58,16 @@ def test_data_sets_and_conditions():
         sets.check_conditions(bad, STUDY)
 
 
+def test_by_set_groups_the_shards_files():
+    files = ["data/mask/a/0/masks.csv", "data/mask/b/0/masks.csv", "data/mask/a/1/masks.csv"]
+    assert sets.by_set(files) == {
+        "a": ["data/mask/a/0/masks.csv", "data/mask/a/1/masks.csv"],
+        "b": ["data/mask/b/0/masks.csv"],
+    }
+
+
 def test_every_type_covers_nose_mouth_chin_and_leaves_the_eyes():
-    summary = sets.coverage_summary([HOPPER], (224, 224))
+    summary = coverage.coverage_summary([HOPPER], (224, 224))
     assert list(summary) == list(MASK_TYPES)
     for t, s in summary.items():
         assert s["n"] == 1 and s["geometry_pass"] == 1.0, t
@@ -90,25 +87,27 @@ def test_coverage_follows_the_face_and_sees_a_bad_mask():
     th = np.deg2rad(15)
     rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
     rolled = ((HOPPER - c) @ rot.T + c + 0.5) * 2 - 0.5
-    a = sets.coverage(HOPPER, (224, 224), "kn95")
-    b = sets.coverage(rolled, (448, 448), "kn95")
+    a = coverage.coverage(HOPPER, (224, 224), "kn95")
+    b = coverage.coverage(rolled, (448, 448), "kn95")
     assert a["groups"] == b["groups"]
     assert b["face_visible"] == pytest.approx(a["face_visible"], abs=0.02)
     odd = HOPPER.copy()
     odd[48:68, 1] = HOPPER[36:48, 1].mean()  # the mouth at eye height
-    bad = sets.coverage(odd, (224, 224), "surgical")
+    bad = coverage.coverage(odd, (224, 224), "surgical")
     assert not bad["geometry_ok"] and bad["groups"]["mouth"] < 1.0
 
 
 def test_set_coverage_weights_the_types_as_drawn():
-    summary = sets.coverage_summary([HOPPER], (224, 224))
-    cov = sets.set_coverage(summary, STUDY)
+    summary = coverage.coverage_summary([HOPPER], (224, 224))
+    cov = coverage.set_coverage(summary, STUDY)
     assert cov["paper"]["face_visible"] == summary["paper"]["face_visible"]
     mixed = cov["mixed"]
     assert mixed["types"] == {"surgical": 0.2, "n95": 0.2, "kn95": 0.2, "cloth": 0.4}
     want = sum(p * summary[t]["face_visible"] for t, p in mixed["types"].items())
     assert mixed["face_visible"] == pytest.approx(want)
     with pytest.raises(ValueError, match="no coverage of cloth"):
-        sets.set_coverage({t: summary[t] for t in ("paper", "surgical")}, {"c": "cloth"})
+        coverage.set_coverage({t: summary[t] for t in ("paper", "surgical")}, {"c": {"cloth": 1}})
+    with pytest.raises(ValueError, match=r"mask.sets.x: unknown 'scarf'"):
+        coverage.set_coverage(summary, {"x": {"scarf": 1}})
     with pytest.raises(ValueError, match="no faces"):
-        sets.coverage_summary([], (224, 224))
+        coverage.coverage_summary([], (224, 224))

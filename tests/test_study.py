@@ -14,7 +14,7 @@ from PIL import Image
 from test_evaluate import labels, with_probs
 
 from maskprivacy.analysis import compare, matrix
-from maskprivacy.masks import sets
+from maskprivacy.masks import coverage, sets
 from maskprivacy.model import evaluate
 from maskprivacy.report import study
 
@@ -204,7 +204,7 @@ def test_heatmaps_and_report_section(mat, tmp_path):
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 300
     cov = {"paper": _cov(0.37), "surgical": _cov(0.39)}
-    set_cov = sets.set_coverage(cov, SETS)
+    set_cov = coverage.set_coverage(cov, SETS)
     text = matrix.sentences(mat, list(SETS), set_cov)
     assert "It leaves 39% of the face visible" in text["surgical"]
     page = study.html_section(mat, text, paths, cov, set_cov, n_coverage_faces=50)
@@ -217,7 +217,7 @@ def test_heatmaps_and_report_section(mat, tmp_path):
 def _cov(visible: float) -> dict:
     return {
         "n": 1,
-        "groups": dict.fromkeys(sets.LANDMARK_GROUPS, 0.0) | {"mouth": 1.0, "chin": 1.0},
+        "groups": dict.fromkeys(coverage.LANDMARK_GROUPS, 0.0) | {"mouth": 1.0, "chin": 1.0},
         "face_visible": visible,
         "geometry_pass": 1.0,
     }

@@ -2,7 +2,7 @@
 a table, one sentence per mask set, and how each mask type covers the face.
 
 The numbers come from :func:`maskprivacy.analysis.matrix.study_matrix` and
-:func:`maskprivacy.masks.sets.coverage_summary` / :func:`~maskprivacy.masks.sets.set_coverage`;
+:func:`maskprivacy.masks.coverage.coverage_summary` / :func:`~maskprivacy.masks.coverage.set_coverage`;
 this module draws and writes them, and :func:`build` makes the whole section for ``compare``. Heat maps: one PNG per metric (sex accuracy, race
 accuracy, age MAE), rows the training set, columns the test set, each cell the seed mean with its
 difference from the baseline underneath; with ``demo=True`` they carry the red DEMO banner.
@@ -24,8 +24,9 @@ from maskprivacy.analysis import matrix as study_matrix
 from maskprivacy.analysis.answer import fmt_p
 from maskprivacy.analysis.matrix import ATTRS, METRIC
 from maskprivacy.core.io import save_figure
+from maskprivacy.masks import coverage as mask_coverage
 from maskprivacy.masks import sets as mask_sets
-from maskprivacy.masks.sets import LANDMARK_GROUPS
+from maskprivacy.masks.coverage import LANDMARK_GROUPS
 from maskprivacy.report.html import _img, _table
 from maskprivacy.report.plots import demo_banner
 
@@ -225,9 +226,9 @@ def build(
     m = study_matrix.study_matrix(statistics, conditions, mask_sets.data_sets(sets))
     pick = np.unique(np.linspace(0, len(faces) - 1, min(max_faces, len(faces))).round())
     sample = [faces[int(i)] for i in pick] if len(faces) else []
-    cov = mask_sets.coverage_summary(sample, size) if sample else None
-    set_cov = mask_sets.set_coverage(cov, sets) if cov else None
-    text = study_matrix.sentences(m, list(mask_sets.parse_sets(sets)), set_cov)
+    cov = mask_coverage.coverage_summary(sample, size) if sample else None
+    set_cov = mask_coverage.set_coverage(cov, sets) if cov else None
+    text = study_matrix.sentences(m, mask_sets.set_names(sets), set_cov)
     paths = heatmaps_png(m, Path(plots_dir) / "study", demo)
     study = {
         "matrix": m,
