@@ -5,10 +5,11 @@ import time
 from maskprivacy.core.logs import finish, logger
 from maskprivacy.masks import draw as masks
 
-log = logger(f"mask[{snakemake.wildcards.shard}]", snakemake.log[0])
+wc = snakemake.wildcards
+log = logger(f"mask[{wc.maskset}, {wc.shard}]", snakemake.log[0])
 t0 = time.perf_counter()
 summary = masks.run(
-    snakemake.params.cfg,
+    {**snakemake.params.cfg, "types": snakemake.params.maskset[wc.maskset]},
     snakemake.input.images,
     snakemake.input.landmarks,
     snakemake.output.images,
@@ -17,4 +18,6 @@ summary = masks.run(
     threads=snakemake.threads,
     contact_sheet_out=snakemake.output.sheet,
 )
-finish("mask", {"shard": snakemake.wildcards.shard, **summary}, t0, snakemake.output.report, log)
+finish(
+    "mask", {"maskset": wc.maskset, "shard": wc.shard, **summary}, t0, snakemake.output.report, log
+)

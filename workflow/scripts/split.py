@@ -9,14 +9,18 @@ import pandas as pd
 from maskprivacy.core.io import read_table, write_table
 from maskprivacy.core.logs import finish, logger
 from maskprivacy.datasets import identity_groups, split
+from maskprivacy.masks.sets import by_set
 from maskprivacy.report import data as report
 
 log = logger("split", snakemake.log[0])
 t0 = time.perf_counter()
 cfg = snakemake.params.cfg
-present = [  # the faces every shard aligned, and masked
+present = [  # the faces every shard aligned, and those every shard of each mask set masked
     {f for t in snakemake.input.landmarks for f in read_table(t)["file"]},
-    {f for t in snakemake.input.masks for f in read_table(t)["file"]},
+    *(
+        {f for t in tables for f in read_table(t)["file"]}
+        for tables in by_set(snakemake.input.masks).values()
+    ),
 ]
 manifest = read_table(snakemake.input.manifest)
 groups = read_table(snakemake.input.groups)

@@ -12,8 +12,8 @@ landmarks ``align`` computed once. A face's draw (type, colour, texture) depends
 the file name and the set's weights, not on the set's name: a set ``{paper: 1}`` draws the same
 images whatever it is called. The name ``unmasked`` is reserved for the aligned faces themselves;
 ``evaluate.conditions`` names training and test sets among ``unmasked`` and the sets
-(:func:`data_sets`, :func:`check_conditions`; :func:`study_conditions` builds the full
-train-set x test-set matrix).
+(:func:`data_sets`; the schema and :func:`maskprivacy.core.params.validate` check them;
+:func:`study_conditions` builds the full train-set x test-set matrix).
 
 Plain Python (no numpy): the Snakefile uses it to name the jobs. The types and weights are
 checked by the schema and where they are drawn (:func:`maskprivacy.masks.choice.normalise_choice`);
@@ -23,7 +23,7 @@ how each type covers a face is :mod:`maskprivacy.masks.coverage`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +64,6 @@ def set_params(mask: Mapping[str, Any], name: str) -> dict[str, Any]:
 def data_sets(sets: Any) -> list[str]:
     """Every data set a model can be trained or tested on: ``unmasked``, then the mask sets."""
     return [UNMASKED, *set_names(sets)]
-
-
-def check_conditions(conditions: Sequence[Mapping[str, str]], sets: Any) -> None:
-    """Raise ``ValueError`` when a condition trains or tests on a set ``mask.sets`` lacks."""
-    known = data_sets(sets)
-    for c in conditions:
-        for role in ("train", "test"):
-            if c[role] not in known:
-                raise ValueError(
-                    f"evaluate.conditions: {c['name']!r} {role}s on {c[role]!r}, which is not "
-                    f"a data set; data sets: {', '.join(known)} (mask.sets names the masked ones)"
-                )
 
 
 def study_conditions(sets: Any) -> list[dict[str, str]]:
