@@ -38,7 +38,7 @@ if workflow.is_main_process:
 
     clear_stale_locks(os.getcwd())
 
-from maskprivacy.masks.sets import data_sets
+from maskprivacy.masks.sets import used_sets
 
 CONDITION = {c["name"]: c for c in config["evaluate"]["conditions"]}
 CONDITIONS = list(CONDITION)
@@ -47,7 +47,7 @@ DATASETS = sorted(
 )
 # the masked data sets (mask.sets) the conditions train or test on: one mask job per set and
 # shard, each from the same aligned faces and landmarks (a set no condition names is not drawn)
-MASK_SETS = [s for s in data_sets(config["mask"]["sets"])[1:] if s in DATASETS]
+MASK_SETS = list(used_sets(config["mask"]["sets"], config["evaluate"]["conditions"]))
 TRAIN_SETS = sorted({c["train"] for c in config["evaluate"]["conditions"]})
 # align and mask run once per shard (align.shards), in parallel where cores or a cluster allow
 SHARDS = [str(i) for i in range(config["align"].get("shards", 1))]

@@ -54,6 +54,15 @@ def test_data_sets_and_conditions():
     assert {"name": "surgical", "train": "surgical", "test": "surgical"} in conds
 
 
+def test_used_sets_are_those_the_conditions_name():
+    conds = [
+        {"name": "unmasked", "train": "unmasked", "test": "unmasked"},
+        {"name": "mixed_to_paper", "train": "mixed", "test": "paper"},
+    ]
+    assert sets.used_sets(STUDY, conds) == {"paper": STUDY["paper"], "mixed": STUDY["mixed"]}
+    assert sets.used_sets(STUDY, conds[:1]) == {}
+
+
 def test_by_set_groups_the_shards_files():
     files = ["data/mask/a/0/masks.csv", "data/mask/b/0/masks.csv", "data/mask/a/1/masks.csv"]
     assert sets.by_set(files) == {

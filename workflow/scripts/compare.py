@@ -6,6 +6,7 @@ from pathlib import Path
 
 from maskprivacy.analysis import compare
 from maskprivacy.core.logs import finish, logger
+from maskprivacy.masks.sets import by_set
 
 log = logger("compare", snakemake.log[0])
 t0 = time.perf_counter()
@@ -41,7 +42,7 @@ metrics = compare.run(
     condition_plots=by_condition_and_seed(snakemake.input.plots),
     histories=by_model(snakemake.input.histories),
     reject_tables=snakemake.input.rejects,
-    masks_table=list(snakemake.input.masks),
+    masks_table=by_set(snakemake.input.masks),
     n_inputs=download_report["n_inputs"],
     data_source=download_report["source"],
     all_params=snakemake.params.all,
@@ -51,9 +52,10 @@ metrics = compare.run(
     out_rejects=snakemake.output.rejects,
     out_plots=snakemake.output.plots,
     out_report=snakemake.output.report,
-    contact_sheets=[snakemake.input.sheet],
+    contact_sheets=list(snakemake.input.sheet),
     train_reports=by_model(snakemake.input.train_reports),
     data_report=snakemake.input.data_report,
     identity_sheet=getattr(snakemake.input, "identities", None),  # split.group_by: identity
+    landmark_tables=getattr(snakemake.input, "landmarks", []),  # more than one mask set
 )
 finish("compare", metrics, t0, None, log)

@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maskprivacy.analysis import answer, paper_protocol, stats
+from maskprivacy.analysis import answer, matrix, paper_protocol, stats
 from maskprivacy.core.io import atomic_dir, read_table, write_json, write_table, write_text
 from maskprivacy.core.labels import RACES, SEXES
+from maskprivacy.faces.align import landmarks_array
+from maskprivacy.masks.sets import used_sets
 from maskprivacy.model.evaluate import (
     condition_metrics,
     ensemble_predictions,
@@ -38,7 +40,7 @@ from maskprivacy.model.evaluate import (
     test_part,
 )
 from maskprivacy.report import html as html_report
-from maskprivacy.report import plots
+from maskprivacy.report import plots, study
 
 ATTRS = ("sex", "race", "age")
 METRIC = {"sex": "accuracy", "race": "accuracy", "age": "mae"}
@@ -61,16 +63,18 @@ def accounting(n_inputs: int, split: pd.DataFrame, rejects: pd.DataFrame) -> dic
 
 
 def by_mask_type(
-    test: pd.DataFrame, preds: dict[str, pd.DataFrame], conditions: list[dict], masks: pd.DataFrame
+    test: pd.DataFrame,
+    preds: dict[str, pd.DataFrame],
+    conditions: list[dict],
+    masks: dict[str, pd.DataFrame],
 ) -> dict:
-    """Metrics per mask type for every condition tested on masked faces."""
-    if masks is None or masks.empty:
-        return {}
-    types = masks.set_index("file")["mask_type"]
+    """Metrics per mask type for every condition tested on masked faces; ``masks`` holds the
+    masks table of each mask set."""
     out: dict[str, Any] = {}
     for cond in conditions:
-        if cond["test"] != "masked":
+        if cond["test"] not in masks or masks[cond["test"]].empty:
             continue
+        types = masks[cond["test"]].set_index("file")["mask_type"]
         df = preds[cond["name"]].assign(mask_type=test["file"].map(types).to_numpy())
         t = test.assign(mask_type=df["mask_type"].to_numpy())
         rows = {}
@@ -282,7 +286,7 @@ def run(
     condition_plots: dict[str, dict[int, str | Path]],
     histories: dict[str, str | Path],
     reject_tables: list[str | Path],
-    masks_table: list[str | Path] | None,
+    masks_table: dict[str, list[str | Path]],
     n_inputs: int,
     data_source: str,
     all_params: dict[str, Any],
@@ -296,10 +300,14 @@ def run(
     train_reports: dict[str, str | Path] | None = None,
     data_report: str | Path | None = None,
     identity_sheet: str | Path | None = None,
+    landmark_tables: list[str | Path] = (),
 ) -> dict[str, Any]:
     """``predictions``, ``condition_metrics`` and ``condition_plots`` are keyed by condition,
     then training seed; ``histories`` and ``train_reports`` (each model's ``report.json``, which
-    tells the epoch it kept) by a label of each model (``masked seed 0``)."""
+    tells the epoch it kept) by a label of each model (``masked seed 0``); ``masks_table`` by
+    mask set, one table per shard. With more than one mask set, the report has the study's
+    section (:mod:`maskprivacy.report.study`), from the test faces' landmarks
+    (``landmark_tables``)."""
     demo = data_source == "demo"
     split = read_table(split_table)
     test = test_part(split_table)
@@ -326,9 +334,10 @@ def run(
     base = cfg["baseline"]
     core, ens = compare_conditions(test, split, preds, per_seed, base, cfg)
     rejects = pd.concat([read_table(t) for t in reject_tables], ignore_index=True)
-    masks = (  # one table per shard
-        pd.concat([read_table(t) for t in masks_table], ignore_index=True) if masks_table else None
-    )
+    masks = {  # one table per shard
+        name: pd.concat([read_table(t) for t in tables], ignore_index=True)
+        for name, tables in masks_table.items()
+    }
     groups = group_table(test, ens)
     statistics = {
         "data_source": data_source,
@@ -341,7 +350,17 @@ def run(
         "model_selection": paper_protocol.load_model_selection(train_reports or {}),
     }
     metrics = metrics_summary(statistics)
+    sets = used_sets(all_params["mask"]["sets"], conditions)
+    section = ""
     with atomic_dir(out_plots) as tmp:
+        if len(sets) > 1:
+            marks = pd.concat([read_table(t) for t in landmark_tables], ignore_index=True)
+            marks = marks[marks["file"].isin(test["file"])].sort_values("file", kind="stable")
+            size = (int(all_params["align"]["size"]),) * 2
+            statistics["study"], section = study.build(
+                statistics, conditions, sets, landmarks_array(marks), size, tmp, demo
+            )
+            metrics["study"] = matrix.matrix_metrics(statistics["study"]["matrix"])
         plots.learning_curves_png(
             {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
         )
@@ -376,7 +395,7 @@ def run(
     write_text(
         out_report,
         html_report.render(
-            statistics, all_params, plot_dirs, list(contact_sheets), data, identity_sheet
+            statistics, all_params, plot_dirs, list(contact_sheets), data, identity_sheet, section
         ),
     )
     write_json(out_metrics, metrics)

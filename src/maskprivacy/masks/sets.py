@@ -66,6 +66,14 @@ def data_sets(sets: Any) -> list[str]:
     return [UNMASKED, *set_names(sets)]
 
 
+def used_sets(sets: Any, conditions: Iterable[Mapping[str, str]]) -> dict[str, Any]:
+    """The sets of ``mask.sets`` some condition trains or tests on, in ``mask.sets``' order: the
+    ones drawn (a set no condition names costs nothing; a preset given with ``--configfile``
+    keeps the sets of params.yaml beside its own, and those are not drawn)."""
+    named = {c[role] for c in conditions for role in ("train", "test")}
+    return {s: sets[s] for s in set_names(sets) if s in named}
+
+
 def study_conditions(sets: Any) -> list[dict[str, str]]:
     """Every (training set, test set) pair of ``unmasked`` and the sets, as evaluate conditions:
     a pair of one set is named after it, others ``<train>_to_<test>``."""
