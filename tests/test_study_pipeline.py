@@ -6,9 +6,11 @@ train-set x test-set matrix in statistics.json and metrics.json, its heat maps a
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 from test_pipeline import BIN, make_copy, sh, tiny_params
 
@@ -74,3 +76,27 @@ def test_matrix_heat_maps_and_report_section(study_run):
     assert "What each mask covers" in section and "unmasked_to_surgical" in section
     for name in SETS:
         assert f"<li>{name}: on " in section
+
+
+def test_a_changed_set_reruns_its_own_mask_jobs_only(study_run):
+    """Snakemake reruns the mask jobs of the set whose weights changed, not the other set's (DVC
+    likewise: each set's stages list mask.sets.<set>, see test_dvc_tracks_each_set_apart)."""
+    root = study_run
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["mask"]["sets"]["surgical"] = {"surgical": 1.0, "n95": 1.0}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh(root, str(BIN / "snakemake"), "-n", "--cores", "2").stdout
+    jobs = re.findall(r"rule mask:\n(?:    .*\n)*?    wildcards: (.*)\n", out)
+    assert sorted(jobs) == ["maskset=surgical, shard=0", "maskset=surgical, shard=1"]
+
+
+def test_dvc_tracks_each_set_apart(study_run):
+    stage = yaml.safe_load((study_run / "dvc.yaml").read_text())["stages"]["mask"]
+    assert sorted(stage["foreach"]) == ["paper-0", "paper-1", "surgical-0", "surgical-1"]
+    assert stage["do"]["params"] == [
+        "mask.check_tolerance",
+        "mask.jpeg_quality",
+        "mask.seed",
+        "mask.sets.${item.maskset}",
+        "mask.textures",
+    ]
