@@ -76,14 +76,12 @@ def test_stages_mirror_the_snakefile():
     # one image folder per shard (align.shards: 2), each a dependency of the stage
     to_masked = evaluate["foreach"]["unmasked_to_masked-0"]
     assert [to_masked["images0"], to_masked["images1"]] == [
-        "data/mask/0/images",
-        "data/mask/1/images",
+        "data/mask/masked/0/images",
+        "data/mask/masked/1/images",
     ]
     assert {"${item.images0}", "${item.images1}"} <= set(evaluate["do"]["deps"])
-    assert list(dvc["align"]["foreach"]) == ["0", "1"] and list(dvc["mask"]["foreach"]) == [
-        "0",
-        "1",
-    ]
+    assert list(dvc["align"]["foreach"]) == ["0", "1"]
+    assert list(dvc["mask"]["foreach"]) == ["masked-0", "masked-1"]  # one per mask set and shard
     assert "data/align/${item.shard}/landmarks.csv" in dvc["mask"]["do"]["deps"]
     assert {"data/align/0/landmarks.csv", "data/align/1/landmarks.csv"} <= set(dvc["split"]["deps"])
     # every output of one stage that another reads is a dependency there

@@ -89,7 +89,7 @@ def mtimes(root: Path, patterns: list[str]) -> dict[str, float]:
 UPSTREAM = [
     "data/download/manifest.csv",
     "data/align/*/landmarks.csv",  # one per shard (align.shards: 2)
-    "data/mask/*/masks.csv",
+    "data/mask/*/*/masks.csv",  # one per mask set and shard
     "data/split/split.csv",
 ]
 DOWNSTREAM = ["results/train/*/seed*/model.pt", "results/metrics.json"]
@@ -178,7 +178,7 @@ SAME_AS_SNAKEMAKE = [
     "data/download/rejects.csv",
     "data/align/0/landmarks.csv",
     "data/align/1/rejects.csv",
-    "data/mask/0/masks.csv",
+    "data/mask/masked/0/masks.csv",
     "data/split/split.csv",
     "results/compare/rejects.csv",
 ]
