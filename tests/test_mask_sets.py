@@ -116,3 +116,37 @@ def test_set_coverage_weights_the_types_as_drawn():
         coverage.set_coverage(summary, {"x": {"scarf": 1}})
     with pytest.raises(ValueError, match="no faces"):
         coverage.coverage_summary([], (224, 224))
+
+
+def test_study_preset_is_utkface_with_every_set_and_the_full_matrix():
+    import yaml
+    from conftest import ROOT
+
+    from maskprivacy.core.params import validate
+
+    study = validate(
+        yaml.safe_load((ROOT / "presets/mask_study.yaml").read_text()),
+        ROOT / "workflow/schemas/params.schema.yaml",
+    )
+    base = yaml.safe_load((ROOT / "presets/utkface.yaml").read_text())
+    assert study["mask"]["sets"] == {
+        "paper": {"paper": 1},
+        "surgical": {"surgical": 1},
+        "n95": {"n95": 1},
+        "kn95": {"kn95": 1},
+        "cloth": {"cloth": 1},
+        "mixed": {"surgical": 1, "n95": 1, "kn95": 1, "cloth": 1},
+    }
+    assert study["evaluate"]["conditions"] == sets.study_conditions(study["mask"]["sets"])
+    assert len(study["evaluate"]["conditions"]) == 49 and set(study) == set(base)
+    assert study["train"]["seeds"] == base["train"]["seeds"] == [0, 1, 2]
+    assert study["compare"]["baseline"] == "unmasked"
+    for section in base:
+        if section == "mask":
+            assert {k: v for k, v in study[section].items() if k != "sets"} == {
+                k: v for k, v in base[section].items() if k != "sets"
+            }
+        elif section == "evaluate":
+            assert {**study[section], "conditions": None} == {**base[section], "conditions": None}
+        else:
+            assert study[section] == base[section], section
