@@ -8,7 +8,7 @@ import pytest
 from test_masks import HOPPER
 
 from maskprivacy.masks import coverage, sets
-from maskprivacy.masks.draw import MASK_TYPES
+from maskprivacy.masks.geometry import MASK_TYPES
 
 STUDY = {
     "paper": {"paper": 1},

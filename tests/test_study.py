@@ -14,8 +14,8 @@ from PIL import Image
 from test_evaluate import labels, with_probs
 
 from maskprivacy.analysis import compare, matrix
+from maskprivacy.analysis.conditions import condition_metrics
 from maskprivacy.masks import coverage, sets
-from maskprivacy.model import evaluate
 from maskprivacy.report import study
 
 N = 300
@@ -74,7 +74,7 @@ def study_stats():
         err, sd = QUALITY[(c["train"], c["test"])]
         preds[c["name"]] = {s: predictions(test, err, sd, median, 100 * k + s) for s in (0,)}
     per_seed = {
-        c: {s: evaluate.condition_metrics(test, df, 200, 0) for s, df in by.items()}
+        c: {s: condition_metrics(test, df, 200, 0) for s, df in by.items()}
         for c, by in preds.items()
     }
     core, _ = compare.compare_conditions(test, split, preds, per_seed, "unmasked", CFG)

@@ -2,6 +2,7 @@ rule mask:
     input:
         images="data/align/{shard}/images",
         landmarks="data/align/{shard}/landmarks.csv",
+        code=code("mask"),
     output:
         images=directory("data/mask/{maskset}/{shard}/images"),
         masks="data/mask/{maskset}/{shard}/masks.csv",

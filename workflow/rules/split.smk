@@ -11,6 +11,7 @@ rule split:
             *shard_tables("align", "rejects.csv"),
             *mask_tables("rejects.csv"),
         ],
+        code=code("split"),
     output:
         **identity_outputs(),
         split="data/split/split.csv",

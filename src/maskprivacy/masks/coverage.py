@@ -3,7 +3,7 @@ leaves visible, per face and averaged over faces, per type and per mask set.
 
 - :data:`LANDMARK_GROUPS`: the 68 landmarks (iBUG, 0-based) in groups, each landmark in one;
   a landmark is under the mask when the mask reaches it within the geometry check's tolerance
-  (:func:`maskprivacy.masks.draw.coverage_check`; a landmark on the mask's edge counts).
+  (:func:`maskprivacy.masks.check.coverage_check`; a landmark on the mask's edge counts).
 - the face's visible share: the area inside the jaw line closed over the brows that the mask
   (its anti-aliased alpha) leaves uncovered.
 - the geometry check's verdict (nose, mouth and chin covered, eyes clear).
@@ -18,15 +18,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
-from maskprivacy.masks.draw import (
-    CHECK_TOLERANCE,
-    MASK_TYPES,
-    Box,
-    coverage_check,
-    mask_alpha,
-    normalise_choice,
-    validate_landmarks,
-)
+from maskprivacy.masks.check import CHECK_TOLERANCE, coverage_check
+from maskprivacy.masks.choice import normalise_choice
+from maskprivacy.masks.geometry import MASK_TYPES, Box, validate_landmarks
+from maskprivacy.masks.paint import mask_alpha
 
 # Landmark groups of the 68-point (iBUG, 0-based) layout, top of the face to bottom; each
 # landmark in exactly one group.
