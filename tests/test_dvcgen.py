@@ -188,17 +188,30 @@ def test_landmarks_from_elsewhere_are_an_input_of_align(tmp_path):
     assert "landmarks.csv" in dvcgen.build(root)["stages"]["align"]["do"]["deps"]
 
 
-def test_each_mask_set_is_its_own_params():
+def test_each_mask_set_is_its_own_params(tmp_path):
     """One mask job per set and shard, each tracking its own set (mask.sets.<set>) and the keys
     every set shares, so changing one set reruns only its jobs under DVC."""
-    mask = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["mask"]
-    assert mask["do"]["params"] == [
-        "mask.check_tolerance",
-        "mask.jpeg_quality",
-        "mask.seed",
-        "mask.sets.${item.maskset}",
-        "mask.textures",
+    root = copy_repo(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["mask"]["sets"] = {"paper": {"paper": 1.0}, "mixed": {"n95": 1.0, "cloth": 2.0}}
+    params["evaluate"]["conditions"] = [
+        {"name": "unmasked", "train": "unmasked", "test": "unmasked"},
+        {"name": "paper", "train": "paper", "test": "paper"},
+        {"name": "unmasked_to_mixed", "train": "unmasked", "test": "mixed"},
     ]
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert dvcgen.main(["--root", str(root)]) == 0
+    two = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["mask"]
+    assert sorted(two["foreach"]) == ["mixed-0", "mixed-1", "paper-0", "paper-1"]
+    one = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["mask"]  # masked only
+    for mask in (one, two):
+        assert mask["do"]["params"] == [
+            "mask.check_tolerance",
+            "mask.jpeg_quality",
+            "mask.seed",
+            "mask.sets.${item.maskset}",
+            "mask.textures",
+        ]
 
 
 def test_config_paths_names_selections_of_keys():

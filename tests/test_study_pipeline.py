@@ -80,7 +80,7 @@ def test_matrix_heat_maps_and_report_section(study_run):
 
 def test_a_changed_set_reruns_its_own_mask_jobs_only(study_run):
     """Snakemake reruns the mask jobs of the set whose weights changed, not the other set's (DVC
-    likewise: each set's stages list mask.sets.<set>, see test_dvc_tracks_each_set_apart)."""
+    likewise: each set's stages list mask.sets.<set>, see tests/test_dvcgen.py)."""
     root = study_run
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["mask"]["sets"]["surgical"] = {"surgical": 1.0, "n95": 1.0}
@@ -88,15 +88,3 @@ def test_a_changed_set_reruns_its_own_mask_jobs_only(study_run):
     out = sh(root, str(BIN / "snakemake"), "-n", "--cores", "2").stdout
     jobs = re.findall(r"rule mask:\n(?:    .*\n)*?    wildcards: (.*)\n", out)
     assert sorted(jobs) == ["maskset=surgical, shard=0", "maskset=surgical, shard=1"]
-
-
-def test_dvc_tracks_each_set_apart(study_run):
-    stage = yaml.safe_load((study_run / "dvc.yaml").read_text())["stages"]["mask"]
-    assert sorted(stage["foreach"]) == ["paper-0", "paper-1", "surgical-0", "surgical-1"]
-    assert stage["do"]["params"] == [
-        "mask.check_tolerance",
-        "mask.jpeg_quality",
-        "mask.seed",
-        "mask.sets.${item.maskset}",
-        "mask.textures",
-    ]
