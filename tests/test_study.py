@@ -145,7 +145,7 @@ def test_verdicts_never_say_protects_while_readable(mat):
     s = text["surgical"]
     assert "it protects age" in s and "protects sex" not in s and "protects race" not in s
     assert "significant but leaves them readable far above chance" in s
-    assert "A model trained without masks reads" in s
+    assert "A model trained without masks reaches" in s
     assert "models trained on surgical faces" in s
     assert "protects" not in text["paper"]  # paper leaves every attribute readable here
 
