@@ -196,7 +196,7 @@ def sentences(
         )
         if own and naive:
             text += (
-                " A model trained without masks reads "
+                " A model trained without masks reaches "
                 + ", ".join(_value(a, naive["metrics"][a]) for a in ATTRS)
                 + " on them."
             )
