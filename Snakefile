@@ -1,6 +1,7 @@
 # maskprivacy: does a face mask protect sex, race and age from a deep network?
 #
-# download -> align, mask (one job per shard; identity too when split.group_by: identity)
+# download -> align (one job per shard), mask (one per mask set and shard; identity too when
+#   split.group_by: identity)
 #   -> split -> train (one model per training set and seed) -> evaluate (one job per condition
 #   and seed) -> compare (paired statistics over faces and seeds, the seed ensemble, metrics, report)
 #
@@ -37,11 +38,16 @@ if workflow.is_main_process:
 
     clear_stale_locks(os.getcwd())
 
+from maskprivacy.masks.sets import used_sets
+
 CONDITION = {c["name"]: c for c in config["evaluate"]["conditions"]}
 CONDITIONS = list(CONDITION)
 DATASETS = sorted(
     {c[k] for c in config["evaluate"]["conditions"] for k in ("train", "test")}
 )
+# the masked data sets (mask.sets) the conditions train or test on: one mask job per set and
+# shard, each from the same aligned faces and landmarks (a set no condition names is not drawn)
+MASK_SETS = list(used_sets(config["mask"]["sets"], config["evaluate"]["conditions"]))
 TRAIN_SETS = sorted({c["train"] for c in config["evaluate"]["conditions"]})
 # align and mask run once per shard (align.shards), in parallel where cores or a cluster allow
 SHARDS = [str(i) for i in range(config["align"].get("shards", 1))]
@@ -51,6 +57,7 @@ SEEDS = [str(s) for s in config["train"]["seeds"]]
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    maskset="|".join(MASK_SETS),
     condition="|".join(CONDITIONS),
     shard=r"\d+",
     seed=r"\d+",

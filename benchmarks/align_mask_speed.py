@@ -54,6 +54,7 @@ from PIL import Image  # noqa: E402
 from maskprivacy.faces import detect as faces  # noqa: E402
 from maskprivacy.faces import identity  # noqa: E402
 from maskprivacy.masks.geometry import MASK_TYPES  # noqa: E402
+from maskprivacy.masks.sets import set_params  # noqa: E402
 from maskprivacy.stages import align, mask  # noqa: E402
 from maskprivacy.stages import identity as identity_stage  # noqa: E402
 from maskprivacy.stages.entry import Compute, Files, StageConfig  # noqa: E402
@@ -131,17 +132,22 @@ def bare_dlib_2cores(paths: list[Path], predictor: str | None) -> float:
     return time.perf_counter() - t0
 
 
-def stage(run, cfg: dict[str, Any], inputs: Files, outputs: Files, threads: int = 1, shard=0):
+def stage(
+    run, cfg: dict[str, Any], inputs: Files, outputs: Files, threads: int = 1, shard=0, extra=None
+):
     """One job of a stage, entered as its rule's script enters it (no report, no log file)."""
-    config = StageConfig(params=cfg, wildcards={"shard": str(shard)}, compute=Compute(threads))
+    config = StageConfig(
+        params=cfg, extra=extra or {}, wildcards={"shard": str(shard)}, compute=Compute(threads)
+    )
     return run(config, inputs, outputs, logging.getLogger("bench"))
 
 
 def mask_stage(cfg: dict[str, Any], aligned: Path, out: Path, threads: int = 1, shard=0):
-    """One ``mask`` job on the faces aligned in ``aligned``, into ``out``."""
+    """One ``mask`` job on the faces aligned in ``aligned``, into ``out``: the mask params of one
+    set (``cfg["types"]``: its types, as :func:`maskprivacy.masks.sets.set_params` gives them)."""
     return stage(
         mask.run,
-        cfg,
+        {k: v for k, v in cfg.items() if k != "types"},
         Files(images=aligned / "images", landmarks=aligned / "landmarks.csv"),
         Files(
             images=out / "images",
@@ -151,6 +157,7 @@ def mask_stage(cfg: dict[str, Any], aligned: Path, out: Path, threads: int = 1, 
         ),
         threads,
         shard,
+        {"maskset": {"bench": cfg["types"]}},
     )
 
 
@@ -179,7 +186,8 @@ def align_and_mask(
         shard,
     )
     t1 = time.perf_counter()
-    m = mask_stage(params["mask"], out / "align", out / "mask", threads, shard)
+    first = next(iter(params["mask"]["sets"]))  # the first mask set
+    m = mask_stage(set_params(params["mask"], first), out / "align", out / "mask", threads, shard)
     t2 = time.perf_counter()
     return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m, "work": out}
 
@@ -243,7 +251,7 @@ def pipeline_shards(
 def mask_only(work: Path, out: Path, params: dict[str, Any], mask_type: str) -> float:
     """Seconds for the mask stage alone with one ``mask_type``, on the faces aligned in
     ``work``, into ``out`` (a fresh folder)."""
-    cfg = {**params["mask"], "types": mask_type}
+    cfg = {**set_params(params["mask"], next(iter(params["mask"]["sets"]))), "types": mask_type}
     t0 = time.perf_counter()
     mask_stage(cfg, work / "align", out)
     return time.perf_counter() - t0
@@ -285,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("source", type=Path, help="folder or archive of images")
     ap.add_argument("--n", type=int, default=1000, help="first N images by sha1 (default 1000)")
     ap.add_argument("--params", type=Path, default=Path("presets/utkface.yaml"))
-    ap.add_argument("--types", default=None, help="override mask.types: a name or a,b,c")
+    ap.add_argument(
+        "--types", default=None, help="mask.sets as one set of these types: a name or a,b,c"
+    )
     ap.add_argument("--repeat", type=int, default=2, help="runs of each measurement (best kept)")
     ap.add_argument("--no-2cores", action="store_true", help="skip the 2-core runs")
     ap.add_argument("--per-type", action="store_true", help="also time the mask stage per type")
@@ -303,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = yaml.safe_load(args.params.read_text())
     if args.types:
-        t = args.types.split(",")
-        params["mask"]["types"] = t[0] if len(t) == 1 else t
+        params["mask"]["sets"] = {"masked": dict.fromkeys(args.types.split(","), 1.0)}
     predictor = params["align"].get("predictor") or None
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -331,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[str, Any] = {
             "n_images": n,
             "params": str(args.params),
-            "mask_types": params["mask"]["types"],
+            "mask_sets": params["mask"]["sets"],
             "align_upsample": params["align"]["upsample"],
             "loadavg_1min": round(os.getloadavg()[0], 2),
             "cpu_count": os.cpu_count(),
@@ -409,7 +418,7 @@ def report(r: dict[str, Any]) -> str:
     out = io.StringIO()
     w = out.write
     w(f"align + mask speed on {r['n_images']} images (first by sha1), params {r['params']}\n")
-    w(f"mask.types {r['mask_types']}, align.upsample {r['align_upsample']}; ")
+    w(f"mask.sets {r['mask_sets']}, align.upsample {r['align_upsample']}; ")
     w(f"load average {r['loadavg_1min']} on {r['cpu_count']} CPUs (best of repeated runs)\n\n")
     rows = [
         ("bare dlib detect(up0, RGB) + landmarks", r["bare_dlib_detect_landmarks_img_s"]),

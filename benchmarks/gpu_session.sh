@@ -81,7 +81,7 @@ PY
   # the session's own settings, layered on the preset (Snakemake merges configfiles key by key)
   printf 'train: {epochs: %s}\nalign: {landmarks: %s}\n' "$EPOCHS" "$W/$LANDMARKS" > "$W/session.yaml"
   # two archives, each under the 16 MiB a returned file may have (the contact sheets take 11 MB)
-  trap 'tar -czf $OUT/mask.tar.gz results/mask 2>/dev/null; tar -czf $OUT/results.tar.gz --exclude="*.pt" --exclude=results/mask results logs .snakemake/log data/download/report.json data/download/rejects.csv data/align/*/report.json data/align/*/rejects.csv data/mask/*/report.json data/mask/*/rejects.csv data/mask/*/masks.csv data/split 2>/dev/null; cp results/metrics.json $OUT/ 2>/dev/null' EXIT
+  trap 'tar -czf $OUT/mask.tar.gz results/mask 2>/dev/null; tar -czf $OUT/results.tar.gz --exclude="*.pt" --exclude=results/mask results logs .snakemake/log data/download/report.json data/download/rejects.csv data/align/*/report.json data/align/*/rejects.csv data/mask/*/*/report.json data/mask/*/*/rejects.csv data/mask/*/*/masks.csv data/split 2>/dev/null; cp results/metrics.json $OUT/ 2>/dev/null' EXIT
   timeout "$LIMIT" "$W/smk/bin/snakemake" --cores all --scheduler greedy \
     --configfile "$PRESET" "$W/session.yaml" "$@" 2>&1 | tr '\r' '\n' \
     | grep -v -E 'Warning|\[[0-9:]+<[0-9:?]+|^\s*$' | tee "$OUT/run.log"

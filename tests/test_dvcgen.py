@@ -91,14 +91,12 @@ def test_stages_mirror_the_snakefile():
     # one image folder per shard (align.shards: 2), each a dependency of the stage
     to_masked = evaluate["foreach"]["unmasked_to_masked-0"]
     assert [to_masked["images0"], to_masked["images1"]] == [
-        "data/mask/0/images",
-        "data/mask/1/images",
+        "data/mask/masked/0/images",
+        "data/mask/masked/1/images",
     ]
     assert {"${item.images0}", "${item.images1}"} <= set(evaluate["do"]["deps"])
-    assert list(dvc["align"]["foreach"]) == ["0", "1"] and list(dvc["mask"]["foreach"]) == [
-        "0",
-        "1",
-    ]
+    assert list(dvc["align"]["foreach"]) == ["0", "1"]
+    assert list(dvc["mask"]["foreach"]) == ["masked-0", "masked-1"]  # one per mask set and shard
     assert "data/align/${item.shard}/landmarks.csv" in dvc["mask"]["do"]["deps"]
     assert {"data/align/0/landmarks.csv", "data/align/1/landmarks.csv"} <= set(dvc["split"]["deps"])
     # every output of one stage that another reads is a dependency there
@@ -193,3 +191,52 @@ def test_landmarks_from_elsewhere_are_an_input_of_align(tmp_path):
     params["align"]["landmarks"] = "landmarks.csv"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     assert "landmarks.csv" in dvcgen.build(root)["stages"]["align"]["do"]["deps"]
+
+
+def test_each_mask_set_is_its_own_params(tmp_path):
+    """One mask job per set and shard, each tracking its own set (mask.sets.<set>) and the keys
+    every set shares, so changing one set reruns only its jobs under DVC."""
+    root = copy_repo(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["mask"]["sets"] = {"paper": {"paper": 1.0}, "mixed": {"n95": 1.0, "cloth": 2.0}}
+    params["evaluate"]["conditions"] = [
+        {"name": "unmasked", "train": "unmasked", "test": "unmasked"},
+        {"name": "paper", "train": "paper", "test": "paper"},
+        {"name": "unmasked_to_mixed", "train": "unmasked", "test": "mixed"},
+    ]
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert dvcgen.main(["--root", str(root)]) == 0
+    two = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["mask"]
+    assert sorted(two["foreach"]) == ["mixed-0", "mixed-1", "paper-0", "paper-1"]
+    one = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["mask"]  # masked only
+    for mask in (one, two):
+        assert mask["do"]["params"] == [
+            "mask.check_tolerance",
+            "mask.jpeg_quality",
+            "mask.seed",
+            "mask.sets.${item.maskset}",
+            "mask.textures",
+        ]
+
+
+def test_config_paths_names_selections_of_keys():
+    config = {
+        "mask": {"sets": {"a": {"paper": 1.0}, "b": {"n95": 1.0}}, "seed": 0, "textures": "dots"},
+        "compare": {"seed": 0, "baseline": "x"},
+    }
+    assert dvcgen.config_paths(config["mask"], config) == ["mask"]
+    assert dvcgen.config_paths({"b": {"n95": 1.0}}, config) == ["mask.sets.b"]
+    assert dvcgen.config_paths({"seed": 0, "textures": "dots"}, config) == [
+        "mask.seed",
+        "mask.textures",
+    ]
+    assert dvcgen.config_paths({"seed": 0}, config) == []  # in two sections: ambiguous
+    # ... unless one of them is the rule's own section
+    assert dvcgen.config_paths({"seed": 0}, config, "mask") == ["mask.seed"]
+    one = {"mask": {"sets": {"a": {"paper": 1.0}}}}
+    assert dvcgen.config_paths({"a": {"paper": 1.0}}, one) == ["mask.sets.a"]  # not mask.sets
+    job = {"wildcards": {"maskset": "b", "shard": "0"}}
+    assert dvcgen._item_params(["mask.seed", "mask.sets.b"], job) == [
+        "mask.seed",
+        "mask.sets.${item.maskset}",
+    ]

@@ -210,11 +210,18 @@ def test_paper_polygon_is_the_authors_vertices() -> None:
 
 
 def _run_mask(cfg: dict, aligned: Path, landmarks: Path, out: Path, threads: int = 1) -> dict:
-    """The mask stage as its rule runs it, outputs under ``out``."""
+    """The mask stage as its rule runs it, outputs under ``out``: ``cfg``'s ``types`` are the
+    job's mask set (named ``test``), the rest its params."""
     import logging
 
+    config = StageConfig(
+        params={k: v for k, v in cfg.items() if k != "types"},
+        extra={"maskset": {"test": cfg["types"]}},
+        wildcards={"maskset": "test", "shard": "0"},
+        compute=Compute(threads=threads),
+    )
     return mask_stage.run(
-        StageConfig(params=cfg, wildcards={"shard": "0"}, compute=Compute(threads=threads)),
+        config,
         Files(images=aligned / "images", landmarks=landmarks),
         Files(
             images=out / "images",

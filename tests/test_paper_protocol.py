@@ -26,7 +26,7 @@ def preset(name: str) -> dict:
 
 def test_paper_preset_is_the_papers_protocol_and_valid():
     p = validate(preset("paper.yaml"), SCHEMA)
-    assert p["mask"]["types"] == {"paper": 1.0}
+    assert p["mask"]["sets"] == {"masked": {"paper": 1.0}}
     assert p["split"]["method"] == "uniform" and p["split"]["fractions"] == [0.8, 0.1, 0.1]
     assert p["train"]["protocol"] == "paper" and p["train"]["select"] == "best_val"
     assert p["train"]["arch"] == "resnet50" and p["train"]["image_size"] == 224
@@ -63,7 +63,8 @@ def test_not_the_papers_protocol():
         ("split", "method", "stratified"),
         ("train", "protocol", "multitask"),
         ("train", "select", "last"),
-        ("mask", "types", ["paper", "surgical"]),
+        ("mask", "sets", {"masked": {"paper": 1.0, "surgical": 1.0}}),
+        ("mask", "sets", {"masked": {"paper": 1.0}, "surgical": {"surgical": 1.0}}),
     ):
         q = yaml.safe_load(yaml.safe_dump(p))
         q[section][key] = value
@@ -278,5 +279,5 @@ def test_paper_preset_runs_end_to_end_on_the_demo(tmp_path):
     for d, rep in reports.items():
         kept = pp.selection_text(pp.model_selection({d: rep})[d])
         assert f"<td>{d}</td><td>{kept}</td>" in page
-    masks = json.loads((tmp_path / "data/mask/0/report.json").read_text())
+    masks = json.loads((tmp_path / "data/mask/masked/0/report.json").read_text())
     assert set(masks["types"]) == {"paper"}

@@ -26,7 +26,16 @@ def test_shipped_params_are_valid():
         (lambda p: p["download"].update(source="ftp"), "download.source"),
         (lambda p: p["download"].update(source="path", path=""), "download.path"),
         (lambda p: p["split"].update(fractions=[0.5, 0.3, 0.3]), "split.fractions"),
-        (lambda p: p["mask"]["types"].update(balaclava=1.0), "mask.types"),
+        (lambda p: p["mask"]["sets"]["masked"].update(balaclava=1.0), "mask.sets.masked"),
+        (lambda p: p["mask"].update(types={"paper": 1.0}), "mask.types: replaced by mask.sets"),
+        (lambda p: p["mask"]["sets"].update(unmasked={"paper": 1.0}), "mask.sets"),
+        (lambda p: p["mask"].update(sets={}), "mask.sets"),
+        (
+            lambda p: p["evaluate"]["conditions"].append(
+                {"name": "x", "train": "n95", "test": "n95"}
+            ),
+            "'x' trains on 'n95', which is not a data set",
+        ),
         (lambda p: p["compare"].update(baseline="nope"), "compare.baseline"),
         (lambda p: p.update(extra={}), "(top level)"),
         (lambda p: p["train"].update(epochs="10"), "train.epochs"),

@@ -90,7 +90,7 @@ def mtimes(root: Path, patterns: list[str]) -> dict[str, float]:
 UPSTREAM = [
     "data/download/manifest.csv",
     "data/align/*/landmarks.csv",  # one per shard (align.shards: 2)
-    "data/mask/*/masks.csv",
+    "data/mask/*/*/masks.csv",  # one per mask set and shard
     "data/split/split.csv",
 ]
 DOWNSTREAM = ["results/train/*/seed*/model.pt", "results/metrics.json"]
@@ -202,8 +202,8 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
         "download",
         "align@0",
         "align@1",
-        "mask@0",
-        "mask@1",
+        "mask@masked-0",
+        "mask@masked-1",
         "split",
         "train@masked-0",
         "train@unmasked-0",
@@ -233,8 +233,8 @@ def test_dvc_repro_caches_and_diffs(tmp_path, demo_folder):
         "download",
         "align@0",
         "align@1",
-        "mask@0",
-        "mask@1",
+        "mask@masked-0",
+        "mask@masked-1",
         "split",
         "train@masked-0",
         "train@unmasked-0",

@@ -32,8 +32,8 @@ SAME_AS_LOCAL = [
     "data/download/rejects.csv",
     "data/align/0/landmarks.csv",
     "data/align/1/rejects.csv",
-    "data/mask/0/masks.csv",
-    "data/mask/1/masks.csv",
+    "data/mask/masked/0/masks.csv",
+    "data/mask/masked/1/masks.csv",
     "data/split/split.csv",
     "results/compare/rejects.csv",
 ]

@@ -67,26 +67,57 @@ def workflow_dag(root: Path) -> Iterator[Any]:
         yield wf
 
 
-def config_paths(value: Any, config: dict[str, Any]) -> list[str]:
+def config_paths(value: Any, config: dict[str, Any], rule: str = "") -> list[str]:
     """Where in the config a rule's param comes from, as DVC names params: a section
-    (``align``), a key of one (``evaluate.conditions``), or several sections when the param is
-    a selection of them (compare's ``all``: every section but ``compute``); [] if none."""
+    (``align``), several sections when the param is a selection of them (compare's ``all``:
+    every section but ``compute``), several keys of one mapping inside a section (the mask
+    rule's ``mask.seed``, ... and its set's ``mask.sets.<set>``, even when that set is the only
+    one), or a key of a section (``evaluate.conditions``); [] if none, or if the keys of the
+    selection are in more than one mapping and none of them is the ``rule``'s own section
+    (evaluate's ``bootstrap`` and ``seed`` are also compare's: evaluate's are meant)."""
     for sec, cfg in config.items():
         if isinstance(value, dict | list) and value == cfg:
             return [sec]
+    if isinstance(value, dict) and len(value) > 1:
+        if all(k in config and v == config[k] for k, v in value.items()):
+            return sorted(value)
+    if isinstance(value, dict) and value:
+        found = [
+            [f"{where}.{k}" for k in sorted(value)]
+            for where, node in _mappings(config)
+            if all(k in node and node[k] == v for k, v in value.items())
+        ]
+        if len(found) > 1 and rule:
+            # the rule's own section (align_external's is align's)
+            found = [f for f in found if f[0].split(".")[0] in (rule, rule.split("_")[0])]
+        if len(found) == 1:
+            return found[0]
+    for sec, cfg in config.items():
         if isinstance(cfg, dict):
             for key, v in cfg.items():
                 if isinstance(value, dict | list) and value and value == v:
                     return [f"{sec}.{key}"]
-    if isinstance(value, dict) and len(value) > 1:
-        if all(k in config and v == config[k] for k, v in value.items()):
-            return sorted(value)
-        # a section less some keys (train without seeds): each of its keys
-        for sec, cfg in config.items():
-            if isinstance(cfg, dict) and len(value) < len(cfg):
-                if all(k in cfg and v == cfg[k] for k, v in value.items()):
-                    return sorted(f"{sec}.{k}" for k in value)
     return []
+
+
+def _mappings(node: dict[str, Any], where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every mapping inside the config (not the config itself), with its DVC name."""
+    for key, v in node.items():
+        if isinstance(v, dict):
+            name = f"{where}.{key}" if where else str(key)
+            yield name, v
+            yield from _mappings(v, name)
+
+
+def _item_params(params: list[str], job: dict[str, Any]) -> list[str]:
+    """A job's params as its foreach stage lists them: a key named by a wildcard's value (the
+    mask rule's ``mask.sets.paper``, for the job of set ``paper``) becomes ``${item.<name>}``."""
+    by_value = {v: k for k, v in job["wildcards"].items()}
+    out = []
+    for p in params:
+        head, _, last = p.rpartition(".")
+        out.append(f"{head}.${{item.{by_value[last]}}}" if head and last in by_value else p)
+    return out
 
 
 def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
@@ -96,7 +127,7 @@ def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
         jobs = []
         for job in wf.dag.jobs:
             rule = job.rule
-            params = {p for v in job.params for p in config_paths(v, config)}
+            params = {p for v in job.params for p in config_paths(v, config, rule.name)}
             # a key of a section listed whole is tracked already (compare: all, and seeds)
             params = sorted(
                 p for p in params if p.split(".")[0] == p or p.split(".")[0] not in params
@@ -180,8 +211,11 @@ def build(root: Path) -> dict[str, Any]:
             "cmd": SNAKEMAKE.format(rule=rule, targets=targets),
             "deps": deps,
         }
-        if first["params"]:
-            stage["params"] = first["params"]
+        params = _item_params(first["params"], first)
+        if any(_item_params(j["params"], j) != params for j in group):
+            raise RuntimeError(f"dvcgen: the jobs of rule {rule} are passed different params")
+        if params:
+            stage["params"] = params
         if outs:
             stage["outs"] = outs
         if metrics:

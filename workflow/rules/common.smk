@@ -51,9 +51,36 @@ def shard_tables(stage, name):
     return expand("data/{stage}/{shard}/{name}", stage=stage, shard=SHARDS, name=name)
 
 
+def mask_tables(name):
+    """One output of the mask stage per mask set and shard: data/mask/<set>/<shard>/<name>."""
+    return expand("data/mask/{maskset}/{shard}/{name}", maskset=MASK_SETS, shard=SHARDS, name=name)
+
+
 def dataset_images(dataset):
-    """The image folders (one per shard) of a data set: faces as aligned, or masked."""
-    return shard_tables({"unmasked": "align", "masked": "mask"}[dataset], "images")
+    """The image folders (one per shard) of a data set: the faces as aligned (unmasked), or
+    those of one mask set."""
+    if dataset == "unmasked":
+        return shard_tables("align", "images")
+    return expand("data/mask/{maskset}/{shard}/images", maskset=dataset, shard=SHARDS)
+
+
+def mask_common():
+    """The mask section but its sets: what every mask set's jobs draw with."""
+    return {k: v for k, v in config["mask"].items() if k != "sets"}
+
+
+def mask_set(wildcards):
+    """One set of mask.sets, by name, as {name: {type: weight}}: only its own jobs rerun when
+    it changes (under DVC, their params are mask.sets.<name>)."""
+    return {wildcards.maskset: config["mask"]["sets"][wildcards.maskset]}
+
+
+def study_inputs():
+    """The mask study (more than one mask set): the landmarks of every shard, for what each mask
+    type covers; none otherwise."""
+    if len(MASK_SETS) < 2:
+        return {}
+    return dict(landmarks=shard_tables("align", "landmarks.csv"))
 
 
 def condition_model(condition, seed):

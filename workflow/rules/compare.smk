@@ -1,6 +1,7 @@
 rule compare:
     input:
         **identity_outputs(),  # split.group_by: identity: the identities' contact sheet
+        **study_inputs(),  # more than one mask set: the landmarks, for what each mask covers
         split="data/split/split.csv",
         # condition-major, seed-minor: the order workflow/scripts/compare.py reads them in
         predictions=expand(
@@ -31,11 +32,11 @@ rule compare:
         rejects=[
             "data/download/rejects.csv",
             *shard_tables("align", "rejects.csv"),
-            *shard_tables("mask", "rejects.csv"),
+            *mask_tables("rejects.csv"),
             "data/split/rejects.csv",
         ],
-        masks=shard_tables("mask", "masks.csv"),
-        sheet="results/mask/0/contact_sheet.png",
+        masks=mask_tables("masks.csv"),
+        sheet=expand("results/mask/{maskset}/0/contact_sheet.png", maskset=MASK_SETS[:1]),
         download_report="data/download/report.json",
         data_report="results/data/report.json",
         code=code("compare"),

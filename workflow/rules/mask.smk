@@ -4,20 +4,21 @@ rule mask:
         landmarks="data/align/{shard}/landmarks.csv",
         code=code("mask"),
     output:
-        images=directory("data/mask/{shard}/images"),
-        masks="data/mask/{shard}/masks.csv",
-        rejects="data/mask/{shard}/rejects.csv",
-        report="data/mask/{shard}/report.json",
-        sheet="results/mask/{shard}/contact_sheet.png",
+        images=directory("data/mask/{maskset}/{shard}/images"),
+        masks="data/mask/{maskset}/{shard}/masks.csv",
+        rejects="data/mask/{maskset}/{shard}/rejects.csv",
+        report="data/mask/{maskset}/{shard}/report.json",
+        sheet="results/mask/{maskset}/{shard}/contact_sheet.png",
     log:
-        "logs/mask/{shard}.log",
+        "logs/mask/{maskset}/{shard}.log",
     conda:
         "../envs/mask.yaml"
-    threads: 1  # parallel over shards (align.shards), one core each
+    threads: 1  # parallel over mask sets and shards (align.shards), one core each
     resources:
         mem_mb=2000,
         runtime=60,
     params:
-        cfg=config["mask"],
+        cfg=mask_common(),
+        maskset=mask_set,
     script:
         "../scripts/mask.py"

@@ -5,11 +5,11 @@ rule split:
         groups="data/download/groups.csv",
         download_report="data/download/report.json",
         landmarks=shard_tables("align", "landmarks.csv"),
-        masks=shard_tables("mask", "masks.csv"),
+        masks=mask_tables("masks.csv"),
         rejects=[
             "data/download/rejects.csv",
             *shard_tables("align", "rejects.csv"),
-            *shard_tables("mask", "rejects.csv"),
+            *mask_tables("rejects.csv"),
         ],
         code=code("split"),
     output:

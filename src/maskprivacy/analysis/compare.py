@@ -50,16 +50,18 @@ def accounting(n_inputs: int, split: pd.DataFrame, rejects: pd.DataFrame) -> dic
 
 
 def by_mask_type(
-    test: pd.DataFrame, preds: dict[str, pd.DataFrame], conditions: list[dict], masks: pd.DataFrame
+    test: pd.DataFrame,
+    preds: dict[str, pd.DataFrame],
+    conditions: list[dict],
+    masks: dict[str, pd.DataFrame],
 ) -> dict:
-    """Metrics per mask type for every condition tested on masked faces."""
-    if masks is None or masks.empty:
-        return {}
-    types = masks.set_index("file")["mask_type"]
+    """Metrics per mask type for every condition tested on masked faces; ``masks`` holds the
+    masks table of each mask set."""
     out: dict[str, Any] = {}
     for cond in conditions:
-        if cond["test"] != "masked":
+        if cond["test"] not in masks or masks[cond["test"]].empty:
             continue
+        types = masks[cond["test"]].set_index("file")["mask_type"]
         df = preds[cond["name"]].assign(mask_type=test["file"].map(types).to_numpy())
         t = test.assign(mask_type=df["mask_type"].to_numpy())
         rows = {}

@@ -133,16 +133,17 @@ def selection_text(sel: Mapping[str, Any]) -> str:
 def protocol(params: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a run that the paper's protocol fixes, read from its parameters."""
     d, m, s, t = (params.get(k) or {} for k in ("download", "mask", "split", "train"))
-    types = m.get("types")
-    if isinstance(types, Mapping):
-        types = ", ".join(
+    sets = {
+        name: ", ".join(
             str(k) if len(types) == 1 else f"{k} (weight {v:g})" for k, v in types.items()
         )
-    elif isinstance(types, list | tuple):
-        types = ", ".join(map(str, types))
+        for name, types in (m.get("sets") or {}).items()
+    }
     return {
         "data": f"{d.get('source')} ({d.get('variant', 'aligned')})",
-        "mask types": types,
+        "mask types": next(iter(sets.values()))
+        if len(sets) == 1
+        else "; ".join(f"{name}: {types}" for name, types in sets.items()),
         "split": s.get("method", "stratified"),
         "duplicates / near duplicates": f"{d.get('duplicates')} / {d.get('near_duplicates')}",
         "train protocol": t.get("protocol", "multitask"),
@@ -153,11 +154,13 @@ def protocol(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def is_paper_protocol(params: Mapping[str, Any]) -> bool:
-    """Does the run follow the paper's protocol (the polygon alone, uniform split, one model per
-    attribute, best on validation)?"""
-    types = (params.get("mask") or {}).get("types")
-    only_paper = types == "paper" or (
-        isinstance(types, Mapping | list | tuple) and len(types) == 1 and "paper" in types
+    """Does the run follow the paper's protocol (the polygon alone in every mask set, uniform
+    split, one model per attribute, best on validation)?"""
+    sets = (params.get("mask") or {}).get("sets")
+    only_paper = (
+        isinstance(sets, Mapping)
+        and bool(sets)
+        and all(isinstance(t, Mapping) and list(t) == ["paper"] for t in sets.values())
     )
     t = params.get("train") or {}
     return (

@@ -47,6 +47,22 @@ def validate(params: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[s
             f"  - train.{key}: moved to the top-level compute section (compute.{key}): how to "
             "compute, never what, so changing it reruns nothing"
         )
+    mask = params.get("mask") if isinstance(params.get("mask"), dict) else {}
+    if "types" in mask:
+        problems.append(
+            "  - mask.types: replaced by mask.sets, one masked data set per entry (name -> "
+            f"{{type: weight}}): `types: {mask['types']}` is now `sets: {{masked: "
+            f"{mask['types']}}}` (as a mapping of type -> weight)"
+        )
+    if isinstance(mask.get("sets"), dict):
+        known = ["unmasked", *mask["sets"]]
+        for c in params.get("evaluate", {}).get("conditions", []):
+            for role in ("train", "test"):
+                if isinstance(c, dict) and c.get(role) not in known:
+                    problems.append(
+                        f"  - evaluate.conditions: {c.get('name')!r} {role}s on {c.get(role)!r}, "
+                        f"which is not a data set ({', '.join(known)}: mask.sets names the masked)"
+                    )
     fr = params.get("split", {}).get("fractions")
     if isinstance(fr, list) and len(fr) == 3 and all(isinstance(f, int | float) for f in fr):
         if abs(sum(fr) - 1) > 1e-6:

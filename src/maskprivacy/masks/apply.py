@@ -70,9 +70,10 @@ MASK_COLUMNS = [
 
 
 def choices(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``mask`` params with the type and texture choices normalised to weights."""
+    """The ``mask`` params of one set (its ``types``) with the type and texture choices
+    normalised to weights."""
     out = dict(cfg)
-    out["_types"] = normalise_choice(cfg["types"], MASK_TYPES, "mask.types")
+    out["_types"] = normalise_choice(cfg["types"], MASK_TYPES, "mask.sets")
     out["_textures"] = normalise_choice(cfg.get("textures", TEXTURES), TEXTURES, "mask.textures")
     out["_tolerance"] = float(cfg.get("check_tolerance", CHECK_TOLERANCE))
     return out

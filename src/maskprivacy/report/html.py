@@ -298,9 +298,12 @@ def render(
     contact_sheets: list[str | Path] = (),
     data_report: dict[str, Any] | None = None,
     identity_sheet: str | Path | None = None,
+    study_section: str = "",
 ) -> str:
     """The self-contained HTML page; ``contact_sheets`` (the mask stage's PNGs) show the masks;
-    ``data_report`` (the split's) and ``identity_sheet`` give the identities section."""
+    ``data_report`` (the split's) and ``identity_sheet`` give the identities section;
+    ``study_section`` is the mask study's (:func:`maskprivacy.report.study.build`), after the
+    answer."""
     demo = bool(statistics.get("demo"))
     conds = statistics["conditions"]
     metrics_table = _metrics_table(conds)
@@ -372,6 +375,7 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 <h1>Does a face mask protect sex, race and age from a deep network?</h1>
 {banner}
 <p class="answer">{html.escape(answer.sentence(statistics))}</p>
+{study_section}
 <h2>Metrics per condition</h2>{metrics_table}
 <h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
 <h3>The difference of each training seed</h3>{seed_table}

@@ -2,9 +2,10 @@
 
 Reads the evaluate jobs' predictions and metrics (condition-major, seed-minor, as the rule lists
 them), the train jobs' histories and reports (training set-major, seed-minor), every stage's
-rejects and the mask tables; the statistics come from :mod:`maskprivacy.analysis.compare`, the
-figures from :mod:`maskprivacy.report.plots` and the HTML report from
-:mod:`maskprivacy.report.html`. No torch here: compare runs in a light environment.
+rejects and the mask tables (per mask set); the statistics come from
+:mod:`maskprivacy.analysis.compare`, the figures from :mod:`maskprivacy.report.plots` and the HTML
+report from :mod:`maskprivacy.report.html` (with :mod:`maskprivacy.report.study` for the mask
+study). No torch here: compare runs in a light environment.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from maskprivacy.analysis import compare, paper_protocol
+from maskprivacy.analysis import compare, matrix, paper_protocol
 from maskprivacy.analysis.conditions import group_differences, group_table, test_part
 from maskprivacy.core.io import read_table, write_json, write_table, write_text
 from maskprivacy.core.plumbing import atomic_dir
+from maskprivacy.faces.landmarks import landmarks_array
+from maskprivacy.masks.sets import by_set, used_sets
 from maskprivacy.report import html as html_report
-from maskprivacy.report import plots
+from maskprivacy.report import plots, study
 from maskprivacy.stages.entry import Files, StageConfig
 
 
@@ -47,7 +50,9 @@ def by_model(files: Sequence[str], datasets: list[str], seeds: list[int]) -> dic
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     """Compare every condition with ``compare.baseline``; write statistics, metrics, tables,
-    plots and the HTML report."""
+    plots and the HTML report. With more than one mask set, the mask study too
+    (:func:`maskprivacy.report.study.build`, from the test faces' landmarks, ``inputs.landmarks``):
+    ``statistics["study"]``, ``metrics["study"]`` and the report's "Which masks protect?"."""
     cfg = config.params
     conditions = list(config.extra["conditions"])
     names = [c["name"] for c in conditions]
@@ -83,7 +88,10 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     base = cfg["baseline"]
     core, ens = compare.compare_conditions(test, split, preds, per_seed, base, cfg)
     rejects = pd.concat([read_table(t) for t in inputs.rejects], ignore_index=True)
-    masks = pd.concat([read_table(t) for t in inputs.masks], ignore_index=True)  # one per shard
+    masks = {  # per mask set, one table per shard
+        name: pd.concat([read_table(t) for t in tables], ignore_index=True)
+        for name, tables in by_set(inputs.masks).items()
+    }
     groups = group_table(test, ens)
     statistics = {
         "data_source": data_source,
@@ -99,7 +107,17 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     }
     metrics = compare.metrics_summary(statistics)
     histories = by_model(inputs.histories, datasets, seeds)
+    sets = used_sets(config.extra["all"]["mask"]["sets"], conditions)
+    section = ""
     with atomic_dir(outputs.plots) as tmp:
+        if len(sets) > 1:  # the mask study: the matrix, its heat maps, what each mask covers
+            marks = pd.concat([read_table(t) for t in inputs.landmarks], ignore_index=True)
+            marks = marks[marks["file"].isin(test["file"])].sort_values("file", kind="stable")
+            size = (int(config.extra["all"]["align"]["size"]),) * 2
+            statistics["study"], section = study.build(
+                statistics, conditions, sets, landmarks_array(marks), size, tmp, demo
+            )
+            metrics["study"] = matrix.matrix_metrics(statistics["study"]["matrix"])
         plots.learning_curves_png(
             {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
         )
@@ -137,9 +155,10 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             statistics,
             config.extra["all"],
             plot_dirs,
-            [inputs.sheet],
+            inputs.sheet,  # the first mask set's, shard 0
             json.loads(Path(inputs.data_report).read_text()),
             inputs.get("identities"),  # split.group_by: identity: the identities' contact sheet
+            section,
         ),
     )
     write_json(outputs.metrics, metrics)

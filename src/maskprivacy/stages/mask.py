@@ -1,6 +1,7 @@
-"""The ``mask`` stage: a synthetic mask on every aligned face of one shard, drawn from its
-landmarks (:mod:`maskprivacy.masks`); each face ends in the masks table or in rejects with a
-reason; a contact sheet of a few faces with every mask type."""
+"""The ``mask`` stage: a synthetic mask on every aligned face of one shard, for one set of
+``mask.sets`` (:mod:`maskprivacy.masks.sets`), drawn from its landmarks (:mod:`maskprivacy.masks`);
+each face ends in the masks table or in rejects with a reason; a contact sheet of a few faces
+with every mask type (the set's types starred)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ SHEET_FACES = 5  # faces on the contact sheet
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
-    """Mask every aligned face; each ends in the masks table or in rejects with a reason.
+    """Mask every aligned face with the types of this job's set (``config.extra["maskset"]``:
+    ``{name: {type: weight}}``; the other keys from ``config.params``, the ``mask`` section but
+    its sets); each face ends in the masks table or in rejects with a reason.
 
-    The landmarks come from the align stage (computed once, reused by every mask type). The
+    The landmarks come from the align stage (computed once, reused by every set and type). The
     contact sheet (``outputs.sheet``, PNG) shows :data:`SHEET_FACES` faces with every type.
     """
-    cfg = dict(config.params)
+    ((name, types),) = config.extra["maskset"].items()  # this job's set of mask.sets
+    cfg = {**config.params, "types": types}
     choices = apply.choices(cfg)
     table = read_table(inputs.landmarks)
     lms = landmarks_array(table)

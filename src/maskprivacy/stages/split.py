@@ -19,6 +19,7 @@ import pandas as pd
 
 from maskprivacy.core.io import read_table, write_table
 from maskprivacy.datasets import identity_groups, split
+from maskprivacy.masks.sets import by_set
 from maskprivacy.report import data as report
 from maskprivacy.stages.entry import Files, StageConfig
 
@@ -26,9 +27,12 @@ from maskprivacy.stages.entry import Files, StageConfig
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     """Split the faces present in every shard; write the split, its rejects and the data report."""
     cfg = dict(config.params)
-    present = [  # the faces every shard aligned, and masked
+    present = [  # the faces every shard aligned, and those every shard of each mask set masked
         {f for t in inputs.landmarks for f in read_table(t)["file"]},
-        {f for t in inputs.masks for f in read_table(t)["file"]},
+        *(
+            {f for t in tables for f in read_table(t)["file"]}
+            for tables in by_set(inputs.masks).values()
+        ),
     ]
     manifest = read_table(inputs.manifest)
     groups = read_table(inputs.groups)
