@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskprivacy.analysis.external import external_metrics, headline, in_range, range_error
+from maskprivacy.analysis.external import (
+    external_metrics,
+    headline,
+    in_range,
+    labels_present,
+    range_error,
+)
 from maskprivacy.core.io import read_table
 from maskprivacy.core.labels import parse_name
 from maskprivacy.datasets import external
@@ -161,7 +167,7 @@ def test_fairface_folder_maps_labels_and_accounts_for_everything(faces, tmp_path
     assert files <= set(manifest["source"]) | set(rejects["file"])
     assert summary["n_rows"] == n_rows and summary["n_images"] == len(truth)
     assert summary["columns"] == {"file": "file", "age": "age", "sex": "gender", "race": "race"}
-    assert external.labels_present(manifest) == ["sex", "race", "age_range"]
+    assert labels_present(manifest) == ["sex", "race", "age_range"]
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
@@ -227,7 +233,7 @@ def test_run_writes_tables_and_refuses_an_empty_set(faces, tmp_path):
     out = tmp_path / "data" / "external" / "ff"
     cfg = {"path": str(folder), "labels": str(labels)}
     summary = external.run(cfg, out / "images", out / "manifest.csv", out / "rejects.csv")
-    assert summary["labels_present"] == ["sex", "race", "age_range"]
+    assert summary["labels"]["age_range"] == len(truth) and summary["labels"]["age_exact"] == 0
     manifest = read_table(out / "manifest.csv")
     assert len(manifest) == len(truth) and manifest["age"].isna().all()
     assert len(read_table(out / "rejects.csv")) == len(EXPECTED_REJECTS)
@@ -300,3 +306,69 @@ def test_demo_set_scored_with_true_predictions(faces, tmp_path):
     assert m["sex"]["accuracy"] == m["race"]["accuracy"] == 1.0
     assert m["age_range"]["group_accuracy"] == 1.0 and m["age_range"]["range_error"] == 0.0
     assert "age" not in m
+
+
+def _preds(files: list[str], sex: list[int], age: list[float]) -> pd.DataFrame:
+    df = pd.DataFrame({"file": files, "sex_pred": sex, "race_pred": 0, "age_pred": age})
+    df["sex_prob_female"] = df["sex_pred"].astype(float)
+    for k in range(5):
+        df[f"race_prob_{k}"] = float(k == 0)
+    return df
+
+
+def test_summary_ensembles_seeds_and_accounts_for_the_set():
+    from maskprivacy.analysis.external import faces_in_every_version, summarise
+    from maskprivacy.report.external import section
+    from maskprivacy.report.html import _table
+
+    manifest = pd.DataFrame(
+        {
+            "file": ["a", "b", "c", "d"],
+            "sex": pd.array([0, 1, 1, 0], dtype="Int64"),
+            "race": pd.array([None] * 4, dtype="Int64"),
+            "age": [None] * 4,
+            "age_low": pd.array([20, 20, 30, 30], dtype="Int64"),
+            "age_high": pd.array([29, 29, 39, 39], dtype="Int64"),
+        }
+    )
+    aligned = [pd.DataFrame({"file": ["a", "b"]}), pd.DataFrame({"file": ["c"]})]
+    masked = [pd.DataFrame({"file": ["a", "c"]}), pd.DataFrame({"file": ["b"]})]
+    faces = faces_in_every_version(manifest, {"unmasked": aligned, "masked": masked})
+    assert faces["file"].tolist() == ["a", "b", "c"]  # d was not aligned
+    files = faces["file"].tolist()
+    predictions = {
+        ("unmasked", "unmasked"): {
+            0: _preds(files, [0, 1, 1], [25, 25, 35]),
+            1: _preds(files, [0, 1, 0], [25, 41, 35]),
+        },
+        ("masked", "unmasked"): {0: _preds(files, [1, 1, 1], [50, 50, 50])},
+    }
+    rejects = pd.DataFrame(
+        [["d", "align", "no_face", ""], ["x.txt", "external", "not_an_image_name", ""]],
+        columns=["file", "stage", "reason", "detail"],
+    )
+    s = summarise(faces, predictions, rejects, {"n_rows": 4, "n_entries": 5}, 100, 0)
+    assert s["labels"] == ["sex", "age_range"]
+    assert s["accounting"] == {
+        "label_rows": 4,
+        "files": 5,
+        "images": 3,
+        "scored": 3,
+        "rejected_by_stage_and_reason": {"align: no_face": 1, "external: not_an_image_name": 1},
+    }
+    unmasked, masked = s["results"]
+    assert unmasked["seeds"] == [0, 1] and masked["seeds"] == [0]
+    # seed 1 gets c wrong, seed 0 right; the ensemble averages P(female) 0.5 -> male: wrong
+    assert unmasked["per_seed"]["0"]["sex_accuracy"] == 1.0
+    assert unmasked["mean"]["sex_accuracy"] == pytest.approx(5 / 6)
+    assert unmasked["sd"]["sex_accuracy"] > 0 and masked["sd"] == {}
+    assert unmasked["ensemble"]["sex"]["accuracy"] == pytest.approx(2 / 3)
+    assert unmasked["ensemble"]["age_range"]["group_accuracy"] == pytest.approx(2 / 3)  # b: 33
+    assert masked["ensemble"]["age_range"]["range_error"] == pytest.approx((21 + 21 + 11) / 3)
+
+    conditions = [{"name": "unmasked", "train": "unmasked", "test": "unmasked"}]
+    utk = {"unmasked": {"n_test": 9, "ensemble": {"sex": {"accuracy": 0.9}, "age": {"mae": 5.0}}}}
+    page = section({"fair": s}, conditions, utk, _table)
+    assert "<h2>External test sets</h2>" in page and "<h3>fair</h3>" in page
+    assert "UTKFace test" in page and "90.0" in page and "align: no_face" in page
+    assert section({}, conditions, utk, _table) == ""

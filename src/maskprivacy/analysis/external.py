@@ -137,3 +137,77 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
     return {
         f"{attr}_{k}": metrics[attr][k] for attr, ks in keys.items() if attr in metrics for k in ks
     }
+
+
+def labels_present(manifest: pd.DataFrame) -> list[str]:
+    """The labels a set gives for at least one face: of sex, race, age, age_range."""
+    have = {
+        "sex": manifest["sex"].notna().any(),
+        "race": manifest["race"].notna().any(),
+        "age": manifest["age"].notna().any(),
+        "age_range": manifest["age_low"].notna().any(),
+    }
+    return [k for k, v in have.items() if v]
+
+
+def faces_in_every_version(
+    manifest: pd.DataFrame, version_tables: dict[str, list[pd.DataFrame]]
+) -> pd.DataFrame:
+    """The manifest's faces that every version has (each version: its per-shard tables with a
+    ``file`` column, e.g. align's landmarks and mask's masks), so every model and version is
+    scored on the same faces; in the manifest's order."""
+    keep = pd.Series(True, index=manifest.index)
+    for tables in version_tables.values():
+        files = set().union(*(set(t["file"]) for t in tables)) if tables else set()
+        keep &= manifest["file"].isin(files)
+    return manifest[keep].reset_index(drop=True)
+
+
+def summarise(
+    manifest: pd.DataFrame,
+    predictions: dict[tuple[str, str], dict[int, pd.DataFrame]],
+    rejects: pd.DataFrame,
+    ingest_report: dict[str, Any],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """One external set: for each (version, training set) the seed ensemble's metrics (the mean
+    of the seeds' outputs) with intervals, and the seeds' headline numbers with their mean and
+    SD; the labels the set gives; and the accounting of its label rows and files (``rejects``:
+    every stage's of this set)."""
+    from maskprivacy.model.evaluate import ensemble_predictions
+
+    results = []
+    n_scored = None
+    for (version, train), by_seed in predictions.items():
+        seeds = sorted(by_seed)
+        ens = ensemble_predictions([by_seed[s] for s in seeds])
+        per_seed = {
+            str(s): headline(external_metrics(manifest, by_seed[s], n_boot, seed)) for s in seeds
+        }
+        table = pd.DataFrame(per_seed.values())
+        metrics = external_metrics(manifest, ens, n_boot, seed)
+        n_scored = metrics["n_faces"]
+        results.append(
+            {
+                "version": version,
+                "train": train,
+                "seeds": seeds,
+                "ensemble": metrics,
+                "per_seed": per_seed,
+                "mean": {k: float(v) for k, v in table.mean().items()},
+                "sd": {k: float(v) for k, v in table.std(ddof=1).items()} if len(seeds) > 1 else {},
+            }
+        )
+    by = rejects.groupby(["stage", "reason"]).size()
+    return {
+        "labels": labels_present(manifest),
+        "accounting": {
+            "label_rows": ingest_report["n_rows"],
+            "files": ingest_report["n_entries"],
+            "images": int(len(manifest)),
+            "scored": n_scored,
+            "rejected_by_stage_and_reason": {f"{s}: {r}": int(n) for (s, r), n in by.items()},
+        },
+        "results": results,
+    }

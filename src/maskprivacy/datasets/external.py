@@ -476,17 +476,6 @@ def _summary(
     }
 
 
-def labels_present(manifest: pd.DataFrame) -> list[str]:
-    """The labels a set gives for at least one kept face: of sex, race, age, age_range."""
-    have = {
-        "sex": manifest["sex"].notna().any(),
-        "race": manifest["race"].notna().any(),
-        "age": manifest["age"].notna().any(),
-        "age_range": manifest["age_low"].notna().any(),
-    }
-    return [k for k, v in have.items() if v]
-
-
 def run(
     cfg: Mapping[str, Any],
     images_out: str | os.PathLike,
@@ -505,4 +494,4 @@ def run(
             f"external set {cfg['path']}: no image kept of {summary['n_rows']} label rows "
             f"(rejects by reason: {summary['rejects_by_reason']}; see {rejects_out})"
         )
-    return {**summary, "labels_present": labels_present(manifest)}
+    return summary
