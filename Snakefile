@@ -64,6 +64,7 @@ include: "workflow/rules/identity.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/compare.smk"
 
 

@@ -1,6 +1,7 @@
 rule compare:
     input:
         **identity_outputs(),  # split.group_by: identity: the identities' contact sheet
+        **EXTERNAL_INPUTS,  # evaluate.external: the external test sets' tables and predictions
         split="data/split/split.csv",
         # condition-major, seed-minor: the order workflow/scripts/compare.py reads them in
         predictions=expand(
