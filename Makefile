@@ -4,6 +4,7 @@
 #   make lint   ruff, snakefmt, snakemake --lint and the dvc.yaml drift check
 #   make dvc-adopt        record a finished Snakemake run in DVC (dvc.lock, cache), recomputing nothing
 #   make snakemake-adopt  make Snakemake accept outputs restored by dvc pull/checkout (needs dvc status clean)
+#   make wheelhouse       Snakemake's wheels in .gpu/wheels, for a node without internet (README: Offline nodes)
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo repro test lint dvc-yaml dvc-adopt snakemake-adopt clean
+.PHONY: setup demo repro test lint dvc-yaml dvc-adopt snakemake-adopt wheelhouse clean
 
 setup: $(STAMP)
 
@@ -64,6 +65,13 @@ dvc-adopt:
 snakemake-adopt:
 	@dvc status --quiet || { echo "make snakemake-adopt: outputs differ from dvc.lock (see dvc status); run dvc pull or dvc checkout first" >&2; exit 1; }
 	snakemake --cores 1 --touch --quiet
+
+# Snakemake and what it needs (pulp aside: --scheduler greedy), pinned as installed here, as wheels
+# for a machine without internet: there `pip install --no-index --find-links .gpu/wheels --no-deps
+# -r .gpu/wheels/requirements.txt` (benchmarks/gpu_session.sh does it).
+WHEELS ?= .gpu/wheels
+wheelhouse: setup
+	$(BIN)/python -m maskprivacy_workflow.wheelhouse $(WHEELS)
 
 clean:
 	rm -rf data/download data/align data/mask data/split results/data results/mask results/train results/evaluate results/compare results/metrics.json results/report.html logs .snakemake

@@ -6,8 +6,8 @@ images), then measures, in this process and one core unless said otherwise:
 - **bare dlib**: what a dlib user does for each image: the frontal detector at upsample 0 on
   the RGB array and the 68-point predictor on the largest face; timed on decoded arrays
   (``detect+landmarks``) and with the JPEG decode included (``+decode``);
-- **pipeline**: ``align.run`` then ``masks.run`` with ``threads=1`` (then ``threads=2``), the
-  functions the workflow's rules call, with the ``align`` and ``mask`` params of ``--params``:
+- **pipeline**: the ``align`` then the ``mask`` stage (:mod:`maskprivacy.stages`) with one
+  thread (then two), as the workflow's rules run them, with the ``align`` and ``mask`` params of ``--params``:
   decode, detection cascade, landmarks, warp, JPEG write, then read back, mask, geometry check,
   JPEG write, tables and contact sheet. Rate = input images / wall time of both stages;
 - on 2 cores, the same as a pool of 2 workers inside one job (``threads=2``) and as 2 shard jobs
@@ -33,6 +33,7 @@ import argparse
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -50,9 +51,12 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from maskprivacy.faces import align, identity  # noqa: E402
 from maskprivacy.faces import detect as faces  # noqa: E402
-from maskprivacy.masks import draw as masks  # noqa: E402
+from maskprivacy.faces import identity  # noqa: E402
+from maskprivacy.masks.geometry import MASK_TYPES  # noqa: E402
+from maskprivacy.stages import align, mask  # noqa: E402
+from maskprivacy.stages import identity as identity_stage  # noqa: E402
+from maskprivacy.stages.entry import Compute, Files, StageConfig  # noqa: E402
 
 SUFFIXES = (".jpg", ".jpeg", ".png")
 MASKTHEFACE_IMG_S = 32.0  # peers, measured on the same 1,000 files on one core (issue 4)
@@ -127,6 +131,29 @@ def bare_dlib_2cores(paths: list[Path], predictor: str | None) -> float:
     return time.perf_counter() - t0
 
 
+def stage(run, cfg: dict[str, Any], inputs: Files, outputs: Files, threads: int = 1, shard=0):
+    """One job of a stage, entered as its rule's script enters it (no report, no log file)."""
+    config = StageConfig(params=cfg, wildcards={"shard": str(shard)}, compute=Compute(threads))
+    return run(config, inputs, outputs, logging.getLogger("bench"))
+
+
+def mask_stage(cfg: dict[str, Any], aligned: Path, out: Path, threads: int = 1, shard=0):
+    """One ``mask`` job on the faces aligned in ``aligned``, into ``out``."""
+    return stage(
+        mask.run,
+        cfg,
+        Files(images=aligned / "images", landmarks=aligned / "landmarks.csv"),
+        Files(
+            images=out / "images",
+            masks=out / "masks.csv",
+            rejects=out / "rejects.csv",
+            sheet=out / "contact_sheet.png",
+        ),
+        threads,
+        shard,
+    )
+
+
 def align_and_mask(
     images: Path,
     manifest: Path,
@@ -139,30 +166,20 @@ def align_and_mask(
     """One ``align`` job then one ``mask`` job (of ``shard``), as the rules run them, into ``out``
     (a fresh folder); seconds of each, their summaries, and ``out`` (for the per-type runs)."""
     t0 = time.perf_counter()
-    a = align.run(
-        params["align"],
-        images,
-        manifest,
-        out / "align/images",
-        out / "align/landmarks.csv",
-        out / "align/rejects.csv",
-        threads=threads,
-        progress=False,
-        shard=shard,
-        shards=shards,
+    a = stage(
+        align.run,
+        {**params["align"], "shards": shards},
+        Files(images=images, manifest=manifest, landmarks=params["align"].get("landmarks") or []),
+        Files(
+            images=out / "align/images",
+            landmarks=out / "align/landmarks.csv",
+            rejects=out / "align/rejects.csv",
+        ),
+        threads,
+        shard,
     )
     t1 = time.perf_counter()
-    m = masks.run(
-        params["mask"],
-        out / "align/images",
-        out / "align/landmarks.csv",
-        out / "mask/images",
-        out / "mask/masks.csv",
-        out / "mask/rejects.csv",
-        threads=threads,
-        progress=False,
-        contact_sheet_out=out / "contact_sheet.png",
-    )
+    m = mask_stage(params["mask"], out / "align", out / "mask", threads, shard)
     t2 = time.perf_counter()
     return {"align_s": t1 - t0, "mask_s": t2 - t1, "align": a, "mask": m, "work": out}
 
@@ -228,23 +245,14 @@ def mask_only(work: Path, out: Path, params: dict[str, Any], mask_type: str) -> 
     ``work``, into ``out`` (a fresh folder)."""
     cfg = {**params["mask"], "types": mask_type}
     t0 = time.perf_counter()
-    masks.run(
-        cfg,
-        work / "align/images",
-        work / "align/landmarks.csv",
-        out / "images",
-        out / "masks.csv",
-        out / "rejects.csv",
-        threads=1,
-        progress=False,
-    )
+    mask_stage(cfg, work / "align", out)
     return time.perf_counter() - t0
 
 
 def identity_speed(
     pipe: dict[str, Any], scratch: Scratch, params: dict[str, Any], repeat: int
 ) -> dict[str, Any]:
-    """The identity stage (``identity.run``, as its rule calls it) on the faces ``pipe`` aligned,
+    """The identity stage (as its rule runs it) on the faces ``pipe`` aligned,
     one core, best of ``repeat``: descriptors per second and the cost against align + mask."""
     cfg = params.get("identity", {})
     identity._model(str(identity.model_path(cfg)))  # model loading is not per-image work
@@ -253,8 +261,11 @@ def identity_speed(
     for _ in range(max(1, repeat)):
         out = scratch.fresh("identity")
         t0 = time.perf_counter()
-        summary = identity.run(
-            cfg, work / "images", work / "landmarks.csv", out / "d.csv", out / "r.csv", False
+        summary = stage(
+            identity_stage.run,
+            cfg,
+            Files(images=work / "images", landmarks=work / "landmarks.csv"),
+            Files(descriptors=out / "d.csv", rejects=out / "r.csv"),
         )
         times.append(time.perf_counter() - t0)
     n = max(summary["n_inputs"], 1)
@@ -382,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                     mask_only(pipe["work"], scratch.fresh(f"mask_{t}"), params, t)
                     for _ in range(args.repeat)
                 )
-                for t in masks.MASK_TYPES
+                for t in MASK_TYPES
             }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

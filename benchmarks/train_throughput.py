@@ -2,9 +2,9 @@
 
 1. ceiling: the configured model, precision, resolution and batch, one optimiser step after
    another on synthetic, already-normalised images resident on the device (no data work at all);
-2. pipeline: the same model and step as the ``train`` stage (``maskprivacy.model.train.Trainer``) on
+2. pipeline: the same model and step as the ``train`` stage (``maskprivacy.model.loop.Trainer``) on
    real images held as uint8 on the device, gathered by a shuffled index and augmented there;
-3. eval: inference images/s of ``maskprivacy.model.train.predict`` on the same images.
+3. eval: inference images/s of ``maskprivacy.model.predict.predict`` on the same images.
 
 Both training figures are steady state (warm-up steps, and compilation, are excluded and timed
 separately). Prints a table and the ratio; ``--json`` writes the figures. Runs on CPU with small
@@ -24,7 +24,11 @@ from pathlib import Path
 
 import torch
 
-from maskprivacy.model import train
+from maskprivacy.model.config import TrainConfig, resolve_device
+from maskprivacy.model.images import load_images
+from maskprivacy.model.loop import make_trainer
+from maskprivacy.model.predict import predict
+from maskprivacy.stages.entry import Compute
 
 
 def sync(device: torch.device) -> None:
@@ -50,24 +54,18 @@ def real_images(folder: str | None, n: int, size: int, seed: int) -> torch.Tenso
         )
         if files:
             files = (files * (n // len(files) + 1))[:n]
-            return train.load_images(folder, files, size, workers=16, progress=False)
+            return load_images(folder, files, size, workers=16, progress=False)
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
 
 
 def measure(args: argparse.Namespace, compile_: bool) -> dict:
-    cfg = train.TrainConfig(
-        arch=args.arch,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        epochs=1,
-        compile=compile_,
-        precision=args.precision,
-        device=args.device,
-        seed=0,
+    cfg = TrainConfig(
+        arch=args.arch, batch_size=args.batch_size, image_size=args.image_size, epochs=1, seed=0
     )
+    compute = Compute(device=args.device, precision=args.precision, compile=compile_)
     steps = args.warmup + args.steps
-    tr = train.make_trainer(cfg, steps_per_epoch=10 * steps)
+    tr = make_trainer(cfg, compute, steps_per_epoch=10 * steps)
     dev = tr.device
     b, s = cfg.batch_size, cfg.image_size
     # 1. ceiling: normalised float images already on the device, fixed batch
@@ -107,12 +105,12 @@ def measure(args: argparse.Namespace, compile_: bool) -> dict:
     t_pipe = timed_steps(pipeline_step, args.steps, dev)
     # 3. eval throughput
     n_eval = min(len(images), args.eval_images)
-    train.predict(
-        tr.model, images[: min(n_eval, 64)], tr.augment, dev, args.eval_batch_size, cfg.precision
+    predict(
+        tr.model, images[: min(n_eval, 64)], tr.augment, dev, args.eval_batch_size, tr.precision
     )
     sync(dev)
     t0 = time.perf_counter()
-    train.predict(tr.model, images[:n_eval], tr.augment, dev, args.eval_batch_size, cfg.precision)
+    predict(tr.model, images[:n_eval], tr.augment, dev, args.eval_batch_size, tr.precision)
     sync(dev)
     t_eval = time.perf_counter() - t0
     n = args.steps * b
@@ -144,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", choices=["off", "on", "both"], default="off")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    dev = train.resolve_device(args.device)
+    dev = resolve_device(args.device)
     name = (
         torch.cuda.get_device_name(dev)
         if dev.type == "cuda"

@@ -23,6 +23,13 @@ BAD_FILES = {
 }
 
 
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    """Write ``files`` (relative path -> text) under ``root``, making their folders."""
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
 def write_bad_files(folder: Path, good_example: Path) -> None:
     """Add one file of each kind of bad input to ``folder``."""
     names = list(BAD_FILES)

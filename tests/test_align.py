@@ -4,6 +4,22 @@ from PIL import Image, ImageDraw
 
 from maskprivacy.faces import align
 from maskprivacy.faces import detect as faces
+from maskprivacy.stages import align as align_stage
+from maskprivacy.stages.entry import Compute, Files, StageConfig
+
+
+def run_align(
+    cfg, images, manifest, images_out, landmarks_out, rejects_out, threads=1, shard=0, table=None
+):
+    """The align stage as its rule runs it (``table``: the ``align.landmarks`` input)."""
+    import logging
+
+    return align_stage.run(
+        StageConfig(params=cfg, wildcards={"shard": str(shard)}, compute=Compute(threads=threads)),
+        Files(images=images, manifest=manifest, landmarks=table or []),
+        Files(images=images_out, landmarks=landmarks_out, rejects=rejects_out),
+        logging.getLogger("test"),
+    )
 
 
 def test_similarity_puts_eyes_on_targets():
@@ -238,7 +254,7 @@ def test_run_records_routes_and_reasons(demo_folder, tmp_path, utk_like):
         "prior_box": list(faces.UTKFACE_PRIOR_BOX),
     }
     out = {k: tmp_path / k for k in ("images", "landmarks.csv", "rejects.csv")}
-    summary = align.run(
+    summary = run_align(
         cfg,
         src,
         tmp_path / "manifest.csv",
@@ -246,7 +262,6 @@ def test_run_records_routes_and_reasons(demo_folder, tmp_path, utk_like):
         out["landmarks.csv"],
         out["rejects.csv"],
         threads=2,
-        progress=False,
     )
     table = pd.read_csv(out["landmarks.csv"])
     rejects = pd.read_csv(out["rejects.csv"])
@@ -263,14 +278,13 @@ def test_run_records_routes_and_reasons(demo_folder, tmp_path, utk_like):
     for name, (_, reason) in list(BAD_FILES.items())[:4]:
         assert got[name] == reason
     with pytest.raises(ValueError, match="align.prior_box"):
-        align.run(
+        run_align(
             {**cfg, "prior_box": [0.9, 0.1, 0.1, 0.9]},
             src,
             tmp_path / "manifest.csv",
             tmp_path / "x",
             tmp_path / "x.csv",
             tmp_path / "y.csv",
-            progress=False,
         )
 
 
@@ -286,16 +300,14 @@ def test_shards_split_the_work_and_add_up_to_the_whole(demo_folder, tmp_path):
 
     def run(shard: int, shards: int):
         out = tmp_path / f"{shard}of{shards}"
-        s = align.run(
-            cfg,
+        s = run_align(
+            {**cfg, "shards": shards},
             demo_folder,
             tmp_path / "manifest.csv",
             out / "images",
             out / "landmarks.csv",
             out / "rejects.csv",
-            progress=False,
             shard=shard,
-            shards=shards,
         )
         return s, pd.read_csv(out / "landmarks.csv"), pd.read_csv(out / "rejects.csv"), out
 
@@ -351,3 +363,106 @@ def test_locate_finds_each_file_in_its_shard_folder(tmp_path):
     (b / "x.jpg").write_bytes(b"x")
     with pytest.raises(ValueError, match="x.jpg is in two shard folders"):
         shards.locate([a, b], ["x.jpg"])
+
+
+@pytest.fixture(scope="module")
+def landmarks_case(demo_folder, tmp_path_factory):
+    """Six demo faces and four bad inputs, aligned by detection, and their landmarks table made
+    by `python -m maskprivacy.faces.find_landmarks` (under other names: it keys by sha256)."""
+    import pandas as pd
+    from conftest import BAD_FILES
+
+    from maskprivacy.faces import find_landmarks
+
+    tmp = tmp_path_factory.mktemp("landmarks_table")
+    src, renamed = tmp / "in", tmp / "renamed"
+    src.mkdir()
+    renamed.mkdir()
+    names = [p.name for p in sorted(demo_folder.glob("[0-9]*_2026*.jpg"))[:6]]
+    names += list(BAD_FILES)[:4]
+    for i, name in enumerate(names):
+        data = (demo_folder / name).read_bytes()
+        (src / name).write_bytes(data)
+        (renamed / f"copy{i}.jpg").write_bytes(data)
+    pd.DataFrame({"file": names}).to_csv(tmp / "manifest.csv", index=False)
+    cfg = {"size": 96, "upsample": [0, 1], "predictor": "", "jpeg_quality": 90}
+    (tmp / "params.yaml").write_text(f"align: {cfg}\n")
+    find_landmarks.main(
+        [str(renamed), "--params", str(tmp / "params.yaml")]
+        + ["--workers", "2", "-o", str(tmp / "table.csv")]
+    )
+    out = tmp / "detected"
+    run_align(cfg, src, tmp / "manifest.csv", out / "images", out / "lm.csv", out / "rej.csv")
+    return tmp, cfg
+
+
+def test_landmarks_table_aligns_as_detection_does_without_the_detector(landmarks_case, monkeypatch):
+    """align.landmarks: the same aligned images, landmarks and rejects as detection, byte for
+    byte, with the detector unavailable."""
+    tmp, cfg = landmarks_case
+
+    def no_detector(*args, **kwargs):
+        raise AssertionError("the detector ran")
+
+    monkeypatch.setattr(faces, "detect_landmarks", no_detector)
+    monkeypatch.setattr(faces, "models", no_detector)
+    out, ref = tmp / "from_table", tmp / "detected"
+    summary = run_align(
+        {**cfg, "landmarks": str(tmp / "table.csv")},
+        tmp / "in",
+        tmp / "manifest.csv",
+        out / "images",
+        out / "lm.csv",
+        out / "rej.csv",
+        threads=2,
+        table=str(tmp / "table.csv"),
+    )
+    assert summary["n_aligned"] == 6 and summary["n_rejects"] == 4
+    assert summary["landmarks_table"] == str(tmp / "table.csv")
+    for name in ("lm.csv", "rej.csv"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes()
+    images = sorted(p.name for p in (ref / "images").iterdir())
+    assert images == sorted(p.name for p in (out / "images").iterdir()) and len(images) == 6
+    for name in images:
+        assert (out / "images" / name).read_bytes() == (ref / "images" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "garble, message",
+    [
+        (lambda t: t.drop(columns=["y67"]), "lacks column"),
+        (lambda t: t.assign(sha256=t["sha256"].str[:10]), "not 64 hex digits"),
+        (lambda t: t.assign(x3="ten"), "not numbers"),
+        (lambda t: t.assign(x5=float("nan")), "without 68 finite landmarks"),
+        (lambda t: t.iloc[[0, *range(len(t))]], "listed twice"),
+        (lambda t: t.iloc[1:], "lacks 1 of the 10 inputs"),
+    ],
+)
+def test_a_wrong_or_garbled_landmarks_table_is_a_clear_error(landmarks_case, garble, message):
+    import pandas as pd
+
+    tmp, cfg = landmarks_case
+    table = pd.read_csv(tmp / "table.csv", dtype={"sha256": str})
+    table = table.sort_values("route", key=lambda r: r.isin(["no_face", "decode_error"]))
+    bad = tmp / "garbled.csv"
+    garble(table).to_csv(bad, index=False)
+    out = tmp / "garbled"
+    with pytest.raises(ValueError, match=message):
+        run_align(
+            cfg,
+            tmp / "in",
+            tmp / "manifest.csv",
+            out / "images",
+            out / "lm.csv",
+            out / "rej.csv",
+            table=str(bad),
+        )
+    assert not (out / "images").exists()
+
+
+def test_landmarks_table_of_text_is_a_clear_error(tmp_path):
+    from maskprivacy.faces import landmarks
+
+    (tmp_path / "t.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="align.landmarks: .*t.csv"):
+        landmarks.read_table(tmp_path / "t.csv")

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
+from test_download import download_run
 
 from maskprivacy.core.io import read_table
 from maskprivacy.core.labels import age_bucket, utk_name
-from maskprivacy.datasets import download, split
+from maskprivacy.datasets import split
 from maskprivacy.datasets.dedup import (
     DEFAULT_THRESHOLD,
     HASH_BITS,
@@ -25,6 +26,7 @@ from maskprivacy.datasets.dedup import (
     phash_bits,
     to_hex,
 )
+from maskprivacy.datasets.ingest import ingest, list_images
 
 
 def base_image(seed: int, side: int = 200) -> Image.Image:
@@ -88,8 +90,8 @@ def make_set(
 
 
 def ingest_folder(folder: Path, tmp: Path) -> pd.DataFrame:
-    files = download.list_images(folder)
-    manifest, rejects = download.ingest(files, tmp / "images", None, "t", progress=False)
+    files = list_images(folder)
+    manifest, rejects = ingest(files, tmp / "images", None, "t", progress=False)
     assert rejects.empty
     return manifest
 
@@ -248,15 +250,14 @@ def test_no_near_duplicate_pair_crosses_the_split(tmp_path):
         "near_duplicates": "keep_all",  # keep every copy: the split alone must keep them apart
         "near_threshold": DEFAULT_THRESHOLD,
     }
-    download.run(
+    download_run(
         cfg,
         out / "images",
         out / "manifest.csv",
         out / "rejects.csv",
-        groups_out=out / "groups.csv",
-        pairs_out=out / "pairs.csv",
-        sheet_out=out / "sheet.png",
-        progress=False,
+        groups=out / "groups.csv",
+        pairs=out / "pairs.csv",
+        sheet=out / "sheet.png",
     )
     manifest, groups = read_table(out / "manifest.csv"), read_table(out / "groups.csv")
     assert len(manifest) == len(names)

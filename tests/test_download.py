@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import re
 import signal
 import socket
 import stat
 import struct
+import subprocess
 import sys
 import tarfile
 import threading
@@ -28,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,17 +38,18 @@ import pytest
 from PIL import Image
 
 from maskprivacy.core.io import read_table, sha256_file
-from maskprivacy.datasets import download
-from maskprivacy.datasets.defects import DefectPolicy
-from maskprivacy.datasets.download import (
-    DownloadError,
+from maskprivacy.datasets.archives import (
+    ArchiveLimits,
+    ArchiveTooLargeError,
+    CorruptArchiveError,
     UnsafeArchiveError,
-    fetch_url,
-    ingest,
-    list_images,
-    part_path,
     safe_extract,
 )
+from maskprivacy.datasets.defects import DefectPolicy
+from maskprivacy.datasets.fetch import DownloadError, fetch_url, part_path
+from maskprivacy.datasets.ingest import MANIFEST_COLUMNS, ingest, list_images
+from maskprivacy.stages import download
+from maskprivacy.stages.entry import Files, StageConfig
 
 GOOD = [
     "26_1_2_20170116174525125.jpg.chip.jpg",
@@ -119,7 +123,7 @@ def test_ingest_every_file_in_one_table(tmp_path):
     out = tmp_path / "images"
     manifest, rejects = ingest(list_images(src), out, None, "test", root=src, progress=False)
     check_tables(manifest, rejects, expected)
-    assert list(manifest.columns) == download.MANIFEST_COLUMNS
+    assert list(manifest.columns) == MANIFEST_COLUMNS
     assert list(rejects.columns) == ["file", "stage", "reason", "detail"]
 
     row = manifest.set_index("file").loc[GOOD[0]]
@@ -300,6 +304,34 @@ def test_safe_extract_refuses_unsafe_members(tmp_path, case):
     assert not dest.exists()
     assert not (tmp_path / "evil.jpg").exists() and not (tmp_path / "box" / "evil.jpg").exists()
     assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
+
+
+def test_safe_extract_adds_tarfiles_data_filter(tmp_path, monkeypatch):
+    """Every tar member that passes the project's own rules also passes tarfile's ``data``
+    filter for the destination; a member the filter refuses is refused, nothing is kept."""
+    src = tmp_path / "src"
+    src.mkdir()
+    archive = make_tar(src / "a.tar.gz", {"UTKFace/ok.jpg": b"a", "UTKFace/b.jpg": b"b"})
+    seen = []
+    real = tarfile.data_filter
+
+    def recording(member, dest_path):
+        seen.append((member.name, dest_path))
+        return real(member, dest_path)
+
+    monkeypatch.setattr(tarfile, "data_filter", recording)
+    dest = tmp_path / "out"
+    safe_extract(archive, dest)
+    assert sorted(n for n, _ in seen) == ["UTKFace/b.jpg", "UTKFace/ok.jpg"]
+    assert {d for _, d in seen} == {str(dest)}
+
+    def refusing(member, dest_path):
+        raise tarfile.OutsideDestinationError(member, "/elsewhere")
+
+    monkeypatch.setattr(tarfile, "data_filter", refusing)
+    with pytest.raises(UnsafeArchiveError, match="data filter"):
+        safe_extract(archive, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
 
 
 def test_safe_extract_rejects_non_archive(tmp_path):
@@ -520,6 +552,15 @@ def test_fetch_refuses_unknown_scheme(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+def download_run(
+    cfg: dict, images: Path, manifest: Path, rejects: Path, **more: Path
+) -> dict[str, Any]:
+    """The download stage entered as the workflow enters it; ``more``: its optional outputs
+    (groups, pairs, verification, sheet)."""
+    outputs = Files(images=images, manifest=manifest, rejects=rejects, **more)
+    return download.run(StageConfig(params=cfg), Files(), outputs, logging.getLogger("test"))
+
+
 def cfg_for(**kw) -> dict:
     cfg = {
         "source": "path",
@@ -536,9 +577,7 @@ def cfg_for(**kw) -> dict:
 
 
 def run_stage(cfg: dict, out: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    summary = download.run(
-        cfg, out / "images", out / "manifest.csv", out / "rejects.csv", progress=False
-    )
+    summary = download_run(cfg, out / "images", out / "manifest.csv", out / "rejects.csv")
     manifest = read_table(out / "manifest.csv")
     rejects = read_table(out / "rejects.csv")
     assert sorted(p.name for p in (out / "images").iterdir()) == sorted(manifest["file"])
@@ -588,9 +627,9 @@ def test_run_path_archive(tmp_path, name):
 
 def test_run_path_missing_names_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="download.path"):
-        download.run(cfg_for(path=str(tmp_path / "nope")), *_outs(tmp_path), progress=False)
+        download_run(cfg_for(path=str(tmp_path / "nope")), *_outs(tmp_path))
     with pytest.raises(FileNotFoundError, match="download.path"):
-        download.run(cfg_for(path=""), *_outs(tmp_path), progress=False)
+        download_run(cfg_for(path=""), *_outs(tmp_path))
     assert not (tmp_path / "out" / "manifest.csv").exists()
 
 
@@ -599,7 +638,7 @@ def test_run_no_usable_image_is_an_error(tmp_path):
     src.mkdir()
     (src / "readme.txt").write_text("hi")
     with pytest.raises(ValueError, match="no usable image"):
-        download.run(cfg_for(path=str(src)), *_outs(tmp_path), progress=False)
+        download_run(cfg_for(path=str(src)), *_outs(tmp_path))
 
 
 def _outs(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -661,7 +700,7 @@ def test_run_demo_uses_demo_generate(tmp_path, monkeypatch):
 
 def test_run_unknown_source(tmp_path):
     with pytest.raises(ValueError, match="download.source"):
-        download.run(cfg_for(source="ftp"), *_outs(tmp_path), progress=False)
+        download_run(cfg_for(source="ftp"), *_outs(tmp_path))
 
 
 # ---------------------------------------------------------------- exact duplicates
@@ -709,9 +748,7 @@ def test_run_drops_duplicate_copies_from_the_folder(tmp_path):
     (src / "11_0_0_20170101000000003.jpg.chip.jpg").write_bytes(jpeg_bytes(2))
     cfg = {"source": "path", "path": str(src), "duplicates": "drop_conflicts"}
     out = tmp_path / "out"
-    summary = download.run(
-        cfg, out / "images", out / "manifest.csv", out / "rejects.csv", progress=False
-    )
+    summary = download_run(cfg, out / "images", out / "manifest.csv", out / "rejects.csv")
     assert summary["n_images"] == 2 and summary["rejects_by_reason"] == {"duplicate_bytes": 1}
     assert sorted(p.name for p in (out / "images").iterdir()) == [
         "10_0_0_20170101000000001.jpg.chip.jpg",
@@ -762,9 +799,9 @@ def test_run_path_list_and_wild_verify_error(tmp_path):
     summary, manifest, _ = run_stage(cfg_for(path=parts, variant="wild"), tmp_path / "out")
     assert summary["inputs"] == parts and len(manifest) == 9
     with pytest.raises(ValueError, match="no published manifest"):
-        download.run(cfg_for(path=parts, variant="wild", verify="error"), *_outs(tmp_path))
+        download_run(cfg_for(path=parts, variant="wild", verify="error"), *_outs(tmp_path))
     with pytest.raises(FileNotFoundError, match="download.path"):
-        download.run(cfg_for(path=[parts[0], str(tmp_path / "part4.tar.gz")]), *_outs(tmp_path))
+        download_run(cfg_for(path=[parts[0], str(tmp_path / "part4.tar.gz")]), *_outs(tmp_path))
 
 
 def test_run_writes_groups_pairs_and_sheet(tmp_path):
@@ -774,19 +811,44 @@ def test_run_writes_groups_pairs_and_sheet(tmp_path):
         (src / f"{20 + i}_0_1_2017010100000000{i}.jpg.chip.jpg").write_bytes(jpeg_bytes(i))
     (src / "24_0_1_20170101000000009.jpg.chip.jpg").write_bytes(jpeg_bytes(0))  # byte copy
     out = tmp_path / "out"
-    summary = download.run(
+    summary = download_run(
         cfg_for(path=str(src), duplicates="keep_all"),
         *_outs(tmp_path),
-        groups_out=out / "groups.csv",
-        pairs_out=out / "pairs.csv",
-        sheet_out=out / "sheet.png",
-        progress=False,
+        groups=out / "groups.csv",
+        pairs=out / "pairs.csv",
+        sheet=out / "sheet.png",
     )
     groups = read_table(out / "groups.csv")
     assert list(groups.columns) == ["file", "group", "group_size", "kind", "phash", "action"]
     assert groups["group_size"].tolist() == [2, 1, 1, 1, 2]
     assert summary["duplicates"]["exact_copies"] == 1
     assert (out / "sheet.png").stat().st_size > 0 and (out / "pairs.csv").exists()
+
+
+def test_demo_landmarks_are_what_detection_finds():
+    """The demo's committed landmarks of its two portraits are the detection cascade's, so the
+    demo set is what it was when the cascade ran on each call."""
+    pytest.importorskip("dlib")
+    from maskprivacy.datasets import demo
+    from maskprivacy.faces import detect
+
+    for name, image in demo.portraits().items():
+        found, _ = detect.detect_landmarks(np.asarray(image), (0, 1))
+        committed = np.array(demo.PORTRAIT_LANDMARKS[name].split(), dtype=float).reshape(68, 2)
+        np.testing.assert_array_equal(committed, found, err_msg=name)
+
+
+def test_download_stage_imports_no_detection_code():
+    """An edit to the face detection cascade must not rerun download: its module graph (what
+    the runners hash) holds no maskprivacy.faces module, nor dlib."""
+    code = (
+        "import sys; import maskprivacy.stages.download; "
+        "print(sorted(m for m in sys.modules if m.startswith(('maskprivacy.faces', 'dlib'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -911,14 +973,14 @@ def test_honest_oversize_member_is_refused_before_writing(tmp_path):
     big = {"UTKFace/" + GOOD[0]: bytes(3 * MB), "UTKFace/" + GOOD[1]: jpeg_bytes(1)}
     for archive in (make_tar(tmp_path / "a.tar.gz", big), make_zip(tmp_path / "a.zip", big)):
         dest = tmp_path / "box" / "out"
-        with pytest.raises(download.ArchiveTooLargeError, match=r"max_member_mb \(1\.0 MB\)"):
-            safe_extract(archive, dest, download.ArchiveLimits(max_member=MB))
+        with pytest.raises(ArchiveTooLargeError, match=r"max_member_mb \(1\.0 MB\)"):
+            safe_extract(archive, dest, ArchiveLimits(max_member=MB))
         assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
     # the total cap, shared by the archives of one run
-    limits = download.ArchiveLimits(max_member=4 * MB, max_total=5 * MB)
+    limits = ArchiveLimits(max_member=4 * MB, max_total=5 * MB)
     safe_extract(make_zip(tmp_path / "b.zip", big), tmp_path / "b", limits)
     assert limits.used > 3 * MB
-    with pytest.raises(download.ArchiveTooLargeError, match="max_total_gb"):
+    with pytest.raises(ArchiveTooLargeError, match="max_total_gb"):
         safe_extract(make_tar(tmp_path / "c.tar", big, "w"), tmp_path / "c", limits)
     assert not (tmp_path / "c").exists()
 
@@ -928,8 +990,8 @@ def test_download_run_refuses_a_bomb_with_a_clear_error(tmp_path):
     archive = make_tar(tmp_path / "UTKFace.tar.gz", {"UTKFace/" + GOOD[0]: bytes(64 * MB)})
     assert archive.stat().st_size < MB
     out = tmp_path / "out"
-    with pytest.raises(download.ArchiveTooLargeError, match="download.max_member_mb"):
-        download.run(cfg_for(path=str(archive), max_member_mb=1), *_outs(tmp_path), progress=False)
+    with pytest.raises(ArchiveTooLargeError, match="download.max_member_mb"):
+        download_run(cfg_for(path=str(archive), max_member_mb=1), *_outs(tmp_path))
     left = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
     assert left == []  # no partial member, no table
 
@@ -970,8 +1032,8 @@ def test_zip_header_lying_about_size_gets_no_further(tmp_path):
     dest = tmp_path / "box" / "out"
     # the header passes the 1 MB check, zipfile stops at 1000 bytes and their CRC matches:
     # only the unfinished compressed stream shows the lie
-    with pytest.raises(download.CorruptArchiveError, match="more data than its header says"):
-        safe_extract(archive, dest, download.ArchiveLimits(max_member=MB))
+    with pytest.raises(CorruptArchiveError, match="more data than its header says"):
+        safe_extract(archive, dest, ArchiveLimits(max_member=MB))
     assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
     stored = tmp_path / "s.zip"
     with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
@@ -981,7 +1043,7 @@ def test_zip_header_lying_about_size_gets_no_further(tmp_path):
         struct.pack_into("<I", raw, raw.find(sig) + off, 1000)
         struct.pack_into("<I", raw, raw.find(sig) + off - 8, zlib.crc32(bytes(1000)))
     stored.write_bytes(bytes(raw))
-    with pytest.raises(download.CorruptArchiveError, match="lies"):
+    with pytest.raises(CorruptArchiveError, match="lies"):
         safe_extract(stored, dest)
     assert not dest.exists()
 
@@ -994,7 +1056,7 @@ def test_tar_header_lying_about_size_is_a_clear_error(tmp_path, claimed):
     archive = _tar_lying_about_size(tmp_path / "a.tar", entries, size)
     dest = tmp_path / "box" / "out"
     # tarfile alone would stop after the first member and the other two would vanish
-    with pytest.raises(download.CorruptArchiveError, match="lies|damaged"):
+    with pytest.raises(CorruptArchiveError, match="lies|damaged"):
         safe_extract(archive, dest)
     assert not (tmp_path / "box").exists() or not any((tmp_path / "box").iterdir())
 
@@ -1003,12 +1065,12 @@ def test_a_stream_longer_than_its_header_is_stopped_while_writing(tmp_path):
     """The copy itself counts bytes: a member giving more than its header declared, or more
     than a limit, stops there (the work folder holding the partial file is then removed)."""
     target = tmp_path / "m.jpg"
-    limits = download.ArchiveLimits(max_member=MB)
-    with pytest.raises(download.CorruptArchiveError, match="more bytes than its header says"):
+    limits = ArchiveLimits(max_member=MB)
+    with pytest.raises(CorruptArchiveError, match="more bytes than its header says"):
         limits.copy(tmp_path / "a.zip", "m.jpg", io.BytesIO(bytes(3 * MB)), target, 1000)
     assert target.stat().st_size <= 1000  # stopped at what the header said, not at 3 MB
-    limits = download.ArchiveLimits(max_total=MB, used=MB // 2)
-    with pytest.raises(download.ArchiveTooLargeError, match="max_total_gb"):
+    limits = ArchiveLimits(max_total=MB, used=MB // 2)
+    with pytest.raises(ArchiveTooLargeError, match="max_total_gb"):
         limits.copy(tmp_path / "a.zip", "m.jpg", io.BytesIO(bytes(3 * MB)), target, 3 * MB)
     assert target.stat().st_size <= MB // 2
 

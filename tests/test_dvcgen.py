@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import yaml
-from conftest import ROOT
+from conftest import ROOT, write_tree
 
-from maskprivacy_workflow import dvcgen
+from maskprivacy_workflow import codedeps, dvcgen
 
 
 def test_committed_dvc_yaml_is_up_to_date():
@@ -60,8 +60,20 @@ def test_stages_mirror_the_snakefile():
     assert "plots" not in yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert "plots" not in train["do"]
     # the params a rule passes: whole sections, or one key of a section, as DVC names it
-    assert dvc["compare"]["params"] == ["compare", "evaluate.conditions", "train.seeds"]
-    assert dvc["evaluate"]["do"]["params"] == ["evaluate", "train"]
+    # compare reports every section (all=tracked_config()): DVC tracks each, as Snakemake's params
+    # trigger does; never compute (how to compute, never what)
+    assert dvc["compare"]["params"] == [
+        "align",
+        "compare",
+        "download",
+        "evaluate",
+        "identity",
+        "mask",
+        "split",
+        "train",
+    ]
+    # evaluate reads what the model was trained with from the model file (an input), not params
+    assert dvc["evaluate"]["do"]["params"] == ["evaluate"]
     evaluate = dvc["evaluate"]
     assert set(evaluate["foreach"]) == {
         "unmasked-0",
@@ -89,6 +101,56 @@ def test_stages_mirror_the_snakefile():
     # every output of one stage that another reads is a dependency there
     assert "data/split/split.csv" in dvc["compare"]["deps"]
     assert "src/maskprivacy/faces/align.py" in dvc["align"]["do"]["deps"]
+    assert "src/maskprivacy/faces/detect.py" in dvc["align"]["do"]["deps"]
+
+
+def all_stages(dvc):
+    return {name: s.get("do", s) for name, s in dvc["stages"].items()}
+
+
+def test_deps_are_what_a_stage_computes_with():
+    """The package modules a stage reaches are deps, as rule inputs of the Snakefile; the
+    result-neutral ones (logging, progress bars, atomic writes, the stage entry) are not, and no
+    stage tracks the compute section."""
+    stages = all_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
+    for name, stage in stages.items():
+        deps = set(stage["deps"])
+        assert f"workflow/scripts/{name}.py" in deps
+        assert "src/maskprivacy/core/io.py" in deps, name  # tables and hashes shape results
+        for neutral in codedeps.RESULT_NEUTRAL:
+            assert f"src/{neutral}" not in deps, (name, neutral)
+        assert not any(p.split(".")[0] == "compute" for p in stage.get("params", [])), name
+    assert stages["train"]["params"] == ["train"]
+
+
+def test_stage_code_follows_imports_and_skips_neutral_modules(tmp_path):
+    src = tmp_path / "src" / "maskprivacy"
+    write_tree(
+        src,
+        {
+            "__init__.py": "",
+            "core/__init__.py": "",
+            "core/logs.py": "from maskprivacy.core import io\n",
+            "core/plumbing.py": "",
+            "core/io.py": "from maskprivacy.core.plumbing import atomic_path\n",
+            "core/labels.py": "",
+            "faces/__init__.py": "",
+            "faces/detect.py": "def f():\n    from ..core import labels\n",
+            "faces/align.py": "from . import detect\n",
+            "stages/__init__.py": "",
+            "stages/entry.py": "from maskprivacy.core.logs import finish\n",
+        },
+    )
+    script = tmp_path / "workflow/scripts/align.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(
+        "from maskprivacy.faces import align\nfrom maskprivacy.stages.entry import from_snakemake\n"
+    )
+    assert codedeps.stage_code(tmp_path, "workflow/scripts/align.py") == [
+        "src/maskprivacy/core/labels.py",
+        "src/maskprivacy/faces/align.py",
+        "src/maskprivacy/faces/detect.py",
+    ]
 
 
 def test_two_wildcards_give_one_stage_per_training_set_and_seed(tmp_path):
@@ -116,3 +178,13 @@ def test_two_wildcards_give_one_stage_per_training_set_and_seed(tmp_path):
         "results/evaluate/masked/seed1/predictions.csv",
         "results/train/masked/seed1/history.csv",
     } <= set(deps)
+
+
+def test_landmarks_from_elsewhere_are_an_input_of_align(tmp_path):
+    """align.landmarks (a table computed where dlib is) reruns align when it changes."""
+    root = copy_repo(tmp_path)
+    (root / "landmarks.csv").write_text("sha256\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["align"]["landmarks"] = "landmarks.csv"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "landmarks.csv" in dvcgen.build(root)["stages"]["align"]["do"]["deps"]

@@ -1,7 +1,7 @@
 """Each rule's conda env (`snakemake --use-conda`) holds what its code imports, and nothing else.
 
 A rule runs `workflow/scripts/<rule>.py`, which reaches package modules in src/maskprivacy/
-(found as dvcgen finds a stage's deps). Every third-party module imported anywhere in them
+(found as maskprivacy_workflow.codedeps finds a stage's code). Every third-party module imported anywhere in them
 (at the top or inside a function, or located with importlib's find_spec / import_module) must be
 in `workflow/envs/<rule>.yaml`, and every package the env lists must be imported by one of them.
 """
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from maskprivacy_workflow.dvcgen import package_modules
+from maskprivacy_workflow.codedeps import stage_code
 
 # import name -> conda-forge package name, where they differ
 CONDA_NAME = {
@@ -26,7 +26,6 @@ CONDA_NAME = {
     "yaml": "pyyaml",
     "cv2": "opencv",
     "skimage": "scikit-image",
-    "sklearn": "scikit-learn",
     "matplotlib": "matplotlib-base",
     "face_recognition_models": "face-recognition-models",
 }
@@ -73,7 +72,7 @@ def third_party(modules: set[str]) -> set[str]:
 def needed_packages(rule: str) -> dict[str, list[str]]:
     """conda package -> the files of the rule that import it."""
     script = rule_script(rule)
-    files = [script, *(ROOT / m for m in package_modules(ROOT, script))]
+    files = [script, *(ROOT / m for m in stage_code(ROOT, script, include_neutral=True))]
     need: dict[str, list[str]] = {}
     for f in files:
         for mod in third_party(imported_modules(f)):
@@ -105,12 +104,15 @@ def test_rule_env_holds_what_its_code_imports_and_nothing_more(rule):
 
 
 def test_import_scan_sees_what_a_rule_reaches():
-    """The scan follows the package: compare's script reaches evaluate, which needs torch."""
-    need = needed_packages("compare")
-    assert "src/maskprivacy/model/evaluate.py" in need["pytorch"]
+    """The scan follows the package: evaluate's script reaches model/predict.py, which needs torch."""
+    need = needed_packages("evaluate")
+    assert "src/maskprivacy/model/predict.py" in need["pytorch"]
+    assert "pytorch" not in needed_packages("compare")  # compare's statistics need no torch
     # a function-level import and a find_spec name count as imports too
-    faces = imported_modules(ROOT / "src/maskprivacy/faces/detect.py")
-    assert {"dlib", "face_recognition_models"} <= faces
+    assert "dlib" in imported_modules(ROOT / "src/maskprivacy/faces/detect.py")
+    assert "face_recognition_models" in imported_modules(
+        ROOT / "src/maskprivacy/faces/model_files.py"
+    )
 
 
 def test_no_package_is_declared_that_nothing_imports():

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskprivacy.analysis import answer, compare
-from maskprivacy.model import evaluate
+from maskprivacy.analysis import answer, compare, conditions
+from maskprivacy.core.labels import AGE_BUCKET_STARTS
 from maskprivacy.report import html as html_report
 
 N = 400
@@ -32,7 +32,7 @@ def labels(n, rng, prefix=""):
             "age": rng.integers(1, 90, n),
         }
     )
-    t["age_bucket"] = np.digitize(t["age"], [4, 13, 20, 31, 46, 61])
+    t["age_bucket"] = np.digitize(t["age"], AGE_BUCKET_STARTS)
     return t
 
 
@@ -74,7 +74,7 @@ def fake():
 def statistics_for(test, split, preds, demo=False, **cfg):
     """statistics.json as compare writes it, from ``preds[condition][seed]``."""
     per_seed = {
-        c: {s: evaluate.condition_metrics(test, df, 200, 0) for s, df in by.items()}
+        c: {s: conditions.condition_metrics(test, df, 200, 0) for s, df in by.items()}
         for c, by in preds.items()
     }
     core, _ = compare.compare_conditions(test, split, preds, per_seed, "unmasked", {**CFG, **cfg})
@@ -96,8 +96,8 @@ def two_conditions(preds, seeds=(0,)):
 
 def test_headline_metrics_are_flat_numbers(fake):
     test, _, preds = fake
-    full = evaluate.condition_metrics(test, preds(0.05, 4, 1), 200, 0)
-    head = evaluate.headline(full)
+    full = conditions.condition_metrics(test, preds(0.05, 4, 1), 200, 0)
+    head = conditions.headline(full)
     assert set(head) == {"sex", "race", "age", "n_test"}
     assert set(head["sex"]) == set(head["race"]) == {"accuracy", "balanced_accuracy"}
     assert set(head["age"]) == {"mae", "rmse"}
@@ -110,9 +110,9 @@ def test_headline_metrics_are_flat_numbers(fake):
 
 def test_group_table_counts_every_image_once_per_condition(fake):
     test, _, preds = fake
-    g = evaluate.group_table(test, {"unmasked": preds(0.05, 4, 1), "masked": preds(0.15, 8, 2)})
+    g = conditions.group_table(test, {"unmasked": preds(0.05, 4, 1), "masked": preds(0.15, 8, 2)})
     assert g.groupby("condition")["n"].sum().to_dict() == {"masked": 400, "unmasked": 400}
-    d = evaluate.group_differences(g, "masked", "unmasked")
+    d = conditions.group_differences(g, "masked", "unmasked")
     assert d["n"].sum() == 400
     assert (d["age_mae_diff"].mean()) > 0  # the noisier condition has the larger errors
 
@@ -128,14 +128,14 @@ def test_ensemble_averages_the_models_outputs():
         sex_pred=[0, 0], race_pred=[1, 1], age_pred=[30.0, 50.0], sex_prob_female=[0.3, 0.2],
         race_prob_0=[0.2, 0.1], race_prob_1=[0.7, 0.8], race_prob_2=[0.1, 0.1],
     )  # fmt: skip
-    ens = evaluate.ensemble_predictions([one, two])
+    ens = conditions.ensemble_predictions([one, two])
     assert ens["sex_prob_female"].tolist() == pytest.approx([0.6, 0.3])
     assert ens["sex_pred"].tolist() == [1, 0]
     assert ens["race_pred"].tolist() == [1, 1]  # mean race probs (0.35, 0.5, 0.15) for a.jpg
     assert ens["age_pred"].tolist() == [25.0, 45.0]
-    assert evaluate.ensemble_predictions([one]).equals(one)  # an ensemble of one is the model
+    assert conditions.ensemble_predictions([one]).equals(one)  # an ensemble of one is the model
     with pytest.raises(ValueError):
-        evaluate.ensemble_predictions([one, two.iloc[::-1]])
+        conditions.ensemble_predictions([one, two.iloc[::-1]])
 
 
 def test_answer_states_effect_interval_chance_and_holm(fake):
@@ -274,3 +274,29 @@ def test_report_is_self_contained_and_says_demo(fake, tmp_path):
         [tmp_path / "sheets/contact_sheet.png"],
     )
     assert "The masks" in with_sheet and 'alt="contact_sheet"' in with_sheet
+
+
+def test_the_compare_stage_does_not_import_torch():
+    """compare runs in a light environment: its whole module graph is free of torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, maskprivacy.stages.compare; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_compare_stage_reads_the_rules_lists_by_condition_seed_and_model():
+    from maskprivacy.stages.compare import by_condition_and_seed, by_model
+
+    files = ["a0", "a1", "b0", "b1"]
+    assert by_condition_and_seed(files, ["a", "b"], [0, 1]) == {
+        "a": {0: "a0", 1: "a1"},
+        "b": {0: "b0", 1: "b1"},
+    }
+    with pytest.raises(ValueError, match="other train.seeds"):
+        by_condition_and_seed(files, ["a", "b"], [0])
+    assert by_model(["m0", "u0"], ["masked", "unmasked"], [0]) == {
+        "masked seed 0": "m0",
+        "unmasked seed 0": "u0",
+    }

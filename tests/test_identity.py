@@ -10,6 +10,9 @@ from maskprivacy.core.io import read_table
 from maskprivacy.datasets import identity_groups
 from maskprivacy.datasets.split import run as split_run
 from maskprivacy.faces import identity
+from maskprivacy.faces.descriptors import read_descriptors
+from maskprivacy.stages import identity as identity_stage
+from maskprivacy.stages.entry import Files, StageConfig
 
 
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -161,20 +164,33 @@ def test_a_giant_group_is_a_clear_error_not_a_degenerate_split():
 # --------------------------------------------------------------------------------------------
 
 
+def run_identity(images, landmarks, descriptors, rejects) -> dict:
+    """The identity stage as its rule runs it, with the default parameters."""
+    import logging
+
+    return identity_stage.run(
+        StageConfig(params={}, wildcards={"shard": "0"}),
+        Files(images=images, landmarks=landmarks),
+        Files(descriptors=descriptors, rejects=rejects),
+        logging.getLogger("test"),
+    )
+
+
 @pytest.fixture(scope="module")
 def demo_descriptors(tmp_path_factory):
     """24 demo faces (variants of two portraits, with painted cues) through align and identity."""
     pytest.importorskip("dlib")
+    from test_align import run_align
+
     from maskprivacy.datasets import demo
-    from maskprivacy.faces import align
 
     tmp = tmp_path_factory.mktemp("identity")
     paths = demo.generate(tmp / "in", n_images=24, seed=5, progress=False)
     pd.DataFrame({"file": sorted(p.name for p in paths)}).to_csv(tmp / "manifest.csv", index=False)
     cfg = {"size": 160, "upsample": [0, 1], "eye_y": 0.4, "eye_distance": 0.3}
     cfg |= {"predictor": "", "jpeg_quality": 95}
-    align.run(cfg, tmp / "in", tmp / "manifest.csv", tmp / "al", tmp / "lm.csv", tmp / "ar.csv")
-    summary = identity.run({}, tmp / "al", tmp / "lm.csv", tmp / "d.csv", tmp / "r.csv")
+    run_align(cfg, tmp / "in", tmp / "manifest.csv", tmp / "al", tmp / "lm.csv", tmp / "ar.csv")
+    summary = run_identity(tmp / "al", tmp / "lm.csv", tmp / "d.csv", tmp / "r.csv")
     return tmp, summary
 
 
@@ -185,7 +201,7 @@ def test_demo_variants_form_two_identities(demo_descriptors):
 
     tmp, summary = demo_descriptors
     assert summary["n_described"] == summary["n_inputs"] >= 18 and summary["n_rejects"] == 0
-    files, x = identity.read_descriptors([tmp / "d.csv"])
+    files, x = read_descriptors([tmp / "d.csv"])
     groups, _, _ = identity_groups.identity_groups(files, x, identity_groups.DEFAULT_THRESHOLD)
     assert groups["identity"].nunique() == 2
     # each group is one portrait: the one whose own (unpainted) descriptor is nearest
@@ -208,7 +224,7 @@ def test_identity_stage_resumes_from_its_checkpoint(demo_descriptors, tmp_path):
     fake = ",".join(["0.5"] * identity.DIM)
     for header, resumed in ((f"# {key}", 1), ('# {"other": 1}', 0)):
         (tmp_path / ".d.csv.partial").write_text(f"{header}\n{name},{sha},{fake}\n{name},cut")
-        s = identity.run({}, tmp / "al", tmp / "lm.csv", out, tmp_path / "r.csv", progress=False)
+        s = run_identity(tmp / "al", tmp / "lm.csv", out, tmp_path / "r.csv")
         got = read_table(out).set_index("file").loc[name, identity.DESCRIPTOR_COLUMNS]
         assert s["n_resumed_from_checkpoint"] == resumed
         assert np.allclose(got.to_numpy(float), 0.5) == bool(resumed)
@@ -217,7 +233,7 @@ def test_identity_stage_resumes_from_its_checkpoint(demo_descriptors, tmp_path):
     lm.iloc[:1].assign(file="missing.jpg").pipe(lambda t: pd.concat([t, lm.iloc[1:3]])).to_csv(
         tmp_path / "lm.csv", index=False
     )
-    s = identity.run({}, tmp / "al", tmp_path / "lm.csv", out, tmp_path / "r.csv", progress=False)
+    s = run_identity(tmp / "al", tmp_path / "lm.csv", out, tmp_path / "r.csv")
     rejects = read_table(tmp_path / "r.csv")
     assert s["n_described"] == 2 and rejects["file"].tolist() == ["missing.jpg"]
     assert rejects["reason"].tolist() == ["decode_error"]

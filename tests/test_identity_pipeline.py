@@ -111,37 +111,3 @@ def test_duplicates_split_does_not_run_the_identity_rule(identity_run, tmp_path,
     assert "identity" not in yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     set_split(root, group_by="identity")
     assert "identity" in snakemake(root, "-n", "--quiet", "rules").stdout
-
-
-def test_gpu_plan_replays_descriptors_without_dlib(identity_run, tmp_path, demo_folder):
-    """What the lent GPU machine runs (no Snakemake, no dlib): the plan of an identity run, with
-    align's faces and identity's descriptors replayed from caches made here; the report has
-    the identities section."""
-    from test_pipeline import ROOT, WITHOUT
-
-    snake_root = identity_run
-    p = params(demo_folder, group_by="identity", identity_threshold=0.15)
-    root = make_copy(tmp_path / "copy", p)
-    py, bench = str(BIN / "python"), ROOT / "benchmarks"
-    sh(root, py, "-m", "maskprivacy_workflow.plan", "export", "--cores", "2", "-o", "plan.json")
-    rules = [j["rule"] for j in json.loads((root / "plan.json").read_text())["jobs"]]
-    assert rules.count("identity") == 2
-    sh(root, py, str(bench / "landmarks_cache.py"), str(demo_folder), str(tmp_path / "lm.npz"),
-       "--params", "params.yaml", "--workers", "1")  # fmt: skip
-    sh(
-        root,
-        py,
-        str(bench / "identity_cache.py"),
-        str(snake_root / "data"),
-        str(tmp_path / "d.npz"),
-    )
-    sh(root, py, "-c", WITHOUT, str(bench / "utkface_gpu.py"), "plan.json", str(tmp_path / "lm.npz"),
-       "--descriptors", str(tmp_path / "d.npz"), "--jobs", "2")  # fmt: skip
-    for shard in ("0", "1"):  # the same faces and descriptors as dlib's, here
-        f = f"data/identity/{shard}/descriptors.csv"
-        got, want = (pd.read_csv(r / f).drop(columns="sha256") for r in (root, snake_root))
-        assert len(got) and got.equals(want), f
-    report = json.loads((root / TARGET).read_text())
-    assert report["identity"]["leakage_identity_split"]["share"] == 0
-    page = (root / "results/report.html").read_text()
-    assert "<h2>Identities</h2>" in page and "closer than 0.15" in page

@@ -1,4 +1,4 @@
-"""Tests for maskprivacy.masks.draw on a real aligned face (dlib on matplotlib's Grace Hopper)."""
+"""Tests for maskprivacy.masks and the mask stage on a real aligned face (dlib on matplotlib's Grace Hopper)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from maskprivacy.faces.align import apply_affine, similarity_from_eyes, warp
-from maskprivacy.masks import draw as masks
+from maskprivacy.masks import apply, check, choice, geometry, paint
+from maskprivacy.stages import mask as mask_stage
+from maskprivacy.stages.entry import Compute, Files, StageConfig
 
 ALIGNED = 224
 
@@ -70,22 +72,22 @@ def face_height(lm: np.ndarray) -> float:
 
 
 def test_mask_types() -> None:
-    assert masks.MASK_TYPES == ("paper", "surgical", "n95", "kn95", "cloth")
-    assert masks.TEXTURES == ("solid", "stripes", "check", "dots", "noise")
-    for t in masks.MASK_TYPES:
-        assert masks.palette(t)
+    assert geometry.MASK_TYPES == ("paper", "surgical", "n95", "kn95", "cloth")
+    assert geometry.TEXTURES == ("solid", "stripes", "check", "dots", "noise")
+    for t in geometry.MASK_TYPES:
+        assert paint.palette(t)
 
 
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_alpha_shape_range(face, mask_type: str) -> None:
     _, lm = face
-    alpha = masks.mask_alpha(lm, (240, 200), mask_type)  # (width, height)
+    alpha = paint.mask_alpha(lm, (240, 200), mask_type)  # (width, height)
     assert alpha.shape == (200, 240)
     assert alpha.dtype == np.float32
     assert alpha.min() == 0.0 and alpha.max() == 1.0
     # Anti-aliased: some edge pixels are partly covered.
     assert ((alpha > 0.05) & (alpha < 0.95)).sum() > 20
-    hard = masks.mask_alpha(lm, (240, 200), mask_type, supersample=1)
+    hard = paint.mask_alpha(lm, (240, 200), mask_type, supersample=1)
     if mask_type == "paper":
         assert set(np.unique(hard).tolist()) <= {0.0, 1.0}
     assert abs(float(hard.sum() - alpha.sum())) < 0.03 * float(alpha.sum())
@@ -93,45 +95,45 @@ def test_alpha_shape_range(face, mask_type: str) -> None:
 
 @pytest.mark.parametrize("size", [64, 224])
 @pytest.mark.parametrize("degrees", [-15.0, 0.0, 15.0])
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_coverage_ok(face, mask_type: str, degrees: float, size: int) -> None:
     image, lm = variant(face, degrees, size)
-    alpha = masks.mask_alpha(lm, image.size, mask_type)
-    res = masks.coverage_check(lm, alpha)
+    alpha = paint.mask_alpha(lm, image.size, mask_type)
+    res = check.coverage_check(lm, alpha)
     assert res == {"ok": True, "covered_fraction": 1.0, "eyes_clear": True}
 
 
 @pytest.mark.parametrize("degrees", [-15.0, 15.0])
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_shifted_up_covers_eyes(face, mask_type: str, degrees: float) -> None:
     image, lm = variant(face, degrees, ALIGNED)
     up = lm - np.array([0.0, 0.4 * face_height(lm)])
-    res = masks.coverage_check(lm, masks.mask_alpha(up, image.size, mask_type))
+    res = check.coverage_check(lm, paint.mask_alpha(up, image.size, mask_type))
     assert not res["eyes_clear"]
     assert not res["ok"]
 
 
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_shifted_down_misses_nose(face, mask_type: str) -> None:
     image, lm = face
     down = lm + np.array([0.0, 0.4 * face_height(lm)])
-    res = masks.coverage_check(lm, masks.mask_alpha(down, image.size, mask_type))
+    res = check.coverage_check(lm, paint.mask_alpha(down, image.size, mask_type))
     assert res["eyes_clear"]
     assert not res["ok"]
     assert res["covered_fraction"] < 1.0
 
 
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_mask_with_mouth_hole_fails(face, mask_type: str) -> None:
     image, lm = face
-    alpha = masks.mask_alpha(lm, image.size, mask_type)
+    alpha = paint.mask_alpha(lm, image.size, mask_type)
     # a hole wider than the check's tolerance on every side of the mouth
     iod = float(np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0))))
-    m = int(np.ceil(masks.CHECK_TOLERANCE * iod)) + 2
+    m = int(np.ceil(check.CHECK_TOLERANCE * iod)) + 2
     x0, y0 = np.floor(lm[48:68].min(0)).astype(int) - m
     x1, y1 = np.ceil(lm[48:68].max(0)).astype(int) + m
     alpha[y0:y1, x0:x1] = 0.0
-    res = masks.coverage_check(lm, alpha)
+    res = check.coverage_check(lm, alpha)
     assert not res["ok"]
     assert res["eyes_clear"]
     assert res["covered_fraction"] == pytest.approx(1 - 20 / 31)
@@ -140,8 +142,8 @@ def test_mask_with_mouth_hole_fails(face, mask_type: str) -> None:
 def test_coverage_empty_and_full(face) -> None:
     image, lm = face
     w, h = image.size
-    assert masks.coverage_check(lm, np.zeros((h, w)))["covered_fraction"] == 0.0
-    full = masks.coverage_check(lm, np.ones((h, w)))
+    assert check.coverage_check(lm, np.zeros((h, w)))["covered_fraction"] == 0.0
+    full = check.coverage_check(lm, np.ones((h, w)))
     assert full["covered_fraction"] == 1.0 and not full["eyes_clear"] and not full["ok"]
 
 
@@ -152,7 +154,7 @@ def test_coverage_empty_and_full(face) -> None:
 @pytest.mark.parametrize("degrees", [0.0, 15.0])
 def test_paper_is_exact_white_polygon(face, degrees: float) -> None:
     image, lm = variant(face, degrees, ALIGNED)
-    out, info = masks.draw_mask(image, lm, "paper", np.random.default_rng(0))
+    out, info = paint.draw_mask(image, lm, "paper", np.random.default_rng(0))
     assert {k: info[k] for k in ("mask_type", "colour", "rgb", "texture")} == {
         "mask_type": "paper",
         "colour": "white",
@@ -202,9 +204,26 @@ PAPER_VERTICES = [
 
 
 def test_paper_polygon_is_the_authors_vertices() -> None:
-    geom = masks.FaceGeometry.from_landmarks(HOPPER)
-    np.testing.assert_array_equal(masks.paper_polygon(geom), np.array(PAPER_VERTICES, float))
-    assert not hasattr(masks, "paper_outline")  # the old polygon (15 -> 27 -> 1) is gone
+    geom = geometry.FaceGeometry.from_landmarks(HOPPER)
+    np.testing.assert_array_equal(geometry.paper_polygon(geom), np.array(PAPER_VERTICES, float))
+    assert not hasattr(geometry, "paper_outline")  # the old polygon (15 -> 27 -> 1) is gone
+
+
+def _run_mask(cfg: dict, aligned: Path, landmarks: Path, out: Path, threads: int = 1) -> dict:
+    """The mask stage as its rule runs it, outputs under ``out``."""
+    import logging
+
+    return mask_stage.run(
+        StageConfig(params=cfg, wildcards={"shard": "0"}, compute=Compute(threads=threads)),
+        Files(images=aligned / "images", landmarks=landmarks),
+        Files(
+            images=out / "images",
+            masks=out / "masks.csv",
+            rejects=out / "rejects.csv",
+            sheet=out / "sheet.png",
+        ),
+        logging.getLogger("test"),
+    )
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -215,7 +234,7 @@ def test_paper_mask_is_a_fill_of_those_vertices() -> None:
     """The rendered mask agrees with a plain PIL fill of the vertices (up to anti-aliasing)."""
     size = (224, 224)
     image = Image.new("RGB", size, (0, 0, 0))
-    out, _ = masks.draw_mask(image, HOPPER, "paper", np.random.default_rng(0))
+    out, _ = paint.draw_mask(image, HOPPER, "paper", np.random.default_rng(0))
     white = np.asarray(out).min(axis=2) >= 128  # the mask covers at least half the pixel
 
     def fill(vertices) -> np.ndarray:
@@ -235,8 +254,8 @@ def test_paper_mask_is_a_fill_of_those_vertices() -> None:
 
 def test_paper_leaves_the_eyes_and_lower_lids_clear() -> None:
     """The geometry check passes the authors' polygon on the fixed face, with room above it."""
-    alpha = masks.mask_alpha(HOPPER, (224, 224), "paper")
-    assert masks.coverage_check(HOPPER, alpha) == {
+    alpha = paint.mask_alpha(HOPPER, (224, 224), "paper")
+    assert check.coverage_check(HOPPER, alpha) == {
         "ok": True,
         "covered_fraction": 1.0,
         "eyes_clear": True,
@@ -254,17 +273,17 @@ def test_check_flags_the_authors_polygon_where_it_reaches_an_eye() -> None:
     eye: the polygon is drawn as they drew it, and the geometry check says the eye is covered."""
     lm = HOPPER.copy()
     lm[15, 1] = lm[[43, 44], 1].min() - 2  # above the image-right eye's upper lid
-    assert masks.coverage_check(HOPPER, masks.mask_alpha(HOPPER, (224, 224), "paper"))["ok"]
-    alpha = masks.mask_alpha(lm, (224, 224), "paper")
-    assert masks.paper_polygon(masks.FaceGeometry.from_landmarks(lm))[15, 1] == lm[15, 1]
-    res = masks.coverage_check(lm, alpha)
+    assert check.coverage_check(HOPPER, paint.mask_alpha(HOPPER, (224, 224), "paper"))["ok"]
+    alpha = paint.mask_alpha(lm, (224, 224), "paper")
+    assert geometry.paper_polygon(geometry.FaceGeometry.from_landmarks(lm))[15, 1] == lm[15, 1]
+    res = check.coverage_check(lm, alpha)
     assert res["covered_fraction"] == 1.0 and not res["eyes_clear"] and not res["ok"]
 
 
 def test_paper_rejects_other_colour(face) -> None:
     image, lm = face
     with pytest.raises(ValueError, match="white"):
-        masks.draw_mask(image, lm, "paper", np.random.default_rng(0), colour="pink")
+        paint.draw_mask(image, lm, "paper", np.random.default_rng(0), colour="pink")
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,9 +297,9 @@ def luminance(arr: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("colour", ["light_blue", "white", "black"])
 def test_surgical_not_flat(face, colour: str) -> None:
     image, lm = face
-    out, info = masks.draw_mask(image, lm, "surgical", np.random.default_rng(0), colour=colour)
-    assert info["colour"] == colour and info["rgb"] == masks.palette("surgical")[colour]
-    body = masks.mask_alpha(lm, image.size, "surgical") > 0.99
+    out, info = paint.draw_mask(image, lm, "surgical", np.random.default_rng(0), colour=colour)
+    assert info["colour"] == colour and info["rgb"] == paint.palette("surgical")[colour]
+    body = paint.mask_alpha(lm, image.size, "surgical") > 0.99
     lum = luminance(np.asarray(out))[body]
     assert lum.std() > (2.0 if colour == "black" else 6.0)
     # Still the chosen colour on average.
@@ -295,12 +314,12 @@ def test_surgical_shading_follows_face(face) -> None:
     flat = np.full((ALIGNED, ALIGNED, 3), 160, np.uint8)
     half = flat.copy()
     half[:, : int(mid)] = 80  # the image-left half of the face is in shadow
-    body = masks.mask_alpha(lm, (ALIGNED, ALIGNED), "surgical") > 0.99
+    body = paint.mask_alpha(lm, (ALIGNED, ALIGNED), "surgical") > 0.99
     xx = np.arange(ALIGNED)[None, :].repeat(ALIGNED, 0)
     left, right = body & (xx < mid - 20), body & (xx > mid + 20)
 
     def halves(arr: np.ndarray) -> tuple[float, float]:
-        out, _ = masks.draw_mask(
+        out, _ = paint.draw_mask(
             Image.fromarray(arr), lm, "surgical", np.random.default_rng(0), colour="white"
         )
         lum = luminance(np.asarray(out))
@@ -316,11 +335,11 @@ def test_surgical_shading_follows_face(face) -> None:
 def test_surgical_has_pleats(face) -> None:
     _, lm = face
     grey = Image.new("RGB", (ALIGNED, ALIGNED), (160, 160, 160))
-    out, _ = masks.draw_mask(grey, lm, "surgical", np.random.default_rng(0), colour="white")
+    out, _ = paint.draw_mask(grey, lm, "surgical", np.random.default_rng(0), colour="white")
     lum = ndimage.uniform_filter1d(luminance(np.asarray(out)), 9, axis=1)  # smooth the texture
     # Vertical profile through the cheek under the image-left eye, inside the mask body.
     x = int(round(lm[[36, 39], 0].mean()))
-    body = masks.mask_alpha(lm, (ALIGNED, ALIGNED), "surgical")[:, x] > 0.99
+    body = paint.mask_alpha(lm, (ALIGNED, ALIGNED), "surgical")[:, x] > 0.99
     ys = np.flatnonzero(body)
     prof = lum[ys[0] + 2 : ys[-1] - 2, x]
     baseline = ndimage.median_filter(prof, 15, mode="nearest")
@@ -330,13 +349,13 @@ def test_surgical_has_pleats(face) -> None:
 
 def test_surgical_ear_loops_outside_body(face) -> None:
     image, lm = face
-    alpha = masks.mask_alpha(lm, image.size, "surgical")
+    alpha = paint.mask_alpha(lm, image.size, "surgical")
     outside = ~ndimage.binary_dilation(alpha > 0.001, iterations=2)
     src = np.asarray(image)
-    surgical = np.asarray(masks.draw_mask(image, lm, "surgical", np.random.default_rng(0))[0])
-    paper = np.asarray(masks.draw_mask(image, lm, "paper", np.random.default_rng(0))[0])
+    surgical = np.asarray(paint.draw_mask(image, lm, "surgical", np.random.default_rng(0))[0])
+    paper = np.asarray(paint.draw_mask(image, lm, "paper", np.random.default_rng(0))[0])
     paper_outside = ~ndimage.binary_dilation(
-        masks.mask_alpha(lm, image.size, "paper") > 0, iterations=1
+        paint.mask_alpha(lm, image.size, "paper") > 0, iterations=1
     )
     assert (paper[paper_outside] == src[paper_outside]).all()
     changed = (surgical != src).any(axis=2) & outside
@@ -352,11 +371,11 @@ def test_surgical_ear_loops_outside_body(face) -> None:
 # Reproducibility and errors
 
 
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_seeded_rng_reproducible(face, mask_type: str) -> None:
     image, lm = face
-    a, ia = masks.draw_mask(image, lm, mask_type, np.random.default_rng(42))
-    b, ib = masks.draw_mask(image, lm, mask_type, np.random.default_rng(42))
+    a, ia = paint.draw_mask(image, lm, mask_type, np.random.default_rng(42))
+    b, ib = paint.draw_mask(image, lm, mask_type, np.random.default_rng(42))
     assert ia == ib
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -364,25 +383,25 @@ def test_seeded_rng_reproducible(face, mask_type: str) -> None:
 def test_seeds_vary_colour(face) -> None:
     image, lm = scaled(*face, 64)
     colours = {
-        masks.draw_mask(image, lm, "surgical", np.random.default_rng(seed))[1]["colour"]
+        paint.draw_mask(image, lm, "surgical", np.random.default_rng(seed))[1]["colour"]
         for seed in range(12)
     }
     assert len(colours) >= 3
-    assert colours <= set(masks.palette("surgical"))
+    assert colours <= set(paint.palette("surgical"))
 
 
 def test_unknown_type(face) -> None:
     image, lm = face
     with pytest.raises(ValueError, match="paper, surgical, n95, kn95, cloth"):
-        masks.draw_mask(image, lm, "balaclava", np.random.default_rng(0))
+        paint.draw_mask(image, lm, "balaclava", np.random.default_rng(0))
     with pytest.raises(ValueError, match="valid types"):
-        masks.mask_alpha(lm, image.size, "visor")
+        paint.mask_alpha(lm, image.size, "visor")
 
 
 def test_unknown_colour(face) -> None:
     image, lm = face
     with pytest.raises(ValueError, match="light_blue"):
-        masks.draw_mask(image, lm, "surgical", np.random.default_rng(0), colour="purple")
+        paint.draw_mask(image, lm, "surgical", np.random.default_rng(0), colour="purple")
 
 
 def _bad(lm: np.ndarray) -> list[object]:
@@ -397,25 +416,25 @@ def test_bad_landmarks_raise(face) -> None:
     alpha = np.zeros((image.size[1], image.size[0]), np.float32)
     for bad in _bad(lm):
         with pytest.raises(ValueError, match="landmarks"):
-            masks.draw_mask(image, bad, "surgical", np.random.default_rng(0))
+            paint.draw_mask(image, bad, "surgical", np.random.default_rng(0))
         with pytest.raises(ValueError, match="landmarks"):
-            masks.mask_alpha(bad, image.size, "paper")
+            paint.mask_alpha(bad, image.size, "paper")
         with pytest.raises(ValueError, match="landmarks"):
-            masks.coverage_check(bad, alpha)
+            check.coverage_check(bad, alpha)
     eyes = lm.copy()
     eyes[36:48] = eyes[36]  # both eyes in one place: no face scale
     with pytest.raises(ValueError, match="eye"):
-        masks.draw_mask(image, eyes, "paper", np.random.default_rng(0))
+        paint.draw_mask(image, eyes, "paper", np.random.default_rng(0))
 
 
 def test_bad_arguments(face) -> None:
     image, lm = face
     with pytest.raises(ValueError):
-        masks.mask_alpha(lm, (0, 10), "paper")
+        paint.mask_alpha(lm, (0, 10), "paper")
     with pytest.raises(ValueError):
-        masks.mask_alpha(lm, image.size, "paper", supersample=0)
+        paint.mask_alpha(lm, image.size, "paper", supersample=0)
     with pytest.raises(ValueError):
-        masks.coverage_check(lm, np.zeros((10, 10, 3)))
+        check.coverage_check(lm, np.zeros((10, 10, 3)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,17 +450,17 @@ def yawed(lm: np.ndarray, squeeze: float) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_outline_follows_yaw(face, mask_type: str) -> None:
     image, lm = face
     turned = yawed(lm, 0.6)
-    geom = masks.FaceGeometry.from_landmarks(turned)
-    assert geom.yaw > masks.FaceGeometry.from_landmarks(lm).yaw + 0.15  # she turns a little
+    geom = geometry.FaceGeometry.from_landmarks(turned)
+    assert geom.yaw > geometry.FaceGeometry.from_landmarks(lm).yaw + 0.15  # she turns a little
     # the outline's image-left edge moves in with the squeezed jaw; the right edge stays
-    before, after = masks.outline(lm, mask_type), masks.outline(turned, mask_type)
+    before, after = paint.outline(lm, mask_type), paint.outline(turned, mask_type)
     assert after[:, 0].min() > before[:, 0].min() + 5
     assert abs(after[:, 0].max() - before[:, 0].max()) < 2
-    res = masks.coverage_check(turned, masks.mask_alpha(turned, image.size, mask_type))
+    res = check.coverage_check(turned, paint.mask_alpha(turned, image.size, mask_type))
     assert res["ok"], res
 
 
@@ -450,9 +469,9 @@ def test_side_turned_away_is_darker(face, mask_type: str) -> None:
     _, lm = face
     turned = yawed(lm, 0.6)  # image-left side turned away
     grey = Image.new("RGB", (ALIGNED, ALIGNED), (160, 160, 160))
-    out, _ = masks.draw_mask(grey, turned, mask_type, np.random.default_rng(0), colour=None)
+    out, _ = paint.draw_mask(grey, turned, mask_type, np.random.default_rng(0), colour=None)
     lum = luminance(np.asarray(out))
-    body = masks.mask_alpha(turned, (ALIGNED, ALIGNED), mask_type) > 0.99
+    body = paint.mask_alpha(turned, (ALIGNED, ALIGNED), mask_type) > 0.99
     xx = np.arange(ALIGNED)[None, :].repeat(ALIGNED, 0)
     nose = turned[30, 0]
     left = body & (xx < nose - 0.5 * (nose - turned[2, 0]))
@@ -463,11 +482,11 @@ def test_side_turned_away_is_darker(face, mask_type: str) -> None:
 def test_far_ear_loop_hidden(face) -> None:
     image, lm = face
     turned = yawed(lm, 0.35)
-    assert masks.FaceGeometry.from_landmarks(turned).yaw > 0.35
+    assert geometry.FaceGeometry.from_landmarks(turned).yaw > 0.35
     src = np.asarray(image)
-    out = np.asarray(masks.draw_mask(image, turned, "surgical", np.random.default_rng(0))[0])
+    out = np.asarray(paint.draw_mask(image, turned, "surgical", np.random.default_rng(0))[0])
     outside = ~ndimage.binary_dilation(
-        masks.mask_alpha(turned, image.size, "surgical") > 0.001, iterations=2
+        paint.mask_alpha(turned, image.size, "surgical") > 0.001, iterations=2
     )
     changed = (out != src).any(axis=2) & outside
     xs = np.nonzero(changed)[1]
@@ -475,14 +494,14 @@ def test_far_ear_loop_hidden(face) -> None:
     assert changed.sum() > 20
 
 
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_outline_follows_roll(face, mask_type: str) -> None:
     image, lm = face
     _, rolled = rotated(image, lm, 20.0)
     c = (np.array(image.size, float) - 1) / 2
     th = np.deg2rad(20.0)
     rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
-    got, want = masks.outline(rolled, mask_type), (masks.outline(lm, mask_type) - c) @ rot.T + c
+    got, want = paint.outline(rolled, mask_type), (paint.outline(lm, mask_type) - c) @ rot.T + c
     if mask_type == "paper":
         # the authors' polygon: its landmark vertices (jaw 1..15, 27) roll with the face; its two
         # corners take x and y from different landmarks in image axes, as their code does
@@ -495,12 +514,12 @@ def test_outline_follows_roll(face, mask_type: str) -> None:
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-@pytest.mark.parametrize("texture", masks.TEXTURES)
+@pytest.mark.parametrize("texture", geometry.TEXTURES)
 def test_cloth_textures(face, texture: str) -> None:
     image, lm = face
-    out, info = masks.draw_mask(image, lm, "cloth", np.random.default_rng(1), "navy", texture)
+    out, info = paint.draw_mask(image, lm, "cloth", np.random.default_rng(1), "navy", texture)
     assert info["texture"] == texture and info["colour"] == "navy"
-    body = masks.mask_alpha(lm, image.size, "cloth") > 0.99
+    body = paint.mask_alpha(lm, image.size, "cloth") > 0.99
     lum = luminance(np.asarray(out))[body]
     if texture == "solid":
         assert np.percentile(lum, 95) < 110  # navy, with shading only
@@ -512,58 +531,60 @@ def test_cloth_textures(face, texture: str) -> None:
 def test_cloth_texture_choices(face) -> None:
     image, lm = scaled(*face, 64)
     drawn = [
-        masks.render(image, lm, "cloth", np.random.default_rng(s), textures=["dots", "check"])
+        paint.render(image, lm, "cloth", np.random.default_rng(s), textures=["dots", "check"])
         for s in range(20)
     ]
     assert {r.info["texture"] for r in drawn} == {"dots", "check"}
     with pytest.raises(ValueError, match="texture"):
-        masks.draw_mask(image, lm, "cloth", np.random.default_rng(0), texture="tartan")
+        paint.draw_mask(image, lm, "cloth", np.random.default_rng(0), texture="tartan")
     # other types record their own fixed texture
-    assert masks.draw_mask(image, lm, "kn95", np.random.default_rng(0))[1]["texture"] == "folded"
+    assert paint.draw_mask(image, lm, "kn95", np.random.default_rng(0))[1]["texture"] == "folded"
 
 
 def test_type_choice_forms() -> None:
     rng = np.random.default_rng(0)
-    assert masks.choose_type("n95", rng) == "n95"
-    assert masks.normalise_choice(["paper", "cloth"], masks.MASK_TYPES, "mask.types") == {
+    assert choice.choose_type("n95", rng) == "n95"
+    assert choice.normalise_choice(["paper", "cloth"], geometry.MASK_TYPES, "mask.types") == {
         "paper": 1.0,
         "cloth": 1.0,
     }
-    draws = [masks.choose_type({"paper": 3.0, "kn95": 1.0}, rng) for _ in range(2000)]
+    draws = [choice.choose_type({"paper": 3.0, "kn95": 1.0}, rng) for _ in range(2000)]
     assert 0.70 < draws.count("paper") / 2000 < 0.80
     a = [
-        masks.choose_type(["paper", "n95", "cloth"], masks.image_rng(5, f"f{i}")) for i in range(30)
+        choice.choose_type(["paper", "n95", "cloth"], choice.image_rng(5, f"f{i}"))
+        for i in range(30)
     ]
     b = [
-        masks.choose_type(["paper", "n95", "cloth"], masks.image_rng(5, f"f{i}")) for i in range(30)
+        choice.choose_type(["paper", "n95", "cloth"], choice.image_rng(5, f"f{i}"))
+        for i in range(30)
     ]
     assert a == b and set(a) == {"paper", "n95", "cloth"}
     for bad in ("balaclava", ["paper", "paper"], {"paper": 0.0}, []):
         with pytest.raises(ValueError, match="mask.types"):
-            masks.normalise_choice(bad, masks.MASK_TYPES, "mask.types")
+            choice.normalise_choice(bad, geometry.MASK_TYPES, "mask.types")
 
 
 # --------------------------------------------------------------------------------------------
 # The geometry check's tolerance
 
 
-@pytest.mark.parametrize("mask_type", masks.MASK_TYPES)
+@pytest.mark.parametrize("mask_type", geometry.MASK_TYPES)
 def test_tolerance_is_a_real_margin(face, mask_type: str) -> None:
     """Shifted up by half the tolerance a mask passes; by a third of a face it fails."""
     image, lm = face
     iod = float(np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0))))
-    small = lm - np.array([0.0, 0.5 * masks.CHECK_TOLERANCE * iod])
-    assert masks.coverage_check(lm, masks.mask_alpha(small, image.size, mask_type))["ok"]
+    small = lm - np.array([0.0, 0.5 * check.CHECK_TOLERANCE * iod])
+    assert check.coverage_check(lm, paint.mask_alpha(small, image.size, mask_type))["ok"]
     big = lm - np.array([0.0, 0.33 * face_height(lm)])
-    assert not masks.coverage_check(lm, masks.mask_alpha(big, image.size, mask_type))["ok"]
+    assert not check.coverage_check(lm, paint.mask_alpha(big, image.size, mask_type))["ok"]
 
 
 def test_tolerance_zero_is_strict(face) -> None:
     """With no tolerance, paper's chin points (vertices on its edge) can fail: alpha < 0.5."""
     image, lm = face
-    alpha = masks.mask_alpha(lm, image.size, "paper")
-    strict = masks.coverage_check(lm, alpha, tolerance=0.0)
-    loose = masks.coverage_check(lm, alpha)
+    alpha = paint.mask_alpha(lm, image.size, "paper")
+    strict = check.coverage_check(lm, alpha, tolerance=0.0)
+    loose = check.coverage_check(lm, alpha)
     assert loose["ok"]
     assert strict["covered_fraction"] <= loose["covered_fraction"]
 
@@ -574,20 +595,20 @@ def test_chin_outside_the_frame(face) -> None:
     h = int(lm[8, 1]) - 10  # crop just above the chin
     crop = image.crop((0, 0, image.size[0], h))
     assert lm[8, 1] > h
-    for mask_type in masks.MASK_TYPES:
-        alpha = masks.mask_alpha(lm, crop.size, mask_type)
-        assert masks.coverage_check(lm, alpha)["ok"], mask_type
+    for mask_type in geometry.MASK_TYPES:
+        alpha = paint.mask_alpha(lm, crop.size, mask_type)
+        assert check.coverage_check(lm, alpha)["ok"], mask_type
         hole = alpha.copy()
         hole[-8:, :] = 0.0  # the mask stops short of the border
-        assert not masks.coverage_check(lm, hole)["ok"], mask_type
+        assert not check.coverage_check(lm, hole)["ok"], mask_type
 
 
 def test_render_alpha_is_mask_alpha(face) -> None:
     image, lm = face
-    for mask_type in masks.MASK_TYPES:
-        r = masks.render(image, lm, mask_type, np.random.default_rng(0))
+    for mask_type in geometry.MASK_TYPES:
+        r = paint.render(image, lm, mask_type, np.random.default_rng(0))
         np.testing.assert_allclose(
-            r.full_alpha(), masks.mask_alpha(lm, image.size, mask_type), atol=1e-6
+            r.full_alpha(), paint.mask_alpha(lm, image.size, mask_type), atol=1e-6
         )
 
 
@@ -596,19 +617,19 @@ def test_coverage_check_on_the_box_alone_equals_the_full_image(face) -> None:
     image, lm = face
     h = int(lm[8, 1]) - 10  # also a crop that cuts the chin off: the box meets the border
     for img in (image, image.crop((0, 0, image.size[0], h))):
-        for mask_type in masks.MASK_TYPES:
-            r = masks.render(img, lm, mask_type, np.random.default_rng(1))
+        for mask_type in geometry.MASK_TYPES:
+            r = paint.render(img, lm, mask_type, np.random.default_rng(1))
             for tol in (0.0, 0.05, 0.2):
-                full = masks.coverage_check(lm, r.full_alpha(), tolerance=tol)
-                boxed = masks.coverage_check(lm, r.alpha, tolerance=tol, box=r.box, size=img.size)
+                full = check.coverage_check(lm, r.full_alpha(), tolerance=tol)
+                boxed = check.coverage_check(lm, r.alpha, tolerance=tol, box=r.box, size=img.size)
                 assert boxed == full, (mask_type, tol)
     # a mask moved off the mouth fails the same way in both forms
-    r = masks.render(image, lm + (0, 40), "surgical", np.random.default_rng(1))
-    full = masks.coverage_check(lm, r.full_alpha())
+    r = paint.render(image, lm + (0, 40), "surgical", np.random.default_rng(1))
+    full = check.coverage_check(lm, r.full_alpha())
     assert not full["ok"]
-    assert masks.coverage_check(lm, r.alpha, box=r.box, size=image.size) == full
+    assert check.coverage_check(lm, r.alpha, box=r.box, size=image.size) == full
     with pytest.raises(ValueError, match="does not match box"):
-        masks.coverage_check(lm, r.alpha[1:], box=r.box, size=image.size)
+        check.coverage_check(lm, r.alpha[1:], box=r.box, size=image.size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,21 +640,19 @@ def test_coverage_check_on_the_box_alone_equals_the_full_image(face) -> None:
 def aligned_demo(tmp_path_factory, demo_folder):
     """The demo faces through the align stage (the bad inputs become rejects there)."""
     import pandas as pd
-
-    from maskprivacy.faces import align
+    from test_align import run_align
 
     root = tmp_path_factory.mktemp("aligned")
     files = sorted(p.name for p in demo_folder.glob("*_2026*.jpg"))
     pd.DataFrame({"file": files}).to_csv(root / "manifest.csv", index=False)
     cfg = {"size": 128, "upsample": [0, 1], "predictor": "", "jpeg_quality": 95}
-    summary = align.run(
+    summary = run_align(
         cfg,
         demo_folder,
         root / "manifest.csv",
         root / "images",
         root / "landmarks.csv",
         root / "rejects.csv",
-        progress=False,
     )
     assert summary["n_aligned"] >= 40
     return root
@@ -642,45 +661,27 @@ def aligned_demo(tmp_path_factory, demo_folder):
 def test_stage_masks_every_face_with_every_type(aligned_demo, tmp_path) -> None:
     import pandas as pd
 
-    cfg = {"types": list(masks.MASK_TYPES), "seed": 3, "jpeg_quality": 90}
-    summary = masks.run(
-        cfg,
-        aligned_demo / "images",
-        aligned_demo / "landmarks.csv",
-        tmp_path / "images",
-        tmp_path / "masks.csv",
-        tmp_path / "rejects.csv",
-        threads=2,
-        progress=False,
-        contact_sheet_out=tmp_path / "sheet.png",
-    )
+    cfg = {"types": list(geometry.MASK_TYPES), "seed": 3, "jpeg_quality": 90}
+    summary = _run_mask(cfg, aligned_demo, aligned_demo / "landmarks.csv", tmp_path, threads=2)
     table = pd.read_csv(tmp_path / "masks.csv")
     n = len(pd.read_csv(aligned_demo / "landmarks.csv"))
     assert summary["n_masked"] == len(table) == n and summary["n_rejects"] == 0
-    assert list(table.columns) == masks.MASK_COLUMNS
-    assert set(table["mask_type"]) == set(masks.MASK_TYPES)
-    assert set(table.loc[table.mask_type == "cloth", "texture"]) <= set(masks.TEXTURES)
-    for t in masks.MASK_TYPES:
-        assert set(table.loc[table.mask_type == t, "colour"]) <= set(masks.palette(t))
+    assert list(table.columns) == apply.MASK_COLUMNS
+    assert set(table["mask_type"]) == set(geometry.MASK_TYPES)
+    assert set(table.loc[table.mask_type == "cloth", "texture"]) <= set(geometry.TEXTURES)
+    for t in geometry.MASK_TYPES:
+        assert set(table.loc[table.mask_type == t, "colour"]) <= set(paint.palette(t))
     # the geometry check, on every masked face the test made, per type
-    assert set(summary["per_type"]) == set(masks.MASK_TYPES)
+    assert set(summary["per_type"]) == set(geometry.MASK_TYPES)
     for t, s in summary["per_type"].items():
         assert s["geometry_pass_fraction"] == 1.0, (t, s)
     assert table["geometry_ok"].all()
     assert len(list((tmp_path / "images").iterdir())) == n
     sheet = Image.open(tmp_path / "sheet.png")
-    assert sheet.size[0] == 160 * (1 + len(masks.MASK_TYPES)) and sheet.size[1] > 5 * 160
+    assert sheet.size[0] == 160 * (1 + len(geometry.MASK_TYPES)) and sheet.size[1] > 5 * 160
     # repeatable: the same seed gives the same table and pixels
     again = tmp_path / "again"
-    masks.run(
-        cfg,
-        aligned_demo / "images",
-        aligned_demo / "landmarks.csv",
-        again / "images",
-        again / "masks.csv",
-        again / "rejects.csv",
-        progress=False,
-    )
+    _run_mask(cfg, aligned_demo, aligned_demo / "landmarks.csv", again)
     pd.testing.assert_frame_equal(table, pd.read_csv(again / "masks.csv"))
     f = table["file"].iloc[0]
     np.testing.assert_array_equal(
@@ -695,16 +696,30 @@ def test_stage_single_type_and_bad_landmarks(aligned_demo, tmp_path) -> None:
     lm_table = pd.read_csv(aligned_demo / "landmarks.csv")
     lm_table.loc[0, "x36":"y47"] = 5.0  # both eyes in one place: that face cannot be masked
     lm_table.to_csv(tmp_path / "landmarks.csv", index=False)
-    summary = masks.run(
+    summary = _run_mask(
         {"types": "kn95", "textures": "dots", "seed": 0, "jpeg_quality": 90},
-        aligned_demo / "images",
+        aligned_demo,
         tmp_path / "landmarks.csv",
-        tmp_path / "images",
-        tmp_path / "masks.csv",
-        tmp_path / "rejects.csv",
-        progress=False,
+        tmp_path,
     )
     assert summary["types"] == {"kn95": len(lm_table) - 1}
     rejects = pd.read_csv(tmp_path / "rejects.csv")
     assert rejects["file"].tolist() == [lm_table["file"][0]]
     assert rejects["reason"].tolist() == ["mask_error"] and "eye" in rejects["detail"][0]
+
+
+def test_the_mask_stage_imports_no_detection_code():
+    """mask reads landmarks, it does not find them: no dlib, no detection cascade, no align."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import maskprivacy.stages.mask; "
+        "print(' '.join(m for m in sys.modules if m == 'dlib' or m.startswith('maskprivacy.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "maskprivacy.faces.landmarks" in loaded
+    for module in ("dlib", "maskprivacy.faces.detect", "maskprivacy.faces.align"):
+        assert module not in loaded

@@ -244,8 +244,7 @@ def test_paper_preset_runs_end_to_end_on_the_demo(tmp_path):
         "download": {"source": "demo", "near_duplicates": "off", "demo": {"n_images": 60}},
         "align": {"size": 96, "shards": 2, "upsample": [0, 1], "prealigned": False,
                   "eye_y": 0.40, "eye_distance": 0.30},
-        "train": {"arch": "resnet18", "epochs": 2, "batch_size": 16, "image_size": 32,
-                  "eval_batch_size": 64},
+        "train": {"arch": "resnet18", "epochs": 2, "batch_size": 16, "image_size": 32},
         # the two conditions of the paper's table (the preset's cross conditions cost two more jobs)
         "evaluate": {"bootstrap": 100, "conditions": [
             {"name": "unmasked", "train": "unmasked", "test": "unmasked"},

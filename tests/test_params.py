@@ -34,6 +34,9 @@ def test_shipped_params_are_valid():
         (lambda p: p["train"].update(seeds=[0, 0]), "train.seeds"),
         (lambda p: p["train"].update(seed=0), "train.seed: replaced by train.seeds"),
         (lambda p: p["compare"]["chance_margin"].update(age=1.0), "compare.chance_margin.age"),
+        (lambda p: p["train"].update(device="cpu"), "train.device: moved to the top-level compute"),
+        (lambda p: p["compute"].update(precision="fp8"), "compute.precision"),
+        (lambda p: p["compute"].update(epochs=3), "compute"),
     ],
 )
 def test_bad_params_name_the_key(params, edit, key):
@@ -62,4 +65,14 @@ def test_sections_match_stages():
     scripts = {p.stem for p in (ROOT / "workflow/scripts").glob("*.py")}
     rules = {p.stem for p in (ROOT / "workflow/rules").glob("*.smk")} - {"common"}
     envs = {p.stem for p in (ROOT / "workflow/envs").glob("*.yaml")}
-    assert set(params) == stages == scripts == rules == envs
+    # compute: how to compute, for train and evaluate alike; no stage of its own
+    assert set(params) - {"compute"} == stages == scripts == rules == envs
+
+
+def test_compute_section_in_params_and_presets():
+    """Compute settings live in compute:, never in train: (so changing them reruns nothing)."""
+    for path in [ROOT / "params.yaml", *sorted((ROOT / "presets").glob("*.yaml"))]:
+        params = yaml.safe_load(path.read_text())
+        assert not {"device", "compile", "precision", "eval_batch_size", "data_placement"} & set(
+            params.get("train", {})
+        ), path

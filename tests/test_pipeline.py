@@ -59,7 +59,8 @@ def tiny_params(source_folder: Path, seeds: list[int] = (0, 1)) -> dict:
     p["train"]["seeds"] = list(seeds)
     p["download"].update(source="path", path=str(source_folder))
     p["align"]["size"] = 96
-    p["train"].update(arch="resnet18", epochs=2, batch_size=16, image_size=32, eval_batch_size=64)
+    p["train"].update(arch="resnet18", epochs=2, batch_size=16, image_size=32)
+    p["compute"]["eval_batch_size"] = 64
     p["evaluate"]["bootstrap"] = 200
     p["compare"].update(bootstrap=200, permutations=999)
     return p
@@ -165,64 +166,6 @@ def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):
     assert set(split["file"]) | set(rejects["file"]) == inputs
     stats = json.loads((root / "results/compare/statistics.json").read_text())
     assert stats["accounting"]["balanced"] and stats["accounting"]["inputs"] == len(inputs)
-
-
-# What the lent GPU machine runs: benchmarks/utkface_gpu.py (the plan's jobs, align's faces from
-# a landmarks cache), here with Snakemake and dlib made unimportable, as they are there.
-WITHOUT = (
-    "import runpy, sys; sys.modules['snakemake'] = sys.modules['dlib'] = None; "
-    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-)
-SAME_AS_SNAKEMAKE = [
-    "data/download/manifest.csv",
-    "data/download/rejects.csv",
-    "data/align/0/landmarks.csv",
-    "data/align/1/rejects.csv",
-    "data/mask/0/masks.csv",
-    "data/split/split.csv",
-    "results/compare/rejects.csv",
-]
-
-
-def test_plan_runs_snakemakes_jobs_without_snakemake_or_dlib(snake_run, tmp_path, demo_folder):
-    snake_root, _ = snake_run
-    root = make_copy(tmp_path / "copy", tiny_params(demo_folder))
-    py = str(BIN / "python")
-    sh(root, py, "-m", "maskprivacy_workflow.plan", "export", "--cores", "2", "-o", "plan.json")
-    plan = json.loads((root / "plan.json").read_text())
-    rules = [j["rule"] for j in plan["jobs"]]
-    assert rules[0] == "download" and rules[-1] == "compare"
-    assert rules.count("align") == 2 and rules.count("evaluate") == 4 * 2  # 2 seeds
-    assert rules.count("train") == 2 * 2
-    listed = sh(root, py, "-m", "maskprivacy_workflow.plan", "run", "plan.json", "--dry-run").stdout
-    assert "evaluate[condition=masked_to_unmasked,seed=1]" in listed
-    assert not (root / "data").exists()  # a dry run runs nothing
-
-    bench = ROOT / "benchmarks"
-    cache = tmp_path / "landmarks.npz"
-    sh(root, py, str(bench / "landmarks_cache.py"), str(demo_folder), str(cache),
-       "--params", "params.yaml", "--workers", "1")  # fmt: skip
-    sh(root, py, "-c", WITHOUT, str(bench / "utkface_gpu.py"), "plan.json", str(cache),
-       "--timings", "timings.json", "--jobs", "2")  # fmt: skip
-    assert len(json.loads((root / "timings.json").read_text())) == len(plan["jobs"])
-    for job in plan["jobs"]:
-        for f in job["output"]["items"]:
-            assert (root / f).exists(), f
-    for f in SAME_AS_SNAKEMAKE:  # same faces, landmarks, reasons and split as Snakemake's run
-        assert (root / f).read_text() == (snake_root / f).read_text(), f
-    got = json.loads((root / "results/metrics.json").read_text())
-    want = json.loads((snake_root / "results/metrics.json").read_text())
-    assert got.keys() == want.keys()
-    assert all(got[c]["n_test"] == want[c]["n_test"] for c in ("unmasked", "masked"))
-
-    # the source gone, Snakemake would take the outputs left here as given: export refuses
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["download"]["path"] = str(tmp_path / "gone")
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    res = sh(root, py, "-m", "maskprivacy_workflow.plan", "export", "-o", "p2.json", check=False)
-    assert res.returncode == 2 and "plan: no job makes" in res.stderr
-    assert "data/download/manifest.csv (rule download)" in res.stderr
-    assert not (root / "p2.json").exists()
 
 
 def test_second_snakemake_run_does_nothing(snake_run):

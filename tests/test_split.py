@@ -233,3 +233,55 @@ def test_every_method_keeps_duplicate_groups_together():
     for method in ("stratified", "uniform", "random"):
         part, _ = split_by(method, t, (0.8, 0.1, 0.1), 3)
         assert (t.assign(part=part).groupby("group")["part"].nunique() == 1).all(), method
+
+
+def test_split_stage_accounts_for_every_file(tmp_path):
+    """The split stage, entered as the workflow enters it: faces every shard aligned and masked
+    are split, a face masked in no shard is rejected, and the data report balances."""
+    import json
+    import logging
+
+    from test_download import download_run
+
+    from maskprivacy.core.io import read_table, write_table
+    from maskprivacy.stages import split as split_stage
+    from maskprivacy.stages.entry import Files, StageConfig
+
+    d = tmp_path / "download"
+    cfg = {"source": "demo", "demo": {"n_images": 30, "seed": 1}, "near_duplicates": "keep_all"}
+    summary = download_run(
+        cfg, d / "images", d / "manifest.csv", d / "rejects.csv", groups=d / "groups.csv"
+    )
+    (d / "report.json").write_text(json.dumps(summary))
+    files = sorted(read_table(d / "manifest.csv")["file"])
+    write_table(tmp_path / "landmarks.csv", pd.DataFrame({"file": files}))
+    write_table(tmp_path / "masks.csv", pd.DataFrame({"file": files[1:]}))
+    write_table(
+        tmp_path / "mask_rejects.csv", pd.DataFrame(columns=["file", "stage", "reason", "detail"])
+    )
+    out = tmp_path / "split"
+    inputs = Files(
+        manifest=d / "manifest.csv",
+        groups=d / "groups.csv",
+        download_report=d / "report.json",
+        landmarks=[tmp_path / "landmarks.csv"],
+        masks=[tmp_path / "masks.csv"],
+        rejects=[d / "rejects.csv", tmp_path / "mask_rejects.csv"],
+    )
+    outputs = Files(
+        split=out / "split.csv",
+        rejects=out / "rejects.csv",
+        report=out / "report.json",
+        data_report=out / "data_report.json",
+        data_labels=out / "labels.png",
+    )
+    config = StageConfig(params={"method": "stratified", "fractions": [0.8, 0.1, 0.1], "seed": 0})
+    got = split_stage.run(config, inputs, outputs, logging.getLogger("test"))
+    table, rejects = read_table(out / "split.csv"), read_table(out / "rejects.csv")
+    assert sorted(table["file"]) == files[1:] and rejects["file"].tolist() == [files[0]]
+    assert got["n_images"] == len(files) - 1
+    assert got["data_report"]["accounting"]["balanced"]
+    assert (
+        json.loads((out / "data_report.json").read_text())["identity"]["group_by"] == "duplicates"
+    )
+    assert (out / "labels.png").stat().st_size > 0

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from maskprivacy.core.labels import parse_name
-from maskprivacy.model import train
+from maskprivacy.model import checkpoints, feeders, images, loop, network, predict, tasks
+from maskprivacy.model.config import TrainConfig
+from maskprivacy.stages.entry import Compute
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +22,11 @@ def demo_tensors(tmp_path_factory):
         lab = parse_name(p.name)
         rows.append({"file": p.name, "age": lab.age, "sex": lab.sex, "race": lab.race})
     table = pd.DataFrame(rows)
-    x = train.load_images(folder, table["file"].tolist(), 48, workers=2, progress=False)
-    return x, train.labels_tensor(table)
+    x = images.load_images(folder, table["file"].tolist(), 48, workers=2, progress=False)
+    return x, images.labels_tensor(table)
+
+
+CPU = Compute(device="cpu", compile=False, eval_batch_size=64)
 
 
 def small_config(**kw):
@@ -33,19 +38,16 @@ def small_config(**kw):
         image_size=48,
         seed=0,
         warmup_epochs=1,
-        compile=False,
-        device="cpu",
-        eval_batch_size=64,
     )
     cfg.update(kw)
-    return train.TrainConfig.from_params(cfg)
+    return TrainConfig.from_params(cfg)
 
 
 def test_training_clearly_beats_chance(demo_tensors):
     x, y = demo_tensors
-    model, hist = train.fit(
-        small_config(), x[:200], y[:200], x[200:], y[200:], threads=2, progress=False
-    )
+    hist = loop.train_models(
+        small_config(), CPU, x[:200], y[:200], x[200:], y[200:], threads=2, progress=False
+    ).history
     last = hist.iloc[-1]
     # chance: sex 0.5, race 0.2; always guessing the mean age gives an MAE of about 22 years
     assert last["val_sex_acc"] >= 0.85, hist
@@ -57,14 +59,15 @@ def test_training_clearly_beats_chance(demo_tensors):
 def test_seeded_runs_repeat(demo_tensors):
     x, y = demo_tensors
     cfg = small_config(epochs=1)
-    _, h1 = train.fit(cfg, x[:64], y[:64], x[64:96], y[64:96], threads=2, progress=False)
-    _, h2 = train.fit(cfg, x[:64], y[:64], x[64:96], y[64:96], threads=2, progress=False)
+    data = x[:64], y[:64], x[64:96], y[64:96]
+    h1 = loop.train_models(cfg, CPU, *data, threads=2, progress=False).history
+    h2 = loop.train_models(cfg, CPU, *data, threads=2, progress=False).history
     np.testing.assert_allclose(h1["train_loss"], h2["train_loss"], rtol=1e-5)
 
 
 def test_augment_is_seeded_and_keeps_shape():
     x = torch.randint(0, 255, (4, 3, 40, 40), dtype=torch.uint8)
-    aug = lambda: train.GPUAugment(train.TrainConfig().augment, 32, torch.device("cpu"), 7)  # noqa: E731
+    aug = lambda: images.GPUAugment(TrainConfig().augment, 32, torch.device("cpu"), 7)  # noqa: E731
     a, b = aug()(x), aug()(x)
     assert a.shape == (4, 3, 32, 32)
     torch.testing.assert_close(a, b)
@@ -74,10 +77,13 @@ def test_augment_is_seeded_and_keeps_shape():
 
 def test_checkpoint_round_trip(tmp_path):
     cfg = small_config()
-    model = train.build_model("resnet18")
-    train.save_checkpoint(model, cfg, 3, tmp_path / "m.pt")
-    loaded, payload = train.load_checkpoint(tmp_path / "m.pt")
+    model = network.build_model("resnet18")
+    checkpoints.save_checkpoint(model, cfg, 3, tmp_path / "m.pt")
+    loaded, payload = checkpoints.load_checkpoint(tmp_path / "m.pt")
     assert payload["epoch"] == 3 and payload["arch"] == "resnet18"
+    # the last layer is the one linear layer itself (no wrapper): fc.weight, fc.bias
+    assert type(model.fc) is torch.nn.Linear and model.fc.out_features == 8
+    assert {"fc.weight", "fc.bias"} <= set(payload["state_dicts"]["multitask"])
     assert list(loaded) == ["multitask"]
     x = torch.randn(2, 3, 48, 48)
     model.eval()
@@ -89,8 +95,9 @@ def test_checkpoint_round_trip(tmp_path):
 def test_paper_protocol_trains_four_single_task_models(demo_tensors, tmp_path):
     x, y = demo_tensors
     cfg = small_config(epochs=2, protocol="paper")
-    models, hist = train.fit(
+    r = loop.train_models(
         cfg,
+        CPU,
         x[:64],
         y[:64],
         x[64:96],
@@ -99,15 +106,16 @@ def test_paper_protocol_trains_four_single_task_models(demo_tensors, tmp_path):
         threads=2,
         progress=False,
     )
+    models, hist = r.models, r.history
     assert list(models) == ["sex", "race", "age", "age_group"]
-    assert [m.fc.fc.out_features for m in models.values()] == [2, 5, 1, 7]
+    assert [m.fc.out_features for m in models.values()] == [2, 5, 1, 7]
     assert {"train_loss_sex", "train_loss_age_group", "val_age_group_acc", "val_age_mae"} <= set(
         hist
     )
-    loaded, payload = train.load_checkpoint(tmp_path / "p.pt")
+    loaded, payload = checkpoints.load_checkpoint(tmp_path / "p.pt")
     assert payload["protocol"] == "paper" and list(loaded) == list(models)
-    aug = train.GPUAugment({}, 48, torch.device("cpu"), 0)
-    pred = train.predict(loaded, x[96:100], aug, torch.device("cpu"), 8)
+    aug = images.GPUAugment({}, 48, torch.device("cpu"), 0)
+    pred = predict.predict(loaded, x[96:100], aug, torch.device("cpu"), 8)
     assert pred["sex_prob"].shape == (4, 2) and pred["age_group_prob"].shape == (4, 7)
     assert pred["age"].shape == (4,)
 
@@ -116,12 +124,12 @@ def test_age_groups_match_the_paper_buckets():
     from maskprivacy.core.labels import age_bucket
 
     ages = torch.arange(0, 117, dtype=torch.float32)
-    assert train.age_group(ages).tolist() == [age_bucket(int(a)) for a in ages]
+    assert tasks.age_group(ages).tolist() == [age_bucket(int(a)) for a in ages]
 
 
 def test_missing_weights_file_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.weights"):
-        train.build_model("resnet50", str(tmp_path / "resnet50.pth"))
+        network.build_model("resnet50", str(tmp_path / "resnet50.pth"))
 
 
 def test_local_weights_are_loaded(tmp_path):
@@ -129,7 +137,7 @@ def test_local_weights_are_loaded(tmp_path):
 
     ref = torchvision.models.resnet18(weights=None)
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
-    model = train.build_model("resnet18", str(tmp_path / "r18.pth"))
+    model = network.build_model("resnet18", str(tmp_path / "r18.pth"))
     torch.testing.assert_close(model.conv1.weight, ref.conv1.weight)
 
 
@@ -138,8 +146,8 @@ def test_pinned_feeder_gives_the_same_batches_as_device_feeder():
     y = torch.arange(30, dtype=torch.float32).view(10, 3)
     order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
     dev = torch.device("cpu")
-    a = list(train.DeviceFeeder(x, y, dev).batches(order, 4, 2))
-    b = list(train.PinnedFeeder(x, y, dev).batches(order, 4, 2))
+    a = list(feeders.DeviceFeeder(x, y, dev).batches(order, 4, 2))
+    b = list(feeders.PinnedFeeder(x, y, dev).batches(order, 4, 2))
     assert len(a) == len(b) == 2
     for (xa, ya), (xb, yb) in zip(a, b, strict=True):
         torch.testing.assert_close(xa, xb)
@@ -151,16 +159,18 @@ def test_pinned_feeder_gives_the_same_batches_as_device_feeder():
 def test_placement_choice_and_errors():
     x, y = torch.zeros(4, 3, 2, 2, dtype=torch.uint8), torch.zeros(4, 3)
     cpu = torch.device("cpu")
-    assert isinstance(train.make_feeder(x, y, cpu, "auto"), train.DeviceFeeder)
-    assert isinstance(train.make_feeder(x, y, cpu, "pinned"), train.PinnedFeeder)
+    assert isinstance(feeders.make_feeder(x, y, cpu, "auto"), feeders.DeviceFeeder)
+    assert isinstance(feeders.make_feeder(x, y, cpu, "pinned"), feeders.PinnedFeeder)
     with pytest.raises(ValueError, match="data_placement"):
-        train.make_feeder(x, y, cpu, "disk")
+        feeders.make_feeder(x, y, cpu, "disk")
 
 
 def test_fit_through_the_pinned_path(demo_tensors):
     x, y = demo_tensors
-    cfg = small_config(epochs=1, data_placement="pinned")
-    _, hist = train.fit(cfg, x[:64], y[:64], x[64:96], y[64:96], threads=2, progress=False)
+    cfg = small_config(epochs=1)
+    pinned = Compute(device="cpu", compile=False, eval_batch_size=64, data_placement="pinned")
+    data = x[:64], y[:64], x[64:96], y[64:96]
+    hist = loop.train_models(cfg, pinned, *data, threads=2, progress=False).history
     assert len(hist) == 1 and np.isfinite(hist["train_loss"]).all()
 
 
@@ -182,20 +192,24 @@ def _states_equal(a: dict, b: dict) -> bool:
 def test_resume_after_a_kill_repeats_an_uninterrupted_run(demo_tensors, tmp_path, monkeypatch):
     cfg = small_config(epochs=3, image_size=32, batch_size=16)
     data = _tiny(*demo_tensors)
-    whole = train.train_models(cfg, *data, tmp_path / "a.pt", threads=2, progress=False, key="k")
+    whole = loop.train_models(
+        cfg, CPU, *data, tmp_path / "a.pt", threads=2, progress=False, key="k"
+    )
 
-    real_write = train.write_checkpoint
+    real_write = loop.write_checkpoint
 
     def dying_write(payload, path):
         real_write(payload, path)
         if payload["epoch"] == 2:
             raise Killed  # killed after the checkpoint of epoch 2 was written
 
-    monkeypatch.setattr(train, "write_checkpoint", dying_write)
+    monkeypatch.setattr(loop, "write_checkpoint", dying_write)
     with pytest.raises(Killed):
-        train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
-    monkeypatch.setattr(train, "write_checkpoint", real_write)
-    again = train.train_models(cfg, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
+        loop.train_models(cfg, CPU, *data, tmp_path / "b.pt", threads=2, progress=False, key="k")
+    monkeypatch.setattr(loop, "write_checkpoint", real_write)
+    again = loop.train_models(
+        cfg, CPU, *data, tmp_path / "b.pt", threads=2, progress=False, key="k"
+    )
     assert again.resumed_after == 2 and whole.resumed_after == 0
     pd.testing.assert_frame_equal(
         whole.history.drop(columns=["seconds", "images_per_s"]),
@@ -210,13 +224,13 @@ def test_a_checkpoint_of_other_params_is_ignored(demo_tensors, tmp_path, caplog)
     cfg = small_config(epochs=1, image_size=32, batch_size=16)
     data = _tiny(*demo_tensors)
     ckpt = tmp_path / "c.pt"
-    train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="old")
+    loop.train_models(cfg, CPU, *data, ckpt, threads=2, progress=False, key="old")
     with caplog.at_level("INFO"):
-        r = train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="new")
+        r = loop.train_models(cfg, CPU, *data, ckpt, threads=2, progress=False, key="new")
     assert r.resumed_after == 0 and len(r.history) == 1
     assert "other train params or inputs" in caplog.text
     with caplog.at_level("INFO"):
-        r = train.train_models(cfg, *data, ckpt, threads=2, progress=False, key="new")
+        r = loop.train_models(cfg, CPU, *data, ckpt, threads=2, progress=False, key="new")
     assert r.resumed_after == 1 and "resuming after epoch 1 of 1" in caplog.text
 
 
@@ -227,22 +241,22 @@ def test_select_best_val_keeps_each_networks_best_epoch(demo_tensors, protocol):
         epochs=epochs, image_size=32, batch_size=16, select="best_val", protocol=protocol
     )
     x, y, xv, yv = _tiny(*demo_tensors)
-    r = train.train_models(cfg, x, y, xv, yv, threads=2, progress=False)
+    r = loop.train_models(cfg, CPU, x, y, xv, yv, threads=2, progress=False)
     hist = r.history
     assert len(set(hist["val_loss"])) > 1  # the epochs differ, so the choice matters
     # the models given back are the kept epochs' weights: they score what the history says
-    aug = train.GPUAugment({}, 32, torch.device("cpu"), 0)
-    pred = train.predict(r.models, xv, aug, torch.device("cpu"), 64, "fp32", yv, cfg)
+    aug = images.GPUAugment({}, 32, torch.device("cpu"), 0)
+    pred = predict.predict(r.models, xv, aug, torch.device("cpu"), 64, "fp32", yv, cfg)
     now = {"val_loss": float(pred["loss"])}
-    now.update({f"val_{k}": v for k, v in train.prediction_metrics(pred, yv.numpy()).items()})
+    now.update({f"val_{k}": v for k, v in predict.prediction_metrics(pred, yv.numpy()).items()})
     for task, k in r.kept.items():
-        metric, lower = train.SELECT_ON[task]
+        metric, lower = loop.SELECT_ON[task]
         best = hist[metric].idxmin() if lower else hist[metric].idxmax()
         assert k["epoch"] == int(hist.loc[best, "epoch"]) and k["on"] == metric
         assert k["score"] == pytest.approx(hist.loc[best, metric])
         if metric != "val_loss" or protocol == "multitask":
             assert now[metric] == pytest.approx(k["score"], rel=1e-5), (task, now, r.kept)
-    summary = train.selection_summary(r.kept, "best_val")
+    summary = loop.selection_summary(r.kept, "best_val")
     assert {"select", "kept_epoch", "kept_on", "kept_score"} <= set(summary)
     assert summary["select"] == "best_val" and 1 <= summary["kept_epoch"] <= epochs
     if protocol == "multitask":
@@ -254,3 +268,73 @@ def test_select_best_val_keeps_each_networks_best_epoch(demo_tensors, protocol):
             "age",
             "age_group",
         }
+
+
+# ---------------------------------------------------------------- the train and evaluate stages
+
+
+def test_train_and_evaluate_stages_compute_as_compute_says(tmp_path):
+    """The stages through the stage contract: train writes model, history and report and removes
+    its checkpoint; evaluate scores that model. Device, precision, compile, batch size for
+    evaluation and data placement come from ``config.compute`` only: train params naming a
+    device that does not exist here change nothing."""
+    import json
+
+    from maskprivacy.core.io import read_table, write_table
+    from maskprivacy.datasets import demo
+    from maskprivacy.stages import evaluate, train
+    from maskprivacy.stages.entry import Files, StageConfig, run_stage
+
+    paths = demo.generate(tmp_path / "images", n_images=40, seed=3, progress=False)
+    rows = [{"file": p.name, **vars(parse_name(p.name))} for p in paths]
+    table = pd.DataFrame(rows).assign(split=["train"] * 24 + ["val"] * 8 + ["test"] * 8)
+    table["age_bucket"] = [parse_name(f).age_bucket for f in table["file"]]
+    write_table(tmp_path / "split.csv", table)
+    (tmp_path / "download.json").write_text(json.dumps({"source": "demo", "n_inputs": 40}))
+    compute = Compute(threads=2, device="cpu", compile=False, eval_batch_size=16)
+    params = dict(arch="resnet18", epochs=1, batch_size=8, image_size=32, seeds=[0])
+    images = [str(tmp_path / "images")]
+    out = tmp_path / "train"
+    run_stage(
+        "train",
+        train.run,
+        StageConfig(
+            params={**params, "device": "cuda:9", "precision": "bf16", "data_placement": "disk"},
+            wildcards={"dataset": "unmasked", "seed": "0"},
+            compute=compute,
+        ),
+        Files(split=str(tmp_path / "split.csv"), images=images),
+        Files(model=str(out / "model.pt"), history=str(out / "h.csv"), report=str(out / "r.json")),
+    )
+    report = json.loads((out / "r.json").read_text())
+    assert report["n_train"] == 24 and report["n_val"] == 8 and report["dataset"] == "unmasked"
+    assert len(read_table(out / "h.csv")) == 1 and not (out / "checkpoint.pt").exists()
+    ev = tmp_path / "evaluate"
+    summary = run_stage(
+        "evaluate",
+        evaluate.run,
+        StageConfig(
+            params={
+                "conditions": [{"name": "unmasked", "train": "unmasked", "test": "unmasked"}],
+                "bootstrap": 20,
+                "seed": 0,
+            },
+            wildcards={"condition": "unmasked", "seed": "0"},
+            compute=compute,
+        ),
+        Files(
+            split=str(tmp_path / "split.csv"),
+            model=str(out / "model.pt"),
+            images=images,
+            download_report=str(tmp_path / "download.json"),
+        ),
+        Files(
+            predictions=str(ev / "predictions.csv"),
+            metrics=str(ev / "metrics.json"),
+            plots=str(ev / "plots"),
+        ),
+    )
+    assert summary["n_test"] == 8 and set(summary) >= {"sex", "race", "age"}
+    assert len(read_table(ev / "predictions.csv")) == 8
+    assert json.loads((ev / "metrics.json").read_text())["data_source"] == "demo"
+    assert (ev / "plots" / "age_unmasked_seed0.png").exists()

@@ -14,11 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import ROOT
-from test_download import jpeg_bytes, make_tar
+from test_download import download_run, jpeg_bytes, make_tar
 
 from maskprivacy.core.io import read_table
 from maskprivacy.core.labels import Labels
-from maskprivacy.datasets import download
 from maskprivacy.datasets.defects import KINDS, DefectPolicy, load_fixes, name_defect
 from maskprivacy.datasets.verify import (
     PUBLISHED_ALIGNED_FILES,
@@ -29,6 +28,7 @@ from maskprivacy.datasets.verify import (
     resolve_mode,
     verify,
 )
+from maskprivacy.stages import download
 
 SHARED = ROOT.parent / "shared" / "data" / "UTKFace.tar.gz"
 DEFECTS = {
@@ -240,7 +240,7 @@ def test_run_verifies_every_packaging(tmp_path, fake_reference, packaging):
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_bytes(b)
     vt = tmp_path / "out" / "verification.csv"
-    summary = download.run(_cfg(src), *_outs(tmp_path), verification_out=vt, progress=False)
+    summary = download_run(_cfg(src), *_outs(tmp_path), verification=vt)
     v = summary["verification"]
     assert v["mode"] == "error" and v["status"] == "verified"
     assert (v["n_verified"], v["n_missing"], v["n_altered"], v["n_extra"]) == (5, 0, 0, 0)
@@ -257,20 +257,20 @@ def test_run_mismatch_is_an_error_and_writes_nothing(tmp_path, fake_reference):
     entries["UTKFace/44_1_0_20170101120000044.jpg.chip.jpg"] = jpeg_bytes(44)  # extra
     archive = make_tar(tmp_path / "UTKFace.tar.gz", entries)
     with pytest.raises(VerificationError) as err:
-        download.run(_cfg(archive), *_outs(tmp_path), progress=False)
+        download_run(_cfg(archive), *_outs(tmp_path))
     msg = str(err.value)
     assert "3 verified, 1 missing, 1 altered" in msg and "1 extra" in msg
     assert names[0] in msg and names[1] in msg and "download.verify" in msg
     assert not (tmp_path / "out" / "manifest.csv").exists()
     assert not (tmp_path / "out" / "images").exists()
 
-    summary = download.run(_cfg(archive, verify="warn"), *_outs(tmp_path), progress=False)
+    summary = download_run(_cfg(archive, verify="warn"), *_outs(tmp_path))
     v = summary["verification"]
     assert v["mode"] == "warn" and v["status"] == "MISMATCH"
     assert (v["n_verified"], v["n_missing"], v["n_altered"], v["n_extra"]) == (3, 1, 1, 1)
     assert summary["n_images"] == 5
 
-    summary = download.run(_cfg(archive, verify=False), *_outs(tmp_path), progress=False)
+    summary = download_run(_cfg(archive, verify=False), *_outs(tmp_path))
     assert summary["verification"] == {
         "mode": "off",
         "why": "download.verify is off",
@@ -283,14 +283,14 @@ def test_wild_files_under_variant_aligned_get_a_hint(tmp_path, fake_reference):
     entries = {f"part1/{n.removesuffix('.chip.jpg')}": b for n, b in files.items()}
     archive = make_tar(tmp_path / "part1.tar.gz", entries)
     with pytest.raises(VerificationError, match="download.variant to wild"):
-        download.run(_cfg(archive), *_outs(tmp_path), progress=False)
+        download_run(_cfg(archive), *_outs(tmp_path))
 
 
 def test_run_other_images_are_not_verified(tmp_path, fake_reference):
     src = tmp_path / "in"
     src.mkdir()
     (src / "30_1_1_20260101000000001.jpg.chip.jpg").write_bytes(jpeg_bytes(1))
-    summary = download.run(_cfg(src), *_outs(tmp_path), progress=False)
+    summary = download_run(_cfg(src), *_outs(tmp_path))
     assert summary["verification"]["status"] == "not verified"
     assert "no file carries a published" in summary["verification"]["why"]
 

@@ -2,7 +2,8 @@
 
 The Snakefile is the one description of the DAG. This module builds Snakemake's job DAG for the
 default target (with ``params.yaml`` as config) and writes one DVC stage per rule: its inputs
-become ``deps`` (plus the rule's script and the package module of the same name), its outputs
+become ``deps`` (plus the rule's script; the package modules it computes with are rule inputs,
+see :mod:`maskprivacy_workflow.codedeps`), its outputs
 ``outs`` (metrics and plots where they are), the params the rule is passed (sections, or keys
 of one such as ``evaluate.conditions``) become ``params``, and its command runs that rule alone
 through Snakemake. A rule with wildcards becomes a ``foreach`` stage keyed by the wildcard values
@@ -17,11 +18,13 @@ in more than the wildcards (the model and image folders of ``evaluate@masked_to_
 from __future__ import annotations
 
 import argparse
-import ast
+import contextlib
 import functools
+import io
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +44,57 @@ PLOTS = {"results/evaluate/{condition}/seed{seed}/plots", "results/compare/plots
 SNAKEMAKE = "snakemake --cores all --quiet rules --force --allowed-rules {rule} -- {targets}"
 
 
+@contextlib.contextmanager
+def workflow_dag(root: Path) -> Iterator[Any]:
+    """Snakemake's workflow for ``root``'s Snakefile with its job DAG built (all jobs forced)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import DAGSettings, OutputSettings, ResourceSettings
+
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api,
+    ):
+        wapi = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            snakefile=root / "Snakefile",
+            workdir=root,
+        )
+        wapi.dag(DAGSettings(forceall=True))
+        wf = wapi._workflow  # the public API has no job listing (Snakemake is pinned)
+        wf._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+        wf._build_dag()
+        yield wf
+
+
+def config_paths(value: Any, config: dict[str, Any]) -> list[str]:
+    """Where in the config a rule's param comes from, as DVC names params: a section
+    (``align``), a key of one (``evaluate.conditions``), or several sections when the param is
+    a selection of them (compare's ``all``: every section but ``compute``); [] if none."""
+    for sec, cfg in config.items():
+        if isinstance(value, dict | list) and value == cfg:
+            return [sec]
+        if isinstance(cfg, dict):
+            for key, v in cfg.items():
+                if isinstance(value, dict | list) and value and value == v:
+                    return [f"{sec}.{key}"]
+    if isinstance(value, dict) and len(value) > 1:
+        if all(k in config and v == config[k] for k, v in value.items()):
+            return sorted(value)
+    return []
+
+
 def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
     """The jobs of the Snakemake DAG for the default target, forced, as plain dicts."""
-    from maskprivacy_workflow.plan import config_path, workflow_dag
-
     with workflow_dag(root) as wf:
         config = wf.config
         jobs = []
         for job in wf.dag.jobs:
             rule = job.rule
-            # the params a rule passes from the config: a section ("align") or a key of one
-            # ("evaluate.conditions"), as DVC names them
-            sections = sorted(
-                {".".join(where) for v in job.params if (where := config_path(v, config))}
+            params = {p for v in job.params for p in config_paths(v, config)}
+            # a key of a section listed whole is tracked already (compare: all, and seeds)
+            params = sorted(
+                p for p in params if p.split(".")[0] == p or p.split(".")[0] not in params
             )
             jobs.append(
                 {
@@ -65,7 +106,7 @@ def snakemake_jobs(root: Path) -> list[dict[str, Any]]:
                     "input_patterns": [str(f) for f in rule.input if isinstance(f, str)],
                     "output_patterns": [str(f) for f in rule.output],
                     "script": rule.script,
-                    "params": sections,
+                    "params": params,
                     "is_target": rule.name == wf.default_target,
                 }
             )
@@ -79,53 +120,6 @@ def _input_names(job: Any) -> list[str]:
         for i in range(start, end if end is not None else start + 1):
             names[i] = name if (end is None or end - start == 1) else f"{name}{i - start}"
     return names
-
-
-def package_modules(root: Path, script: Path) -> list[str]:
-    """The package modules a script imports, directly or through other package modules.
-
-    Any import form counts (``import maskprivacy.x.y``, ``from maskprivacy.x import y`` where
-    ``y`` is a module or a name, ``from . import y``, ``from .y import z``); an import inside a
-    function counts too. Each module's package ``__init__`` files are not listed (they are empty).
-    """
-    src = root / "src"
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        path = todo.pop()
-        for mod in _imported(path, src):
-            f = _module_file(src, mod)
-            if f is not None and f not in seen:
-                seen.add(f)
-                todo.append(f)
-    return sorted(str(f.relative_to(root)) for f in seen)
-
-
-def _imported(path: Path, src: Path) -> list[str]:
-    """Dotted names of what ``path`` imports from the maskprivacy package (modules or names)."""
-    tree = ast.parse(path.read_text(), str(path))
-    try:
-        here = ".".join(path.relative_to(src).with_suffix("").parts)
-    except ValueError:
-        here = ""
-    out: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = here.split(".")[: -node.level]
-                base = ".".join([*parent, base] if base else parent)
-            out.append(base)
-            out += [f"{base}.{a.name}" for a in node.names]
-    return [m for m in out if m == "maskprivacy" or m.startswith("maskprivacy.")]
-
-
-def _module_file(src: Path, dotted: str) -> Path | None:
-    """The .py file of a dotted module name under src/, or None (a package, or a name)."""
-    f = src.joinpath(*dotted.split(".")).with_suffix(".py")
-    return f if f.is_file() else None
 
 
 def _template(path: str, job: dict[str, Any]) -> str:
@@ -164,7 +158,6 @@ def build(root: Path) -> dict[str, Any]:
         if first["script"]:
             script = (root / "workflow" / "rules" / first["script"]).resolve()
             deps.append(str(script.relative_to(root)))
-            deps += package_modules(root, script)
         outs: list[Any] = []
         metrics: list[Any] = []
         plots: list[Any] = []

@@ -2,6 +2,8 @@ rule align:
     input:
         images="data/download/images",
         manifest="data/download/manifest.csv",
+        landmarks=align_landmarks_input,  # align.landmarks: faces' landmarks from elsewhere
+        code=code("align"),
     output:
         images=directory("data/align/{shard}/images"),
         landmarks="data/align/{shard}/landmarks.csv",

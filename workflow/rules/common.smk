@@ -1,4 +1,20 @@
 # Helper functions shared by the rules (kept apart from the rules, as the Snakemake linter asks).
+from maskprivacy_workflow.codedeps import stage_code
+
+
+def code(stage):
+    """The package modules workflow/scripts/<stage>.py computes with, as inputs: an edit to one
+    reruns the stage and what follows, under Snakemake (a newer input with a new checksum) and
+    DVC (dvc.yaml lists them as deps). Result-neutral helpers (logging, progress bars, atomic
+    writes, the stage entry: maskprivacy_workflow.codedeps.RESULT_NEUTRAL) are left out, so
+    editing them reruns nothing."""
+    return stage_code(workflow.basedir, f"workflow/scripts/{stage}.py")
+
+
+def tracked_config():
+    """Every params.yaml section but compute (how to compute, never what): compare reports
+    them all, and reruns when any changes, under Snakemake and DVC alike."""
+    return {k: v for k, v in config.items() if k != "compute"}
 
 
 def download_inputs(wildcards):
@@ -15,6 +31,12 @@ def label_fixes_input(wildcards):
         config["download"].get("label_fixes")
         or "src/maskprivacy/data/utkface_label_fixes.csv"
     )
+
+
+def align_landmarks_input(wildcards):
+    """align.landmarks (landmarks computed elsewhere, by file sha256) is an input when set."""
+    path = config["align"].get("landmarks", "")
+    return [path] if path else []
 
 
 def shard_tables(stage, name):

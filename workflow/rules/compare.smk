@@ -39,6 +39,7 @@ rule compare:
         sheet="results/mask/0/contact_sheet.png",
         download_report="data/download/report.json",
         data_report="results/data/report.json",
+        code=code("compare"),
     output:
         metrics="results/metrics.json",
         statistics="results/compare/statistics.json",
@@ -57,6 +58,6 @@ rule compare:
         cfg=config["compare"],
         conditions=config["evaluate"]["conditions"],
         seeds=config["train"]["seeds"],
-        all=config,
+        all=tracked_config(),  # every section but compute
     script:
         "../scripts/compare.py"

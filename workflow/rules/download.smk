@@ -3,6 +3,7 @@ rule download:
         sources=download_inputs,
         reference="src/maskprivacy/data/utkface_aligned_sha256.csv.gz",
         fixes=label_fixes_input,
+        code=code("download"),
     output:
         images=directory("data/download/images"),
         manifest="data/download/manifest.csv",

@@ -4,6 +4,7 @@ rule evaluate:
         model=lambda wildcards: condition_model(wildcards.condition, wildcards.seed),
         images=lambda wildcards: dataset_images(CONDITION[wildcards.condition]["test"]),
         download_report="data/download/report.json",
+        code=code("evaluate"),
     output:
         predictions="results/evaluate/{condition}/seed{seed}/predictions.csv",
         metrics="results/evaluate/{condition}/seed{seed}/metrics.json",
@@ -19,6 +20,5 @@ rule evaluate:
         gpu=1,
     params:
         cfg=config["evaluate"],
-        train=config["train"],
     script:
         "../scripts/evaluate.py"

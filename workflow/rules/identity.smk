@@ -2,6 +2,7 @@ rule identity:
     input:
         images="data/align/{shard}/images",
         landmarks="data/align/{shard}/landmarks.csv",
+        code=code("identity"),
     output:
         descriptors="data/identity/{shard}/descriptors.csv",
         rejects="data/identity/{shard}/rejects.csv",

@@ -2,6 +2,7 @@ rule mask:
     input:
         images="data/align/{shard}/images",
         landmarks="data/align/{shard}/landmarks.csv",
+        code=code("mask"),
     output:
         images=directory("data/mask/{shard}/images"),
         masks="data/mask/{shard}/masks.csv",

@@ -11,6 +11,7 @@ rule split:
             *shard_tables("align", "rejects.csv"),
             *shard_tables("mask", "rejects.csv"),
         ],
+        code=code("split"),
     output:
         **identity_outputs(),
         split="data/split/split.csv",

@@ -2,6 +2,7 @@ rule train:
     input:
         split="data/split/split.csv",
         images=lambda wildcards: dataset_images(wildcards.dataset),
+        code=code("train"),
     output:
         model="results/train/{dataset}/seed{seed}/model.pt",
         history="results/train/{dataset}/seed{seed}/history.csv",

@@ -1,20 +1,6 @@
 """download: fetch the images, verify them, handle label defects and duplicates; write the tables."""
 
-import time
+from maskprivacy.stages import download
+from maskprivacy.stages.entry import from_snakemake
 
-from maskprivacy.core.logs import finish, logger
-from maskprivacy.datasets import download
-
-log = logger("download", snakemake.log[0])
-t0 = time.perf_counter()
-summary = download.run(
-    snakemake.params.cfg,
-    snakemake.output.images,
-    snakemake.output.manifest,
-    snakemake.output.rejects,
-    groups_out=snakemake.output.groups,
-    pairs_out=snakemake.output.pairs,
-    verification_out=snakemake.output.verification,
-    sheet_out=snakemake.output.sheet,
-)
-finish("download", summary, t0, snakemake.output.report, log)
+from_snakemake(download.run, snakemake)

@@ -19,26 +19,15 @@ HTML report that states the answer first (:mod:`maskprivacy.analysis.answer`).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from maskprivacy.analysis import answer, paper_protocol, stats
-from maskprivacy.core.io import atomic_dir, read_table, write_json, write_table, write_text
+from maskprivacy.analysis import answer, stats
+from maskprivacy.analysis.conditions import condition_metrics, ensemble_predictions, headline
+from maskprivacy.analysis.metrics import accuracy, mae
 from maskprivacy.core.labels import RACES, SEXES
-from maskprivacy.model.evaluate import (
-    condition_metrics,
-    ensemble_predictions,
-    group_differences,
-    group_table,
-    headline,
-    test_part,
-)
-from maskprivacy.report import html as html_report
-from maskprivacy.report import plots
 
 ATTRS = ("sex", "race", "age")
 METRIC = {"sex": "accuracy", "race": "accuracy", "age": "mae"}
@@ -78,11 +67,9 @@ def by_mask_type(
             tt, pp = t.loc[idx], df.loc[idx]
             rows[str(mtype)] = {
                 "n": int(len(idx)),
-                "sex_accuracy": float((pp["sex_pred"].to_numpy() == tt["sex"].to_numpy()).mean()),
-                "race_accuracy": float(
-                    (pp["race_pred"].to_numpy() == tt["race"].to_numpy()).mean()
-                ),
-                "age_mae": float((pp["age_pred"] - tt["age"]).abs().mean()),
+                "sex_accuracy": accuracy(tt["sex"].to_numpy(), pp["sex_pred"].to_numpy()),
+                "race_accuracy": accuracy(tt["race"].to_numpy(), pp["race_pred"].to_numpy()),
+                "age_mae": mae(tt["age"].to_numpy(), pp["age_pred"].to_numpy()),
             }
         out[cond["name"]] = rows
     return out
@@ -103,13 +90,13 @@ def chance_levels(split: pd.DataFrame) -> dict[str, Any]:
         out[attr] = {
             "guess": names[k],
             "rule": "always the training majority class",
-            "accuracy": float((test[attr].to_numpy() == k).mean()),
+            "accuracy": accuracy(test[attr].to_numpy(), k),
         }
     median = float(np.median(train["age"].to_numpy(float)))
     out["age"] = {
         "guess": median,
         "rule": "always the training median age",
-        "mae": float(np.abs(test["age"].to_numpy(float) - median).mean()),
+        "mae": mae(test["age"].to_numpy(float), median),
     }
     return out
 
@@ -271,113 +258,3 @@ def metrics_summary(statistics: dict[str, Any]) -> dict[str, Any]:
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (_drop_none(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}
-
-
-def run(
-    cfg: dict[str, Any],
-    conditions: list[dict[str, str]],
-    split_table: str | Path,
-    predictions: dict[str, dict[int, str | Path]],
-    condition_metrics: dict[str, dict[int, str | Path]],
-    condition_plots: dict[str, dict[int, str | Path]],
-    histories: dict[str, str | Path],
-    reject_tables: list[str | Path],
-    masks_table: list[str | Path] | None,
-    n_inputs: int,
-    data_source: str,
-    all_params: dict[str, Any],
-    out_metrics: str | Path,
-    out_statistics: str | Path,
-    out_groups: str | Path,
-    out_rejects: str | Path,
-    out_plots: str | Path,
-    out_report: str | Path,
-    contact_sheets: list[str | Path] = (),
-    train_reports: dict[str, str | Path] | None = None,
-    data_report: str | Path | None = None,
-    identity_sheet: str | Path | None = None,
-) -> dict[str, Any]:
-    """``predictions``, ``condition_metrics`` and ``condition_plots`` are keyed by condition,
-    then training seed; ``histories`` and ``train_reports`` (each model's ``report.json``, which
-    tells the epoch it kept) by a label of each model (``masked seed 0``)."""
-    demo = data_source == "demo"
-    split = read_table(split_table)
-    test = test_part(split_table)
-    names = [c["name"] for c in conditions]
-    preds = {n: {int(s): read_table(f) for s, f in predictions[n].items()} for n in names}
-    for name, by_seed in preds.items():
-        for s, df in by_seed.items():
-            if df["file"].tolist() != test["file"].tolist():
-                raise ValueError(
-                    f"compare: predictions of {name!r} (seed {s}) are not on the split's test "
-                    "images"
-                )
-    full = {
-        n: {int(s): json.loads(Path(f).read_text()) for s, f in condition_metrics[n].items()}
-        for n in names
-    }
-    per_seed = {
-        n: {
-            s: {k: v for k, v in m.items() if k not in ("condition", "data_source", "seed")}
-            for s, m in by.items()
-        }
-        for n, by in full.items()
-    }
-    base = cfg["baseline"]
-    core, ens = compare_conditions(test, split, preds, per_seed, base, cfg)
-    rejects = pd.concat([read_table(t) for t in reject_tables], ignore_index=True)
-    masks = (  # one table per shard
-        pd.concat([read_table(t) for t in masks_table], ignore_index=True) if masks_table else None
-    )
-    groups = group_table(test, ens)
-    statistics = {
-        "data_source": data_source,
-        "demo": demo,
-        **core,
-        "condition_definitions": conditions,
-        "by_mask_type": by_mask_type(test, ens, conditions, masks),
-        "accounting": accounting(n_inputs, split, rejects),
-        "split_counts": split["split"].value_counts().to_dict(),
-        "model_selection": paper_protocol.load_model_selection(train_reports or {}),
-    }
-    metrics = metrics_summary(statistics)
-    with atomic_dir(out_plots) as tmp:
-        plots.learning_curves_png(
-            {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
-        )
-        bars = [
-            {
-                "condition": name,
-                "attribute": attr,
-                "metric": m["metric"],
-                "estimate": m["estimate"],
-                "low": m["low"],
-                "high": m["high"],
-            }
-            for name, c in statistics["conditions"].items()
-            for attr, m in c["seed_mean"].items()
-        ]
-        plots.comparison_bars_png(bars, tmp / "comparison.png", demo=demo)
-        for name in preds:
-            if name != base:
-                plots.group_heatmap_png(
-                    group_differences(groups, name, base),
-                    f"{name} minus {base}, per race x age group (seed ensemble)",
-                    tmp / f"groups_{name}_vs_{base}.png",
-                    demo=demo,
-                )
-    write_table(out_groups, groups)
-    write_table(out_rejects, rejects.sort_values(["stage", "file"], kind="stable"))
-    write_json(out_statistics, statistics)
-    # the per-condition plots of the first seed (every seed's are under results/evaluate/)
-    first = statistics["seeds"][0]
-    plot_dirs = [Path(out_plots), *[Path(condition_plots[n][first]) for n in names]]
-    data = json.loads(Path(data_report).read_text()) if data_report else None
-    write_text(
-        out_report,
-        html_report.render(
-            statistics, all_params, plot_dirs, list(contact_sheets), data, identity_sheet
-        ),
-    )
-    write_json(out_metrics, metrics)
-    return metrics

@@ -25,13 +25,15 @@ returned (an undefined value is ``None``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
-CLASSIFICATION_ATTRIBUTES = ("sex", "race")
+from maskprivacy.analysis.metrics import accuracy, balanced_accuracy, mae, per_class_recall, rmse
+
 REGRESSION_ATTRIBUTES = ("age",)
 # Upper bound on resampled index values held in memory at once (int64): 2**24 -> 128 MiB.
 _MAX_CHUNK_CELLS = 1 << 24
@@ -88,17 +90,11 @@ def classification_metrics(y_true: Any, y_pred: Any, n_classes: int) -> dict[str
     confusion = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(
         n_classes, n_classes
     )
-    support = confusion.sum(axis=1)
-    diag = np.diag(confusion)
-    recall: list[float | None] = [
-        float(diag[i] / support[i]) if support[i] else None for i in range(n_classes)
-    ]
-    present = [r for r in recall if r is not None]
     return {
-        "accuracy": float(diag.sum() / len(t)),
-        "balanced_accuracy": float(np.mean(present)),
-        "per_class_recall": recall,
-        "support": support.tolist(),
+        "accuracy": accuracy(t, p),
+        "balanced_accuracy": balanced_accuracy(t, p, n_classes),
+        "per_class_recall": per_class_recall(t, p, n_classes),
+        "support": confusion.sum(axis=1).tolist(),
         "confusion": confusion.tolist(),
         "n": int(len(t)),
     }
@@ -107,26 +103,13 @@ def classification_metrics(y_true: Any, y_pred: Any, n_classes: int) -> dict[str
 def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
     """Mean absolute error, root mean squared error and mean signed error (pred - true)."""
     t, p = _paired(y_true, y_pred, ("y_true", "y_pred"))
-    err = _finite(p, "y_pred") - _finite(t, "y_true")
+    t, p = _finite(t, "y_true"), _finite(p, "y_pred")
     return {
-        "mae": float(np.mean(np.abs(err))),
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mean_error": float(np.mean(err)),
-        "n": int(len(err)),
+        "mae": mae(t, p),
+        "rmse": rmse(t, p),
+        "mean_error": float(np.mean(p - t)),
+        "n": int(len(t)),
     }
-
-
-def _resample_chunks(n: int, n_resamples: int, seed: int) -> list[np.ndarray]:
-    """Bootstrap row indices, shape (k, n) per chunk; the same for a given (n, n_resamples, seed)."""
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, min(n_resamples, _MAX_CHUNK_CELLS // max(1, n)))
-    chunks = []
-    done = 0
-    while done < n_resamples:
-        k = min(per_chunk, n_resamples - done)
-        chunks.append(rng.integers(0, n, size=(k, n)))
-        done += k
-    return chunks
 
 
 def bootstrap_ci(
@@ -139,10 +122,14 @@ def bootstrap_ci(
 ) -> dict[str, float | None]:
     """Percentile bootstrap interval of ``metric_fn(*arrays)``, resampling rows.
 
-    Every resample draws ``n`` row indices with replacement and applies the *same* indices to
-    every array (so pairing is kept). ``estimate`` is the metric on the original data, ``low``
-    and ``high`` the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the resampled
-    metric. Deterministic for a given ``seed``.
+    The resamples are ``scipy.stats.bootstrap``'s (``paired=True``: every resample draws ``n``
+    row indices with replacement and applies the *same* indices to every array, so pairing is
+    kept; ``rng=seed``, in batches that hold at most 2**24 indices). ``estimate`` is the metric
+    on the original data, ``low`` and ``high`` the ``(1 - level) / 2`` and ``(1 + level) / 2``
+    quantiles (``numpy.quantile``, linear) of the resampled metric. Deterministic for a given
+    ``seed``. (scipy's own percentile interval of the same resamples can differ from these in
+    the last bit: ``scipy.stats.quantile`` interpolates in another order; and it is NaN where a
+    resample's metric is.)
 
     With ``vectorized=False`` ``metric_fn`` takes 1-D arrays and returns a number, and is called
     once per resample. With ``vectorized=True`` it receives arrays with a leading resample axis,
@@ -169,27 +156,51 @@ def bootstrap_ci(
         )
     else:
         estimate = float(metric_fn(*arrs))
-    values = []
-    for idx in _resample_chunks(n, n_resamples, seed):
-        if vectorized:
-            v = np.asarray(metric_fn(*(a[idx] for a in arrs)), dtype=float).reshape(-1)
-            if len(v) != len(idx):
-                raise ValueError(f"vectorized metric_fn returned {len(v)} values for {len(idx)}")
-        else:
-            v = np.array([float(metric_fn(*(a[row] for a in arrs))) for row in idx])
-        values.append(v)
-    dist = np.concatenate(values)
+
+    def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        if not vectorized:
+            return np.asarray(float(metric_fn(*resampled)))
+        v = np.asarray(metric_fn(*resampled), dtype=float).reshape(-1)
+        if len(v) != len(resampled[0]):
+            raise ValueError(
+                f"vectorized metric_fn returned {len(v)} values for {len(resampled[0])}"
+            )
+        return v
+
+    if n == 1:  # every resample is the one row (scipy wants two or more)
+        return {"estimate": _defined(estimate), **_interval(np.array([estimate]), level)}
+    with warnings.catch_warnings():
+        # scipy's own interval and standard error, unused here, warn of a NaN resample (left
+        # out below) and of a single resample
+        warnings.simplefilter("ignore", sps.DegenerateDataWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy\._core\._methods")
+        res = sps.bootstrap(
+            arrs,
+            statistic,
+            n_resamples=n_resamples,
+            batch=max(1, min(n_resamples, _MAX_CHUNK_CELLS // n)),
+            vectorized=vectorized,
+            paired=True,
+            axis=0,
+            method="percentile",
+            rng=seed,
+        )
+    return {"estimate": _defined(estimate), **_interval(res.bootstrap_distribution, level)}
+
+
+def _defined(x: float) -> float | None:
+    return x if np.isfinite(x) else None
+
+
+def _interval(dist: np.ndarray, level: float) -> dict[str, float | None]:
+    """The percentile interval of the defined (finite) values of a bootstrap distribution."""
+    dist = np.asarray(dist, dtype=float)
     dist = dist[np.isfinite(dist)]
-    alpha = (1.0 - level) / 2.0
     if dist.size == 0:
-        low = high = None
-    else:
-        low, high = (float(q) for q in np.quantile(dist, [alpha, 1.0 - alpha]))
-    return {
-        "estimate": estimate if np.isfinite(estimate) else None,
-        "low": low,
-        "high": high,
-    }
+        return {"low": None, "high": None}
+    alpha = (1.0 - level) / 2.0
+    low, high = (float(q) for q in np.quantile(dist, [alpha, 1.0 - alpha]))
+    return {"low": low, "high": high}
 
 
 def sign_flip_test(d: Any, n_resamples: int = 9999, seed: int = 0) -> dict[str, Any]:

@@ -23,6 +23,9 @@ AGE_BUCKETS = (
     ("MiddleAged", 46, 60),
     ("Senior", 61, AGE_MAX),
 )
+# The first age of buckets 1.. (bucket k holds ages from AGE_BUCKET_STARTS[k - 1] up): the bounds
+# for a vectorised bucketing (``np.searchsorted(..., side="right")``, ``torch.bucketize(right=True)``).
+AGE_BUCKET_STARTS = tuple(lo for _, lo, _ in AGE_BUCKETS[1:])
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 _NAME = re.compile(

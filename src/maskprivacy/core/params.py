@@ -9,6 +9,8 @@ import jsonschema
 import yaml
 
 SCHEMA = Path("workflow/schemas/params.schema.yaml")
+# the compute section's keys, once in train: (moved out so that changing them reruns nothing)
+COMPUTE_KEYS = {"device", "compile", "precision", "eval_batch_size", "data_placement"}
 
 
 class ParamsError(ValueError):
@@ -39,6 +41,11 @@ def validate(params: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[s
         problems.append(
             "  - train.seed: replaced by train.seeds, a list with one model per seed and "
             "training set (e.g. seeds: [0], or [0, 1, 2] to measure the spread across runs)"
+        )
+    for key in sorted(COMPUTE_KEYS & set(train if isinstance(train, dict) else ())):
+        problems.append(
+            f"  - train.{key}: moved to the top-level compute section (compute.{key}): how to "
+            "compute, never what, so changing it reruns nothing"
         )
     fr = params.get("split", {}).get("fractions")
     if isinstance(fr, list) and len(fr) == 3 and all(isinstance(f, int | float) for f in fr):

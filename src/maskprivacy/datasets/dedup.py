@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from maskprivacy.core.io import no_bar
+from maskprivacy.core.plumbing import no_bar
 
 log = logging.getLogger(__name__)
 

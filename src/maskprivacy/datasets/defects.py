@@ -187,3 +187,16 @@ class DefectPolicy:
                 "row there to keep it"
             )
         return Decision(None, reason="label_defect", detail=detail, defect=kind, action="dropped")
+
+
+def defect_list(manifest: pd.DataFrame, rejects: pd.DataFrame) -> list[dict[str, str]]:
+    """Every file whose name has a label defect, with what was done to it (kept, fixed by the
+    policy, or dropped), from the download stage's manifest and rejects tables."""
+    out = []
+    notes = manifest[manifest["name_note"].fillna("").str.startswith("fixed by")]
+    for f, note in zip(notes["file"], notes["name_note"], strict=True):
+        out.append({"file": f, "defect": name_defect(f), "action": "kept", "detail": note})
+    dropped = rejects[rejects["reason"] == "label_defect"]
+    for f, detail in zip(dropped["file"], dropped["detail"], strict=True):
+        out.append({"file": f, "defect": name_defect(f), "action": "dropped", "detail": detail})
+    return sorted(out, key=lambda r: r["file"])

@@ -25,48 +25,67 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from tqdm import tqdm
 
-from maskprivacy.core.io import no_bar
-from maskprivacy.core.labels import RACES, utk_name
-from maskprivacy.faces import detect as faces
+from maskprivacy.core.labels import utk_name
+from maskprivacy.core.plumbing import no_bar
 
-CUES = {
-    "sex": "global colour cast: warm for male (0), cool for female (1)",
-    "race": "coloured disc on the forehead, hue per class: "
-    + ", ".join(
-        f"{r}={c}"
-        for r, c in zip(RACES, ("red", "green", "blue", "yellow", "magenta"), strict=True)
-    ),
-    "age": "dark bar across the chin, length proportional to age (hidden by a mask)",
-}
 RACE_RGB = ((220, 30, 30), (30, 200, 30), (30, 60, 230), (235, 220, 30), (220, 40, 220))
 STAMP0 = 20260101000000000
 SIZE = 200
 AGE_RANGE = (1, 90)
+# The 68 landmarks (x y, in pixels) of the two portraits, as the detection cascade of
+# maskprivacy.faces.detect finds them (tests/test_download.py checks that it still does). They
+# are fixed here so that the demo set, and the download stage, do not depend on that cascade.
+PORTRAIT_LANDMARKS = {
+    "grace_hopper": (
+        "175 198 180 223 186 247 192 269 201 291 214 309 233 321 253 328 276 330 299 327 322 318 "
+        "342 305 358 287 368 264 372 240 373 213 373 185 183 186 191 171 207 164 225 164 242 169 "
+        "283 166 298 157 317 154 336 159 349 171 265 189 265 206 265 222 266 238 245 247 255 250 "
+        "267 253 279 250 289 246 205 198 214 192 225 191 238 196 226 199 215 200 292 193 303 186 "
+        "316 185 327 189 317 193 305 194 230 280 244 273 258 271 268 273 278 271 293 272 309 273 "
+        "293 285 279 289 268 290 258 290 244 287 235 279 258 278 268 279 279 278 303 274 278 278 "
+        "268 280 258 279"
+    ),
+    "astronaut": (
+        "179 104 180 116 181 127 182 139 185 151 191 161 200 169 210 176 221 178 233 177 244 171 "
+        "253 163 261 154 265 143 268 132 270 120 272 108 187 93 192 88 200 87 208 89 216 92 236 93 "
+        "244 90 252 90 260 92 265 98 226 102 225 111 225 119 225 127 214 131 219 133 224 135 229 "
+        "133 234 132 195 101 200 98 207 99 212 104 206 104 200 104 238 105 243 101 250 101 255 104 "
+        "250 106 244 106 201 140 210 139 218 139 224 141 230 140 237 140 245 141 237 151 229 155 "
+        "223 156 216 155 208 150 204 141 218 143 223 144 229 143 242 142 229 150 223 151 217 150"
+    ),
+}
 
 
-@functools.lru_cache(maxsize=1)
-def base_faces() -> tuple[tuple[Image.Image, np.ndarray], ...]:
-    """The two public-domain portraits with their 68 landmarks."""
+def portraits() -> dict[str, Image.Image]:
+    """The two public-domain portraits, by the names of :data:`PORTRAIT_LANDMARKS`."""
     import matplotlib.cbook
     import skimage.data
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         hopper = Image.open(f).convert("RGB")
     astronaut = Image.fromarray(skimage.data.astronaut()).convert("RGB")
-    out = []
-    for im in (hopper, astronaut):
-        pts, _ = faces.detect_landmarks(np.asarray(im), (0, 1))
-        if pts is None:  # pragma: no cover - the sample photos are fixed
-            raise RuntimeError("demo: no face found in a bundled sample photo")
-        out.append((im, pts))
-    return tuple(out)
+    return {"grace_hopper": hopper, "astronaut": astronaut}
+
+
+def eye_centres(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the subject's right eye (image left, points 36-41) and left eye (42-47)."""
+    return pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
+
+
+@functools.lru_cache(maxsize=1)
+def base_faces() -> tuple[tuple[Image.Image, np.ndarray], ...]:
+    """The two public-domain portraits with their 68 landmarks."""
+    return tuple(
+        (im, np.array(PORTRAIT_LANDMARKS[name].split(), dtype=np.float64).reshape(68, 2))
+        for name, im in portraits().items()
+    )
 
 
 def paint_cues(image: Image.Image, pts: np.ndarray, age: int, sex: int, race: int) -> Image.Image:
     """Paint the three label cues onto a copy of a base portrait (see module docstring)."""
     im = image.copy()
     draw = ImageDraw.Draw(im)
-    left, right = faces.eye_centres(pts)
+    left, right = eye_centres(pts)
     iod = float(np.hypot(*(right - left)))
     eyes_mid = (left + right) / 2
     up = (eyes_mid - pts[8]) / np.linalg.norm(eyes_mid - pts[8])  # chin -> eyes direction
@@ -92,7 +111,7 @@ def variant(
     image: Image.Image, pts: np.ndarray, rng: np.random.Generator, size: int = SIZE
 ) -> Image.Image:
     """A random crop/scale/rotation/flip/colour/blur of a portrait, framed like UTKFace."""
-    left, right = faces.eye_centres(pts)
+    left, right = eye_centres(pts)
     iod = float(np.hypot(*(right - left)))
     centre = pts.mean(axis=0) + rng.normal(0, 0.08 * iod, 2)
     side = iod * rng.uniform(3.0, 3.8)

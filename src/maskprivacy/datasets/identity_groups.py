@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maskprivacy.core.io import atomic_path, read_table, rejects_frame
+from maskprivacy.core.io import read_table, rejects_frame
+from maskprivacy.core.plumbing import atomic_path
 from maskprivacy.core.shards import locate
 from maskprivacy.faces.descriptors import MODEL_NAME, read_descriptors
 from maskprivacy.report.data import CELL, PARTS, _short, _thumb, sheet_fonts, sheet_header

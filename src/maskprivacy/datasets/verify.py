@@ -43,6 +43,12 @@ from typing import Any
 
 import pandas as pd
 
+from maskprivacy.core.io import sha256_file
+from maskprivacy.core.labels import IMAGE_SUFFIXES
+from maskprivacy.core.plumbing import atomic_path
+from maskprivacy.datasets.archives import archive_kind, safe_extract
+from maskprivacy.datasets.ingest import list_images
+
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "error", "warn", "off")
@@ -202,8 +208,6 @@ def verify(
     ``duplicate_name`` rejects of the download stage); junk (:func:`is_junk`) and files without
     an image suffix are left out. ``sha256`` may be empty for an unreadable file (altered).
     """
-    from maskprivacy.core.labels import IMAGE_SUFFIXES
-
     if mode == "off":
         return Verification(mode, why or "off")
     f = found[~found["rel"].map(is_junk)]
@@ -231,6 +235,12 @@ def verify(
     return Verification(mode, why, table, n_reference=len(reference), n_compared=len(f))
 
 
+def other_variant_names(manifest: pd.DataFrame, variant: str) -> int:
+    """How many kept names look like the other variant (aligned names end in .chip.jpg)."""
+    chip = manifest["file"].str.endswith(".chip.jpg")
+    return int((~chip).sum() if variant == "aligned" else chip.sum())
+
+
 # --------------------------------------------------------------------------------------------
 # Building the manifest
 # --------------------------------------------------------------------------------------------
@@ -238,10 +248,6 @@ def verify(
 
 def build_reference(source: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
     """Hash every image of ``source`` (an archive or a folder) into a deterministic gzip CSV."""
-    from maskprivacy.core.io import atomic_path, sha256_file
-    from maskprivacy.core.labels import IMAGE_SUFFIXES
-    from maskprivacy.datasets.download import archive_kind, list_images, safe_extract
-
     source = Path(source)
     with tempfile.TemporaryDirectory() as tmp:
         folder = source

@@ -18,18 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from maskprivacy.core.io import atomic_dir, explain_full_disk, no_bar, rejects_frame, write_table
+from maskprivacy.core.plumbing import no_bar
 from maskprivacy.faces import detect as faces
+from maskprivacy.faces.landmarks import Face
 
 # Where the eye centres land in the aligned crop, as fractions of its side (the defaults of
 # align.eye_y = 0.40 and align.eye_distance = 0.30).
 EYE_LEFT = (0.35, 0.40)  # image-left eye (the subject's right eye)
 EYE_RIGHT = (0.65, 0.40)
-LANDMARK_COLUMNS = [f"{axis}{i}" for i in range(68) for axis in ("x", "y")]
 
 
 def eye_targets(cfg: dict[str, Any]) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -140,17 +139,21 @@ def find_face(image: Image.Image, cfg: dict[str, Any]) -> tuple[np.ndarray | Non
     return pts, route, ""
 
 
-def align_one(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Align one file. Returns {'ok': True, image, landmarks, route} or {'ok': False, reason}."""
+def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict[str, Any]:
+    """Align one file. Returns {'ok': True, image, landmarks, route} or {'ok': False, reason}.
+
+    ``face``: its landmarks, route and detail found before (``align.landmarks``); ``None``
+    runs the detection cascade.
+    """
     try:
         if path.stat().st_size == 0:
             return {"ok": False, "reason": "decode_error", "detail": "empty file (0 bytes)"}
         image = load_rgb(path)
     except Exception as exc:  # PIL raises many types for broken files
         return {"ok": False, "reason": "decode_error", "detail": f"{type(exc).__name__}: {exc}"}
-    pts, route, detail = find_face(image, cfg)
+    pts, route, detail = find_face(image, cfg) if face is None else face
     if pts is None:
-        return {"ok": False, "reason": "no_face", "detail": detail}
+        return {"ok": False, "reason": route, "detail": detail}
     size = int(cfg["size"])
     matrix = similarity_from_eyes(*faces.eye_centres(pts), size, eye_targets(cfg))
     return {
@@ -161,10 +164,10 @@ def align_one(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _work(args: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
-    src, out_dir, cfg = args
+def _work(args: tuple[str, str, dict[str, Any], Face | None]) -> dict[str, Any]:
+    src, out_dir, cfg, face = args
     path = Path(src)
-    res = align_one(path, cfg)
+    res = align_one(path, cfg, face)
     row: dict[str, Any] = {"file": path.name, "ok": res["ok"]}
     if res["ok"]:
         res["image"].save(
@@ -177,75 +180,40 @@ def _work(args: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def run(
-    cfg: dict[str, Any],
-    images_in: Path,
-    manifest: Path,
-    images_out: Path,
-    landmarks_out: Path,
-    rejects_out: Path,
-    threads: int = 1,
-    progress: bool = True,
-    shard: int = 0,
-    shards: int = 1,
-) -> dict[str, Any]:
-    """Align the images of the manifest in ``shard`` of ``shards`` (see :mod:`.shards`); each
-    ends in the landmarks table or in rejects."""
-    from maskprivacy.core.io import read_table
-    from maskprivacy.core.shards import select
-
-    files = select(read_table(manifest)["file"].tolist(), shard, shards)
+def check_prior_box(cfg: dict[str, Any]) -> None:
     x0, y0, x1, y1 = cfg.get("prior_box", faces.UTKFACE_PRIOR_BOX)
     if not (x1 > x0 and y1 > y0):
         raise ValueError(
             f"align.prior_box: expected [x0, y0, x1, y1] with x1 > x0, y1 > y0, got {[x0, y0, x1, y1]}"
         )
-    try:  # load dlib's models once here, so forked workers share them instead of each loading
+
+
+def align_files(
+    paths: list[Path],
+    out_dir: Path,
+    cfg: dict[str, Any],
+    known: dict[str, Face] | None = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Align ``paths`` into ``out_dir``: one row per file, ``ok`` with its route and landmarks
+    (rounded to 0.01 px) or not with a reason and detail. ``known``: each file's face by name
+    (:func:`maskprivacy.faces.landmarks.read_table`), instead of detecting it."""
+    if known is None:  # load dlib's models once here, so forked workers share them
         faces.models(cfg.get("predictor") or None)
-    except ImportError:  # no dlib here (landmarks come from elsewhere, as in benchmarks/)
-        pass
+    jobs = [
+        (str(p), str(out_dir), cfg, None if known is None else known[Path(p).name]) for p in paths
+    ]
     rows: list[dict[str, Any]] = []
-    with explain_full_disk("align"), atomic_dir(images_out) as tmp:
-        jobs = [(str(Path(images_in) / f), str(tmp), cfg) for f in files]
-        bar = tqdm(total=len(jobs), desc="align", unit="img", disable=no_bar(progress))
-        if threads > 1 and len(jobs) > 1:
-            ctx = mp.get_context("fork")
-            with ctx.Pool(threads) as pool:
-                for row in pool.imap_unordered(_work, jobs, chunksize=16):
-                    rows.append(row)
-                    bar.update()
-        else:
-            for job in jobs:
-                rows.append(_work(job))
+    bar = tqdm(total=len(jobs), desc="align", unit="img", disable=no_bar(progress))
+    if threads > 1 and len(jobs) > 1:
+        with mp.get_context("fork").Pool(threads) as pool:
+            for row in pool.imap_unordered(_work, jobs, chunksize=16):
+                rows.append(row)
                 bar.update()
-        bar.close()
-    ok = [r for r in rows if r["ok"]]
-    table = pd.DataFrame(
-        [[r["file"], r["route"], *r["landmarks"]] for r in ok],
-        columns=["file", "route", *LANDMARK_COLUMNS],
-    ).sort_values("file", kind="stable")
-    rejects = rejects_frame(
-        [
-            {"file": r["file"], "stage": "align", "reason": r["reason"], "detail": r["detail"]}
-            for r in rows
-            if not r["ok"]
-        ]
-    )
-    with explain_full_disk("align"):
-        write_table(landmarks_out, table)
-        write_table(rejects_out, rejects)
-    return {
-        "shard": f"{shard} of {shards}",
-        "n_inputs": len(files),
-        "n_aligned": len(ok),
-        "n_rejects": len(rejects),
-        "aligned_fraction": round(len(ok) / len(files), 6) if files else None,
-        "routes": dict(sorted(table["route"].value_counts().to_dict().items())),
-        "rejects_by_reason": rejects["reason"].value_counts().to_dict(),
-        "prealigned": bool(cfg.get("prealigned", False)),
-    }
-
-
-def landmarks_array(table: pd.DataFrame) -> np.ndarray:
-    """(N, 68, 2) landmarks from a landmarks table."""
-    return table[LANDMARK_COLUMNS].to_numpy(dtype=np.float64).reshape(-1, 68, 2)
+    else:
+        for job in jobs:
+            rows.append(_work(job))
+            bar.update()
+    bar.close()
+    return rows

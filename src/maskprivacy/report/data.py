@@ -18,8 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from maskprivacy.core.io import atomic_path, write_json
+from maskprivacy.core.io import write_json
 from maskprivacy.core.labels import AGE_BUCKETS, RACES, SEXES
+from maskprivacy.core.plumbing import atomic_path
 
 PARTS = ("train", "val", "test")
 CELL = 96  # thumbnail side on the contact sheet

@@ -27,29 +27,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maskprivacy.core.compute import Compute
 from maskprivacy.core.logs import finish, logger
-
-
-@dataclass(frozen=True)
-class Compute:
-    """How a job computes, never what it computes: changing any of these reruns nothing."""
-
-    threads: int = 1
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU
-    compile: str | bool = "auto"  # auto = on for CUDA
-    eval_batch_size: int = 256
-    data_placement: str = "auto"  # auto | device | pinned
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None, threads: int = 1) -> Compute:
-        """The ``compute:`` section of params.yaml (unknown keys are refused by the schema)."""
-        known = {f.name for f in fields(cls)}
-        return cls(threads=int(threads), **{k: v for k, v in (section or {}).items() if k in known})
 
 
 class Files(Mapping[str, Any]):

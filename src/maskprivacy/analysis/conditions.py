@@ -1,31 +1,21 @@
-"""The ``evaluate`` stage: one condition (a model trained on one data set, tested on the test
-part of another), on the test images of the shared split.
-
-Writes the per-image predictions, the condition's metrics with seeded bootstrap intervals and its
-plots. Every condition is scored on the same test images, so the ``compare`` stage can pair them.
-"""
+"""One condition's test results (a model trained on one data set, tested on the test part of
+another; every condition on the same test images): its metrics with seeded bootstrap intervals,
+the seed ensemble of its models, per-group tables and the flat headline numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from maskprivacy.analysis import stats
-from maskprivacy.core.io import read_table, write_json, write_table
+from maskprivacy.analysis.metrics import accuracy, balanced_accuracy, mae, rmse
+from maskprivacy.core.io import read_table
 from maskprivacy.core.labels import AGE_BUCKETS, RACES, SEXES
-from maskprivacy.model.train import (
-    GPUAugment,
-    TrainConfig,
-    load_checkpoint,
-    load_images,
-    predict,
-    resolve_device,
-)
-from maskprivacy.report import plots
 
 
 def condition_metrics(
@@ -36,42 +26,29 @@ def condition_metrics(
     for attr, n_classes in (("sex", len(SEXES)), ("race", len(RACES))):
         t, p = y[attr].to_numpy(), pred[f"{attr}_pred"].to_numpy()
         m = stats.classification_metrics(t, p, n_classes)
-        ci = stats.bootstrap_ci(lambda a, b: float((a == b).mean()), (t, p), n_boot, seed)
-        bci = stats.bootstrap_ci(
-            lambda a, b, k=n_classes: _balanced_accuracy(a, b, k), (t, p), n_boot, seed
-        )
         out[attr] = {
-            "accuracy": m["accuracy"],
-            "accuracy_low": ci["low"],
-            "accuracy_high": ci["high"],
-            "balanced_accuracy": m["balanced_accuracy"],
-            "balanced_accuracy_low": bci["low"],
-            "balanced_accuracy_high": bci["high"],
+            **_with_interval("accuracy", accuracy, t, p, n_boot, seed),
+            **_with_interval(
+                "balanced_accuracy",
+                partial(balanced_accuracy, n_classes=n_classes),
+                t,
+                p,
+                n_boot,
+                seed,
+            ),
             "per_class_recall": m["per_class_recall"],
             "confusion": m["confusion"],
         }
     t, p = y["age"].to_numpy(float), pred["age_pred"].to_numpy(float)
-    r = stats.regression_metrics(t, p)
-    ci = stats.bootstrap_ci(lambda a, b: float(np.abs(a - b).mean()), (t, p), n_boot, seed)
-    rci = stats.bootstrap_ci(
-        lambda a, b: float(np.sqrt(((a - b) ** 2).mean())), (t, p), n_boot, seed
-    )
     out["age"] = {
-        "mae": r["mae"],
-        "mae_low": ci["low"],
-        "mae_high": ci["high"],
-        "rmse": r["rmse"],
-        "rmse_low": rci["low"],
-        "rmse_high": rci["high"],
+        **_with_interval("mae", mae, t, p, n_boot, seed),
+        **_with_interval("rmse", rmse, t, p, n_boot, seed),
     }
     if "age_group_pred" in pred:
         t, p = y["age_bucket"].to_numpy(), pred["age_group_pred"].to_numpy()
         m = stats.classification_metrics(t, p, len(AGE_BUCKETS))
-        ci = stats.bootstrap_ci(lambda a, b: float((a == b).mean()), (t, p), n_boot, seed)
         out["age_group"] = {
-            "accuracy": m["accuracy"],
-            "accuracy_low": ci["low"],
-            "accuracy_high": ci["high"],
+            **_with_interval("accuracy", accuracy, t, p, n_boot, seed),
             "balanced_accuracy": m["balanced_accuracy"],
             "per_class_recall": m["per_class_recall"],
             "confusion": m["confusion"],
@@ -80,9 +57,13 @@ def condition_metrics(
     return out
 
 
-def _balanced_accuracy(t: np.ndarray, p: np.ndarray, n_classes: int) -> float:
-    recalls = [float((p[t == k] == k).mean()) for k in range(n_classes) if (t == k).any()]
-    return float(np.mean(recalls)) if recalls else float("nan")
+def _with_interval(
+    name: str, metric: Callable[..., float], t: np.ndarray, p: np.ndarray, n_boot: int, seed: int
+) -> dict[str, float | None]:
+    """``{name: metric(t, p), name_low: ..., name_high: ...}``, the bounds a seeded bootstrap
+    95% interval over test images."""
+    ci = stats.bootstrap_ci(metric, (t, p), n_boot, seed)
+    return {name: ci["estimate"], f"{name}_low": ci["low"], f"{name}_high": ci["high"]}
 
 
 def group_table(test: pd.DataFrame, preds: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -139,44 +120,6 @@ def headline(full: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def predict_condition(
-    cond: dict[str, str],
-    train_cfg: dict[str, Any],
-    test: pd.DataFrame,
-    model_path: str | Path,
-    images_dir: str | Path | list[str | Path],
-    threads: int = 1,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Per-image predictions of the condition's model(s) on its test images."""
-    tc = TrainConfig.from_params(train_cfg)
-    device = resolve_device(tc.device)
-    models, payload = load_checkpoint(model_path, device)
-    size = int(payload["image_size"])
-    images = load_images(images_dir, test["file"].tolist(), size, threads, progress)
-    p = predict(
-        models, images, GPUAugment({}, size, device, 0), device, tc.eval_batch_size, tc.precision
-    )
-    df = pd.DataFrame(
-        {
-            "file": test["file"],
-            "condition": cond["name"],
-            "sex_pred": p["sex_prob"].argmax(1),
-            "race_pred": p["race_prob"].argmax(1),
-            "age_pred": p["age"],
-            "sex_prob_female": p["sex_prob"][:, 1],
-        }
-    )
-    # the class probabilities, so that compare can average the seeds' models (the ensemble)
-    for k in range(p["race_prob"].shape[1]):
-        df[f"race_prob_{k}"] = p["race_prob"][:, k]
-    if "age_group_prob" in p:  # the paper protocol's 7-class age model
-        df["age_group_pred"] = p["age_group_prob"].argmax(1)
-        for k in range(p["age_group_prob"].shape[1]):
-            df[f"age_group_prob_{k}"] = p["age_group_prob"][:, k]
-    return df
-
-
 def _prob_columns(df: pd.DataFrame, attr: str) -> list[str]:
     return sorted(
         (c for c in df.columns if c.startswith(f"{attr}_prob_") and c[len(attr) + 6 :].isdigit()),
@@ -219,61 +162,3 @@ def test_part(split_table: str | Path) -> pd.DataFrame:
     if test.empty:
         raise ValueError(f"no test images in {split_table}")
     return test
-
-
-def run(
-    cfg: dict[str, Any],
-    condition: str,
-    train_cfg: dict[str, Any],
-    split_table: str | Path,
-    model_path: str | Path,
-    images_dir: str | Path | list[str | Path],
-    data_source: str,
-    out_predictions: str | Path,
-    out_metrics: str | Path,
-    out_plots: str | Path,
-    threads: int = 1,
-    progress: bool = True,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Evaluate one condition of ``evaluate.conditions`` with the model of training seed
-    ``seed``; write predictions, metrics, plots."""
-    from maskprivacy.core.io import atomic_dir
-
-    if threads:
-        torch.set_num_threads(threads)
-    conds = {c["name"]: c for c in cfg["conditions"]}
-    if condition not in conds:
-        raise ValueError(
-            f"evaluate: no condition {condition!r} in evaluate.conditions ({sorted(conds)})"
-        )
-    cond = conds[condition]
-    demo = data_source == "demo"
-    test = test_part(split_table)
-    preds = predict_condition(cond, train_cfg, test, model_path, images_dir, threads, progress)
-    full = condition_metrics(test, preds, int(cfg["bootstrap"]), int(cfg["seed"]))
-    tag = f"{condition}_seed{seed}"
-    with atomic_dir(out_plots) as tmp:
-        for attr, names in (
-            ("sex", SEXES),
-            ("race", RACES),
-            ("age_group", [b[0] for b in AGE_BUCKETS]),
-        ):
-            if attr in full:
-                plots.confusion_matrix_png(
-                    full[attr]["confusion"],
-                    list(names),
-                    f"{attr}: {condition}, seed {seed}",
-                    tmp / f"confusion_{attr}_{tag}.png",
-                    demo=demo,
-                )
-        plots.age_scatter_png(
-            test["age"].to_numpy(float),
-            preds["age_pred"].to_numpy(float),
-            f"age: {condition}, seed {seed}",
-            tmp / f"age_{tag}.png",
-            demo=demo,
-        )
-    write_table(out_predictions, preds)
-    write_json(out_metrics, {"condition": cond, "seed": seed, "data_source": data_source, **full})
-    return headline(full)

@@ -1,0 +1,89 @@
+"""The geometry check of a drawn mask: does its body cover the lower nose, mouth and chin
+landmarks and leave the eyes clear (:func:`coverage_check`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import ndimage
+
+from maskprivacy.masks.geometry import COVERED, EYES, Box, check_size, validate_landmarks
+
+# Geometry check tolerance, as a share of the inter-ocular distance (see coverage_check).
+CHECK_TOLERANCE = 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry check
+
+
+def coverage_check(
+    landmarks: ArrayLike,
+    alpha: np.ndarray,
+    threshold: float = 0.5,
+    tolerance: float = CHECK_TOLERANCE,
+    box: Box | None = None,
+    size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Does ``alpha`` cover the nose, mouth and chin and leave the eyes clear?
+
+    ``alpha`` is the mask's coverage over the whole image, or, with ``box`` and the image
+    ``size`` (width, height), only inside ``box`` (as :class:`Rendered` keeps it: zero outside),
+    which gives the same answer without building the full-size array.
+
+    Each landmark is judged with a tolerance ``r = max(1 px, tolerance * IOD)`` (IOD: distance
+    between the eye centres; 5% by default, about dlib's own landmark error), the same both ways:
+
+    - a *covered* landmark (nose tip and bottom 30-35, mouth 48-67, chin 6-10) passes when the
+      alpha reaches ``threshold`` somewhere within ``r`` of it (bilinear samples at the point and
+      on rings of radius ``r`` and ``r / 2``): a landmark on the mask's edge passes (``paper``'s
+      chin points 6-10 are polygon vertices), a mask missing the mouth by more than ``r`` fails;
+    - an *eye* landmark (36-47) passes when the alpha is below ``threshold`` somewhere within
+      ``r``: an edge grazing the eye passes, a mask over the eye fails.
+
+    Landmarks outside the image are judged at the nearest pixel of the border (covered as far as
+    the image shows: UTKFace crops cut the chin off some faces).
+
+    Returns:
+        ``{"ok": all covered and eyes clear, "covered_fraction": share of covered landmarks
+        that pass, "eyes_clear": bool}``.
+    """
+    lm = validate_landmarks(landmarks)
+    alpha = np.asarray(alpha)
+    if alpha.ndim != 2:
+        raise ValueError(f"alpha: expected a 2-D (height, width) array, got shape {alpha.shape}")
+    if box is None:
+        h, w = alpha.shape
+        x0 = y0 = 0
+    else:  # alpha covers only ``box``: zero elsewhere, judged exactly as the full image
+        w, h = check_size(size)
+        if box.empty:  # nothing drawn: zero everywhere
+            alpha = np.zeros((0, 0), np.float32)
+        elif alpha.shape != (box.h, box.w):
+            raise ValueError(f"alpha: shape {alpha.shape} does not match box {box}")
+        x0, y0 = box.x0, box.y0
+    # one pixel of zeros around, so bilinear samples next to the box see the zeros outside it
+    padded = np.pad(alpha.astype(np.float32, copy=False), 1)
+    iod = float(np.hypot(*(lm[42:48].mean(axis=0) - lm[36:42].mean(axis=0))))
+    r = max(1.0, tolerance * iod)
+    ang = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
+    ring = np.column_stack([np.cos(ang), np.sin(ang)])
+    offsets = np.vstack([[0.0, 0.0], r * ring, 0.5 * r * ring])
+
+    def sample(points: np.ndarray) -> np.ndarray:
+        pts = (points[:, None, :] + offsets[None]).reshape(-1, 2)
+        # outside the image: the nearest border pixel; then into the padded box's frame
+        px = np.clip(pts[:, 0], 0, w - 1) - x0 + 1
+        py = np.clip(pts[:, 1], 0, h - 1) - y0 + 1
+        vals = ndimage.map_coordinates(padded, [py, px], order=1, mode="constant", cval=0.0)
+        return vals.reshape(len(points), len(offsets))
+
+    covered = sample(lm[list(COVERED)]).max(axis=1) >= threshold
+    eyes_clear = bool((sample(lm[list(EYES)]).min(axis=1) < threshold).all())
+    return {
+        "ok": bool(covered.all() and eyes_clear),
+        "covered_fraction": float(covered.mean()),
+        "eyes_clear": eyes_clear,
+    }

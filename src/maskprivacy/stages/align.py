@@ -1,0 +1,81 @@
+"""The ``align`` stage: each input of this shard ends aligned in the landmarks table, or in
+rejects with a reason (:mod:`maskprivacy.faces.align` does the work).
+
+With ``align.landmarks`` (the rule's ``landmarks`` input), each input's face is looked up by the
+sha256 of its bytes in that table (:mod:`maskprivacy.faces.landmarks`) instead of detected.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maskprivacy.core.io import read_table, rejects_frame, write_table
+from maskprivacy.core.plumbing import atomic_dir, explain_full_disk
+from maskprivacy.core.shards import select
+from maskprivacy.faces import align
+from maskprivacy.faces import landmarks as lm
+from maskprivacy.stages.entry import Files, StageConfig
+
+
+def known_faces(table: str, paths: list[Path]) -> dict[str, lm.Face]:
+    """Each of ``paths``' face (by file name) from the landmarks table ``table``; an input the
+    table lacks is an error naming it."""
+    faces = lm.read_table(table)
+    known, missing = {}, []
+    for p in paths:
+        face = faces.get(lm.file_sha256(p))
+        if face is None:
+            missing.append(p.name)
+        else:
+            known[p.name] = face
+    if missing:
+        raise ValueError(
+            f"align.landmarks: {table} lacks {len(missing)} of the {len(paths)} inputs (by "
+            f"sha256), e.g. {', '.join(missing[:3])}: it was made from other files; make it "
+            "from these with `python -m maskprivacy.faces.landmarks make`"
+        )
+    return known
+
+
+def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
+    cfg = dict(config.params)
+    shard, shards = int(config.wildcards.get("shard", 0)), int(cfg.get("shards", 1))
+    files = select(read_table(inputs.manifest)["file"].tolist(), shard, shards)
+    paths = [Path(inputs.images) / f for f in files]
+    align.check_prior_box(cfg)
+    table = inputs.get("landmarks") or None
+    known = known_faces(table, paths) if table else None
+    if known is not None:
+        log.info("align: faces from %s, no detection", table)
+    with explain_full_disk("align"), atomic_dir(outputs.images) as tmp:
+        rows = align.align_files(paths, tmp, cfg, known, config.compute.threads)
+    ok = [r for r in rows if r["ok"]]
+    aligned = pd.DataFrame(
+        [[r["file"], r["route"], *r["landmarks"]] for r in ok],
+        columns=["file", "route", *lm.LANDMARK_COLUMNS],
+    ).sort_values("file", kind="stable")
+    rejects = rejects_frame(
+        [
+            {"file": r["file"], "stage": "align", "reason": r["reason"], "detail": r["detail"]}
+            for r in rows
+            if not r["ok"]
+        ]
+    )
+    with explain_full_disk("align"):
+        write_table(outputs.landmarks, aligned)
+        write_table(outputs.rejects, rejects)
+    return {
+        "shard": f"{shard} of {shards}",
+        "n_inputs": len(files),
+        "n_aligned": len(ok),
+        "n_rejects": len(rejects),
+        "aligned_fraction": round(len(ok) / len(files), 6) if files else None,
+        "routes": dict(sorted(aligned["route"].value_counts().to_dict().items())),
+        "rejects_by_reason": rejects["reason"].value_counts().to_dict(),
+        "prealigned": bool(cfg.get("prealigned", False)),
+        **({"landmarks_table": str(table)} if table else {}),
+    }

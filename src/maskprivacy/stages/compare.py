@@ -1,0 +1,146 @@
+"""compare: every condition against the baseline on the same test images and seeds; metrics, report.
+
+Reads the evaluate jobs' predictions and metrics (condition-major, seed-minor, as the rule lists
+them), the train jobs' histories and reports (training set-major, seed-minor), every stage's
+rejects and the mask tables; the statistics come from :mod:`maskprivacy.analysis.compare`, the
+figures from :mod:`maskprivacy.report.plots` and the HTML report from
+:mod:`maskprivacy.report.html`. No torch here: compare runs in a light environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maskprivacy.analysis import compare, paper_protocol
+from maskprivacy.analysis.conditions import group_differences, group_table, test_part
+from maskprivacy.core.io import read_table, write_json, write_table, write_text
+from maskprivacy.core.plumbing import atomic_dir
+from maskprivacy.report import html as html_report
+from maskprivacy.report import plots
+from maskprivacy.stages.entry import Files, StageConfig
+
+
+def by_condition_and_seed(
+    files: Sequence[str], names: list[str], seeds: list[int]
+) -> dict[str, dict[int, str]]:
+    """The rule's expand() lists, condition-major and seed-minor, as {condition: {seed: file}}."""
+    if len(files) != len(names) * len(seeds):
+        raise ValueError(
+            f"compare: {len(files)} files for {len(names)} conditions x {len(seeds)} seeds "
+            f"{seeds}: the jobs were made for other train.seeds"
+        )
+    it = iter(files)
+    return {n: {s: next(it) for s in seeds} for n in names}
+
+
+def by_model(files: Sequence[str], datasets: list[str], seeds: list[int]) -> dict[str, str]:
+    """The rule's per-model lists (training set-major, seed-minor) as {"masked seed 0": file}."""
+    models = [f"{d} seed {s}" for d in datasets for s in seeds]
+    return dict(zip(models, files, strict=True))
+
+
+def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
+    """Compare every condition with ``compare.baseline``; write statistics, metrics, tables,
+    plots and the HTML report."""
+    cfg = config.params
+    conditions = list(config.extra["conditions"])
+    names = [c["name"] for c in conditions]
+    seeds = [int(s) for s in config.extra["seeds"]]
+    datasets = sorted({c["train"] for c in conditions})
+    download = json.loads(Path(inputs.download_report).read_text())
+    data_source = download["source"]
+    demo = data_source == "demo"
+    split = read_table(inputs.split)
+    test = test_part(inputs.split)
+    preds = {
+        n: {s: read_table(f) for s, f in by_seed.items()}
+        for n, by_seed in by_condition_and_seed(inputs.predictions, names, seeds).items()
+    }
+    for name, by_seed in preds.items():
+        for s, df in by_seed.items():
+            if df["file"].tolist() != test["file"].tolist():
+                raise ValueError(
+                    f"compare: predictions of {name!r} (seed {s}) are not on the split's test "
+                    "images"
+                )
+    per_seed = {  # the evaluate jobs' metrics, less what names the job
+        n: {
+            s: {
+                k: v
+                for k, v in json.loads(Path(f).read_text()).items()
+                if k not in ("condition", "data_source", "seed")
+            }
+            for s, f in by_seed.items()
+        }
+        for n, by_seed in by_condition_and_seed(inputs.metrics, names, seeds).items()
+    }
+    base = cfg["baseline"]
+    core, ens = compare.compare_conditions(test, split, preds, per_seed, base, cfg)
+    rejects = pd.concat([read_table(t) for t in inputs.rejects], ignore_index=True)
+    masks = pd.concat([read_table(t) for t in inputs.masks], ignore_index=True)  # one per shard
+    groups = group_table(test, ens)
+    statistics = {
+        "data_source": data_source,
+        "demo": demo,
+        **core,
+        "condition_definitions": conditions,
+        "by_mask_type": compare.by_mask_type(test, ens, conditions, masks),
+        "accounting": compare.accounting(download["n_inputs"], split, rejects),
+        "split_counts": split["split"].value_counts().to_dict(),
+        "model_selection": paper_protocol.load_model_selection(
+            by_model(inputs.train_reports, datasets, seeds)
+        ),
+    }
+    metrics = compare.metrics_summary(statistics)
+    histories = by_model(inputs.histories, datasets, seeds)
+    with atomic_dir(outputs.plots) as tmp:
+        plots.learning_curves_png(
+            {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
+        )
+        bars = [
+            {
+                "condition": name,
+                "attribute": attr,
+                "metric": m["metric"],
+                "estimate": m["estimate"],
+                "low": m["low"],
+                "high": m["high"],
+            }
+            for name, c in statistics["conditions"].items()
+            for attr, m in c["seed_mean"].items()
+        ]
+        plots.comparison_bars_png(bars, tmp / "comparison.png", demo=demo)
+        for name in preds:
+            if name != base:
+                plots.group_heatmap_png(
+                    group_differences(groups, name, base),
+                    f"{name} minus {base}, per race x age group (seed ensemble)",
+                    tmp / f"groups_{name}_vs_{base}.png",
+                    demo=demo,
+                )
+    write_table(outputs.groups, groups)
+    write_table(outputs.rejects, rejects.sort_values(["stage", "file"], kind="stable"))
+    write_json(outputs.statistics, statistics)
+    # the per-condition plots of the first seed (every seed's are under results/evaluate/)
+    condition_plots = by_condition_and_seed(inputs.plots, names, seeds)
+    first = statistics["seeds"][0]
+    plot_dirs = [Path(outputs.plots), *[Path(condition_plots[n][first]) for n in names]]
+    write_text(
+        outputs.report,
+        html_report.render(
+            statistics,
+            config.extra["all"],
+            plot_dirs,
+            [inputs.sheet],
+            json.loads(Path(inputs.data_report).read_text()),
+            inputs.get("identities"),  # split.group_by: identity: the identities' contact sheet
+        ),
+    )
+    write_json(outputs.metrics, metrics)
+    return metrics

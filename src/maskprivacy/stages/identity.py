@@ -1,0 +1,33 @@
+"""The ``identity`` stage: dlib's descriptor of every aligned face of one shard, checkpointed as
+it goes so a killed job resumes (:mod:`maskprivacy.faces.identity` does the work)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from maskprivacy.core.io import read_table, rejects_frame, write_table
+from maskprivacy.faces import identity
+from maskprivacy.stages.entry import Files, StageConfig
+
+
+def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
+    cfg = dict(config.params)
+    table = read_table(inputs.landmarks)
+    out = Path(outputs.descriptors)
+    checkpoint = out.with_name(f".{out.name}.partial")
+    descriptors, rejects, resumed = identity.describe_faces(cfg, inputs.images, table, checkpoint)
+    identity.write_descriptors(out, descriptors)
+    rej = rejects_frame(rejects)
+    write_table(outputs.rejects, rej)
+    checkpoint.unlink(missing_ok=True)
+    return {
+        "model": identity.model_path(cfg).name,
+        "num_jitters": int(cfg.get("num_jitters", 0)),
+        "n_inputs": len(table),
+        "n_described": len(descriptors),
+        "n_resumed_from_checkpoint": resumed,
+        "n_rejects": len(rej),
+        "rejects_by_reason": rej["reason"].value_counts().to_dict(),
+    }

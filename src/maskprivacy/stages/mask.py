@@ -1,0 +1,91 @@
+"""The ``mask`` stage: a synthetic mask on every aligned face of one shard, drawn from its
+landmarks (:mod:`maskprivacy.masks`); each face ends in the masks table or in rejects with a
+reason; a contact sheet of a few faces with every mask type."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from maskprivacy.core.io import read_table, rejects_frame, write_table
+from maskprivacy.core.plumbing import atomic_dir, atomic_path
+from maskprivacy.faces.landmarks import landmarks_array
+from maskprivacy.masks import apply
+from maskprivacy.masks.sheet import contact_sheet
+from maskprivacy.stages.entry import Files, StageConfig
+
+SHEET_FACES = 5  # faces on the contact sheet
+
+
+def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
+    """Mask every aligned face; each ends in the masks table or in rejects with a reason.
+
+    The landmarks come from the align stage (computed once, reused by every mask type). The
+    contact sheet (``outputs.sheet``, PNG) shows :data:`SHEET_FACES` faces with every type.
+    """
+    cfg = dict(config.params)
+    choices = apply.choices(cfg)
+    table = read_table(inputs.landmarks)
+    lms = landmarks_array(table)
+    with atomic_dir(outputs.images) as tmp:
+        paths = [Path(inputs.images) / f for f in table["file"]]
+        rows = apply.mask_files(paths, lms, tmp, cfg, config.compute.threads)
+    ok = [r for r in rows if r["ok"]]
+    masks = pd.DataFrame(
+        [{k: r[k] for k in apply.MASK_COLUMNS} for r in ok], columns=apply.MASK_COLUMNS
+    )
+    masks = masks.sort_values("file", kind="stable").reset_index(drop=True)
+    rejects = rejects_frame(
+        [
+            {"file": r["file"], "stage": "mask", "reason": r["reason"], "detail": r["detail"]}
+            for r in rows
+            if not r["ok"]
+        ]
+    )
+    write_table(outputs.masks, masks)
+    write_table(outputs.rejects, rejects)
+    per_type = {
+        t: {
+            "n": int(len(g)),
+            "geometry_pass_fraction": round(float(g["geometry_ok"].mean()), 6),
+            "eyes_clear_fraction": round(float(g["eyes_clear"].mean()), 6),
+            "covered_fraction_mean": round(float(g["covered_fraction"].mean()), 6),
+        }
+        for t, g in masks.groupby("mask_type", sort=True)
+    }
+    summary = {
+        "n_inputs": len(table),
+        "n_masked": len(masks),
+        "n_rejects": len(rejects),
+        "types": masks["mask_type"].value_counts().sort_index().to_dict(),
+        "textures": masks["texture"].value_counts().sort_index().to_dict(),
+        "geometry_pass_fraction": float(masks["geometry_ok"].mean()) if len(masks) else None,
+        "geometry_tolerance_iod": choices["_tolerance"],
+        "per_type": per_type,
+        "rejects_by_reason": rejects["reason"].value_counts().to_dict(),
+    }
+    masked = np.flatnonzero(table["file"].isin(masks["file"]))  # a reject's face is not shown
+    picks = masked[
+        np.unique(
+            np.linspace(0, len(masked) - 1, min(SHEET_FACES, len(masked))).round().astype(int)
+        )
+    ]
+    faces = []
+    for i in picks if len(masked) else []:
+        f = table["file"].iloc[i]
+        with Image.open(Path(inputs.images) / f) as im:
+            faces.append((f, im.convert("RGB"), lms[i]))
+    sheet = (
+        contact_sheet(faces, choices["_types"], int(cfg["seed"]))
+        if faces
+        else Image.new("RGB", (320, 40), (255, 255, 255))
+    )
+    with atomic_path(outputs.sheet, suffix=".png") as tmp:
+        sheet.save(tmp, format="PNG", compress_level=1)
+    summary["contact_sheet"] = str(outputs.sheet)
+    return summary
