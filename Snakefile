@@ -65,6 +65,7 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/external.smk"
+include: "workflow/rules/evaluate_external.smk"
 include: "workflow/rules/compare.smk"
 
 

@@ -347,12 +347,12 @@ def test_summary_ensembles_seeds_and_accounts_for_the_set():
         [["d", "align", "no_face", ""], ["x.txt", "external", "not_an_image_name", ""]],
         columns=["file", "stage", "reason", "detail"],
     )
-    s = summarise(faces, predictions, rejects, {"n_rows": 4, "n_entries": 5}, 100, 0)
+    s = summarise(manifest, predictions, rejects, {"n_rows": 4, "n_entries": 5}, 100, 0)
     assert s["labels"] == ["sex", "age_range"]
     assert s["accounting"] == {
         "label_rows": 4,
         "files": 5,
-        "images": 3,
+        "images": 4,
         "scored": 3,
         "rejected_by_stage_and_reason": {"align: no_face": 1, "external: not_an_image_name": 1},
     }

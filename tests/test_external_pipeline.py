@@ -5,7 +5,6 @@ reported next to UTKFace's test set; every row and file accounted for; dvc.yaml 
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -82,16 +81,30 @@ def test_external_set_through_the_pipeline(tmp_path, demo_folder):
     not_scored = set(manifest["file"]) - set(scored)
     assert not_scored <= set(rejects["file"])
     assert len(scored) + len(rejects) == len(faces) + 3  # + broken, missing row, README
-    assert n_entries == len(faces) + 2
 
-    metrics = json.loads((root / "results/metrics.json").read_text())
-    ff = metrics["external"]["ff"]
-    assert ff["accounting"]["scored"] == len(scored)
+    stats = json.loads((root / "results/compare/statistics.json").read_text())["external"]["ff"]
+    assert stats["labels"] == ["sex", "race", "age_range"]
+    assert stats["accounting"] == {
+        "label_rows": len(faces) + 2,
+        "files": n_entries,
+        "images": len(manifest),
+        "scored": len(scored),
+        "rejected_by_stage_and_reason": {
+            "align: decode_error": 1,
+            "external: file_missing": 1,
+            "external: not_an_image_name": 1,
+        },
+    }
+    metrics = json.loads((root / "results/metrics.json").read_text())["external"]["ff"]
+    assert set(metrics["masked_trained_on_unmasked"]) == {
+        "sex_accuracy",
+        "race_accuracy",
+        "age_range_group_accuracy",
+        "age_range_range_error",
+    }
     page = (root / "results/report.html").read_text()
     assert "<h2>External test sets</h2>" in page and "<h3>ff</h3>" in page
     assert "UTKFace test" in page
 
-    # a second run does nothing; the demo without external sets has none of these jobs
-    res = sh(root, str(BIN / "snakemake"), "--cores", "2")
+    res = sh(root, str(BIN / "snakemake"), "--cores", "2")  # a second run does nothing
     assert "Nothing to be done" in res.stdout + res.stderr
-    shutil.rmtree(tmp_path / "faces")

@@ -2,7 +2,7 @@
 # Each is read by `external`, then taken through the same align and mask code as UTKFace, with
 # the same parameters, as jobs of its own (align_external, mask_external: one per set and shard),
 # then every trained model (training set, seed) scores its unmasked and its masked faces
-# (evaluate_external). compare reports them next to UTKFace's test set.
+# (evaluate_external.smk). compare reports them next to UTKFace's test set.
 EXTERNAL_SETS = config["evaluate"].get("external") or {}
 EXTERNAL = sorted(EXTERNAL_SETS)
 # a version of a set's faces -> the stage whose images it is
@@ -50,6 +50,7 @@ rule external:
             EXTERNAL_SETS[wildcards.ext]["path"],
             EXTERNAL_SETS[wildcards.ext]["labels"],
         ],
+        code=code("external"),
     output:
         images=directory("data/external/{ext}/images"),
         manifest="data/external/{ext}/manifest.csv",
@@ -72,6 +73,7 @@ use rule align as align_external with:
     input:
         images="data/external/{ext}/images",
         manifest="data/external/{ext}/manifest.csv",
+        code=code("align"),  # align.landmarks (a table of UTKFace's faces) is not used
     output:
         images=directory("data/external/{ext}/align/{shard}/images"),
         landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
@@ -85,6 +87,7 @@ use rule mask as mask_external with:
     input:
         images="data/external/{ext}/align/{shard}/images",
         landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
+        code=code("mask"),
     output:
         images=directory("data/external/{ext}/mask/{shard}/images"),
         masks="data/external/{ext}/mask/{shard}/masks.csv",
@@ -93,36 +96,3 @@ use rule mask as mask_external with:
         sheet="results/external/{ext}/mask/{shard}/contact_sheet.png",
     log:
         "logs/external/{ext}/mask/{shard}.log",
-
-
-rule evaluate_external:
-    input:
-        manifest="data/external/{ext}/manifest.csv",
-        # the faces every version has
-        landmarks=expand("data/external/{{ext}}/align/{shard}/landmarks.csv", shard=SHARDS),
-        masks=expand("data/external/{{ext}}/mask/{shard}/masks.csv", shard=SHARDS),
-        model="results/train/{dataset}/seed{seed}/model.pt",
-        images=lambda wildcards: expand(
-            "data/external/{ext}/{stage}/{shard}/images",
-            ext=wildcards.ext,
-            stage=EXTERNAL_VERSIONS[wildcards.version],
-            shard=SHARDS,
-        ),
-        download_report="data/download/report.json",
-    output:
-        predictions="results/external/{ext}/{version}/{dataset}/seed{seed}/predictions.csv",
-        metrics="results/external/{ext}/{version}/{dataset}/seed{seed}/metrics.json",
-    log:
-        "logs/external/{ext}/evaluate/{version}/{dataset}/seed{seed}.log",
-    conda:
-        "../envs/evaluate.yaml"
-    threads: 8  # capped at --cores locally
-    resources:
-        mem_mb=16000,
-        runtime=30,
-        gpu=1,
-    params:
-        cfg=config["evaluate"],
-        train=config["train"],
-    script:
-        "../scripts/evaluate_external.py"

@@ -17,12 +17,19 @@ label, each metric with a seeded percentile bootstrap 95% interval over those fa
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from maskprivacy.analysis import stats
+from maskprivacy.analysis.conditions import ensemble_predictions
+from maskprivacy.analysis.metrics import accuracy, balanced_accuracy, mae, rmse
+from maskprivacy.core.io import read_table
 from maskprivacy.core.labels import RACES, SEXES
 
 ATTRIBUTES = ("sex", "race", "age", "age_range")
@@ -39,39 +46,28 @@ def in_range(pred: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return (years >= low) & (years <= high)
 
 
-def _mean(x: np.ndarray) -> np.ndarray:
-    return x.mean(axis=-1)
+def _mean_of(per_face: Callable[..., np.ndarray], *arrays: np.ndarray) -> float:
+    return float(np.mean(per_face(*arrays)))
 
 
-def _balanced(t: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
-    """Balanced accuracy along the last axis (resamples first): the mean recall over the classes
-    present in each resample."""
-    hit = t == p
-    recalls = []
-    for k in range(n_classes):
-        of_k = t == k
-        n = of_k.sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recalls.append(np.where(n > 0, (hit & of_k).sum(axis=-1) / n, np.nan))
-    return np.nanmean(np.stack(recalls), axis=0)
+def _with_interval(
+    name: str, metric: Callable[..., float], arrays: tuple[np.ndarray, ...], n_boot: int, seed: int
+) -> dict[str, float | None]:
+    """``{name: metric(*arrays), name_low: ..., name_high: ...}``: a seeded bootstrap 95%
+    interval over faces."""
+    ci = stats.bootstrap_ci(metric, arrays, n_boot, seed)
+    return {name: ci["estimate"], f"{name}_low": ci["low"], f"{name}_high": ci["high"]}
 
 
-def _ci(fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed: int) -> dict[str, Any]:
-    return stats.bootstrap_ci(fn, arrays, n_boot, seed, vectorized=True)
-
-
-def _classification(t: np.ndarray, p: np.ndarray, names: tuple[str, ...], n_boot: int, seed: int):
+def _classification(
+    t: np.ndarray, p: np.ndarray, names: tuple[str, ...], n_boot: int, seed: int
+) -> dict[str, Any]:
     m = stats.classification_metrics(t, p, len(names))
-    acc = _ci(lambda a, b: _mean(a == b), (t, p), n_boot, seed)
-    bal = _ci(lambda a, b: _balanced(a, b, len(names)), (t, p), n_boot, seed)
+    balanced = partial(balanced_accuracy, n_classes=len(names))
     return {
         "n": m["n"],
-        "accuracy": m["accuracy"],
-        "accuracy_low": acc["low"],
-        "accuracy_high": acc["high"],
-        "balanced_accuracy": m["balanced_accuracy"],
-        "balanced_accuracy_low": bal["low"],
-        "balanced_accuracy_high": bal["high"],
+        **_with_interval("accuracy", accuracy, (t, p), n_boot, seed),
+        **_with_interval("balanced_accuracy", balanced, (t, p), n_boot, seed),
         "per_class_recall": dict(zip(names, m["per_class_recall"], strict=True)),
         "confusion": m["confusion"],
     }
@@ -94,33 +90,22 @@ def external_metrics(
     have = df[df["age"].notna()]
     if len(have):
         t, p = have["age"].to_numpy(float), have["age_pred"].to_numpy(float)
-        r = stats.regression_metrics(t, p)
-        mae = _ci(lambda a, b: _mean(np.abs(a - b)), (t, p), n_boot, seed)
-        rmse = _ci(lambda a, b: np.sqrt(_mean((a - b) ** 2)), (t, p), n_boot, seed)
         out["age"] = {
-            "n": r["n"],
-            "mae": r["mae"],
-            "mae_low": mae["low"],
-            "mae_high": mae["high"],
-            "rmse": r["rmse"],
-            "rmse_low": rmse["low"],
-            "rmse_high": rmse["high"],
-            "mean_error": r["mean_error"],
+            "n": int(len(have)),
+            **_with_interval("mae", mae, (t, p), n_boot, seed),
+            **_with_interval("rmse", rmse, (t, p), n_boot, seed),
+            "mean_error": float((p - t).mean()),
         }
     have = df[df["age_low"].notna()]
     if len(have):
         p = have["age_pred"].to_numpy(float)
         lo, hi = have["age_low"].to_numpy(float), have["age_high"].to_numpy(float)
-        acc = _ci(lambda a, b, c: _mean(in_range(a, b, c)), (p, lo, hi), n_boot, seed)
-        err = _ci(lambda a, b, c: _mean(range_error(a, b, c)), (p, lo, hi), n_boot, seed)
+        hit = partial(_mean_of, in_range)
+        err = partial(_mean_of, range_error)
         out["age_range"] = {
             "n": int(len(have)),
-            "group_accuracy": float(in_range(p, lo, hi).mean()),
-            "group_accuracy_low": acc["low"],
-            "group_accuracy_high": acc["high"],
-            "range_error": float(range_error(p, lo, hi).mean()),
-            "range_error_low": err["low"],
-            "range_error_high": err["high"],
+            **_with_interval("group_accuracy", hit, (p, lo, hi), n_boot, seed),
+            **_with_interval("range_error", err, (p, lo, hi), n_boot, seed),
         }
     return out
 
@@ -173,10 +158,9 @@ def summarise(
 ) -> dict[str, Any]:
     """One external set: for each (version, training set) the seed ensemble's metrics (the mean
     of the seeds' outputs) with intervals, and the seeds' headline numbers with their mean and
-    SD; the labels the set gives; and the accounting of its label rows and files (``rejects``:
-    every stage's of this set)."""
-    from maskprivacy.model.evaluate import ensemble_predictions
-
+    SD; the labels the set gives; and the accounting of its label rows and files (``manifest``:
+    every image the ingest kept, of which the predictions cover those scored; ``rejects``: every
+    stage's of this set)."""
     results = []
     n_scored = None
     for (version, train), by_seed in predictions.items():
@@ -210,4 +194,47 @@ def summarise(
             "rejected_by_stage_and_reason": {f"{s}: {r}": int(n) for (s, r), n in by.items()},
         },
         "results": results,
+    }
+
+
+def from_inputs(inputs: Mapping[str, Any], n_boot: int, seed: int) -> dict[str, Any]:
+    """Every external set's :func:`summarise`, by name, from compare's inputs: each set's
+    ``external_reports`` and ``external_manifests`` (``data/external/<set>/{report.json,
+    manifest.csv}``), ``external_rejects`` (``data/external/<set>/.../rejects.csv``: the
+    ingest's, align's and mask's) and ``external_predictions``
+    (``results/external/<set>/<version>/<training set>/seed<seed>/predictions.csv``)."""
+    reports, manifests = inputs["external_reports"], inputs["external_manifests"]
+    rejects, predictions = inputs["external_rejects"], inputs["external_predictions"]
+
+    def set_of(path: str) -> str:
+        return Path(path).parts[2]
+
+    preds: dict[str, dict[tuple[str, str], dict[int, pd.DataFrame]]] = {}
+    for f in predictions:
+        name, version, train, seed_dir = Path(f).parts[2:6]
+        by_seed = preds.setdefault(name, {}).setdefault((version, train), {})
+        by_seed[int(seed_dir.removeprefix("seed"))] = read_table(f)
+    out = {}
+    for report, manifest in zip(reports, manifests, strict=True):
+        name = set_of(manifest)
+        table = pd.concat([read_table(f) for f in rejects if set_of(f) == name], ignore_index=True)
+        out[name] = summarise(
+            read_table(manifest),
+            preds[name],
+            table,
+            json.loads(Path(report).read_text()),
+            n_boot,
+            seed,
+        )
+    return out
+
+
+def metrics_summary(external: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of each set's seed ensembles, for ``results/metrics.json``:
+    ``{set: {"<version>_trained_on_<training set>": {"sex_accuracy": ..., ...}}}``."""
+    return {
+        name: {
+            f"{r['version']}_trained_on_{r['train']}": headline(r["ensemble"]) for r in s["results"]
+        }
+        for name, s in external.items()
     }

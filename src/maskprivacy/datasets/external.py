@@ -34,7 +34,7 @@ kept), ``duplicate_row_conflict`` (a file listed again with other labels: every 
 (an exact age outside the row's range), ``no_labels`` (a row with no label at all),
 ``no_label_row`` (a file no row names), ``not_an_image_name``, ``duplicate_name`` (two paths
 that flatten to one name), ``unreadable``, and the listing's reasons for links and special files
-(see :func:`maskprivacy.datasets.download.list_entries`). A file named by a rejected row is
+(see :func:`maskprivacy.datasets.ingest.list_entries`). A file named by a rejected row is
 accounted for by that row. Decoding is left to ``align``, as for UTKFace.
 
 Images are copied flat into the output folder (``a/b.jpg`` becomes ``a__b.jpg``) so that the
@@ -59,14 +59,11 @@ from typing import Any
 
 import pandas as pd
 
-from maskprivacy.core.io import atomic_dir, rejects_frame, remove_stale, sha256_file, write_table
+from maskprivacy.core.io import rejects_frame, sha256_file, write_table
 from maskprivacy.core.labels import AGE_MAX, IMAGE_SUFFIXES, RACES, SEXES
-from maskprivacy.datasets.download import (
-    ArchiveLimits,
-    archive_kind,
-    list_entries,
-    safe_extract,
-)
+from maskprivacy.core.plumbing import atomic_dir, remove_stale
+from maskprivacy.datasets.archives import ArchiveLimits, archive_kind, safe_extract
+from maskprivacy.datasets.ingest import list_entries
 
 STAGE = "external"
 LABEL_MAP = "external_label_map.csv"

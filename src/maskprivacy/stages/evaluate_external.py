@@ -10,14 +10,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from maskprivacy.analysis.external import external_metrics, faces_in_every_version, headline
 from maskprivacy.core.io import read_table, write_json, write_table
-from maskprivacy.model.evaluate import predict_condition
+from maskprivacy.model.predict import predict_condition
 from maskprivacy.stages.entry import Files, StageConfig
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     w = config.wildcards
+    torch.set_num_threads(config.compute.threads)
     manifest = read_table(inputs.manifest)
     faces = faces_in_every_version(
         manifest,
@@ -32,12 +35,7 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         )
     name = f"{w['ext']}: {w['version']}, trained on {w['dataset']}"
     preds = predict_condition(
-        {"name": name},
-        config.extra["train"],
-        faces,
-        inputs.model,
-        list(inputs.images),
-        config.compute.threads,
+        name, faces, inputs.model, inputs.images, config.compute, config.compute.threads
     )
     cfg = config.params
     metrics = external_metrics(faces, preds, int(cfg["bootstrap"]), int(cfg["seed"]))
