@@ -4,7 +4,9 @@ rule evaluate_external:
     input:
         manifest="data/external/{ext}/manifest.csv",
         # the faces every version has
-        landmarks=expand("data/external/{{ext}}/align/{shard}/landmarks.csv", shard=SHARDS),
+        landmarks=expand(
+            "data/external/{{ext}}/align/{shard}/landmarks.csv", shard=SHARDS
+        ),
         masks=expand("data/external/{{ext}}/mask/{shard}/masks.csv", shard=SHARDS),
         model="results/train/{dataset}/seed{seed}/model.pt",
         images=lambda wildcards: expand(

@@ -38,7 +38,6 @@ EXTERNAL_INPUTS = (
 )
 
 
-
 wildcard_constraints:
     ext="|".join(EXTERNAL) or "$^",  # the set names (none: nothing matches)
     version="|".join(EXTERNAL_VERSIONS),
