@@ -36,7 +36,7 @@ def known_faces(table: str, paths: list[Path]) -> dict[str, lm.Face]:
         raise ValueError(
             f"align.landmarks: {table} lacks {len(missing)} of the {len(paths)} inputs (by "
             f"sha256), e.g. {', '.join(missing[:3])}: it was made from other files; make it "
-            "from these with `python -m maskprivacy.faces.landmarks make`"
+            "from these with `python -m maskprivacy.faces.find_landmarks`"
         )
     return known
 
