@@ -71,6 +71,8 @@ include: "workflow/rules/identity.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/external.smk"
+include: "workflow/rules/evaluate_external.smk"
 include: "workflow/rules/compare.smk"
 
 

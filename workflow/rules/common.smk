@@ -53,7 +53,9 @@ def shard_tables(stage, name):
 
 def mask_tables(name):
     """One output of the mask stage per mask set and shard: data/mask/<set>/<shard>/<name>."""
-    return expand("data/mask/{maskset}/{shard}/{name}", maskset=MASK_SETS, shard=SHARDS, name=name)
+    return expand(
+        "data/mask/{maskset}/{shard}/{name}", maskset=MASK_SETS, shard=SHARDS, name=name
+    )
 
 
 def dataset_images(dataset):

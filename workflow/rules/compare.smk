@@ -2,6 +2,7 @@ rule compare:
     input:
         **identity_outputs(),  # split.group_by: identity: the identities' contact sheet
         **study_inputs(),  # more than one mask set: the landmarks, for what each mask covers
+        **EXTERNAL_INPUTS,  # evaluate.external: the external test sets' tables and predictions
         split="data/split/split.csv",
         # condition-major, seed-minor: the order workflow/scripts/compare.py reads them in
         predictions=expand(
@@ -36,7 +37,9 @@ rule compare:
             "data/split/rejects.csv",
         ],
         masks=mask_tables("masks.csv"),
-        sheet=expand("results/mask/{maskset}/0/contact_sheet.png", maskset=MASK_SETS[:1]),
+        sheet=expand(
+            "results/mask/{maskset}/0/contact_sheet.png", maskset=MASK_SETS[:1]
+        ),
         download_report="data/download/report.json",
         data_report="results/data/report.json",
         code=code("compare"),

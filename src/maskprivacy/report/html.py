@@ -18,6 +18,7 @@ import yaml
 
 from maskprivacy.analysis import answer
 from maskprivacy.analysis.answer import fmt_p as _fmt_p
+from maskprivacy.report import external as external_report
 
 ALPHA = 0.05
 
@@ -379,6 +380,7 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 <h2>Metrics per condition</h2>{metrics_table}
 <h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
 <h3>The difference of each training seed</h3>{seed_table}
+{external_report.section(statistics.get("external"), statistics.get("condition_definitions", []), conds, _table)}
 {_chance_section(statistics)}
 {_method_section(statistics)}
 {paper_protocol_section(statistics, params)}

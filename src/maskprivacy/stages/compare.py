@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from maskprivacy.analysis import compare, matrix, paper_protocol
+from maskprivacy.analysis import compare, external, matrix, paper_protocol
 from maskprivacy.analysis.conditions import group_differences, group_table, test_part
 from maskprivacy.core.io import read_table, write_json, write_table, write_text
 from maskprivacy.core.plumbing import atomic_dir
@@ -105,7 +105,11 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             by_model(inputs.train_reports, datasets, seeds)
         ),
     }
+    if "external_reports" in inputs:  # evaluate.external: the external test sets
+        statistics["external"] = external.from_inputs(inputs, cfg["bootstrap"], cfg["seed"])
     metrics = compare.metrics_summary(statistics)
+    if "external" in statistics:
+        metrics["external"] = external.metrics_summary(statistics["external"])
     histories = by_model(inputs.histories, datasets, seeds)
     sets = used_sets(config.extra["all"]["mask"]["sets"], conditions)
     section = ""

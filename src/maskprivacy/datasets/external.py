@@ -1,0 +1,494 @@
+"""External test sets: faces that are not UTKFace, with their labels in a CSV of any convention.
+
+An external set is a folder or an archive (.tar.gz, .zip, ...: extracted with the download
+stage's safe extraction and limits) of face images, and a CSV with one row per image: a column
+naming the file (its path inside the folder or archive; a path that only ends the same way,
+such as ``val/1.jpg`` for ``fairface/val/1.jpg``, matches too when only one file does) and any
+of sex, age, age group and race, under any column names and values that the label map knows.
+
+The label map (:data:`LABEL_MAP`, ``src/maskprivacy/data/external_label_map.csv``; extended per
+set with ``columns`` and ``values``) maps:
+
+- column names, case and spaces ignored: ``file``/``filename``/``image``/``path``/... to
+  ``file``, ``gender`` to ``sex``, ``ethnicity`` to ``race``, ``age_range``/``age_bin`` to
+  ``age_group``; a column named exactly as the canonical name wins over an alias;
+- sex: ``Male``/``M``/``man``/``0`` to male, ``Female``/``F``/``woman``/``1`` to female (0 and 1
+  in UTKFace's convention: 0 = male);
+- race: UTKFace's five (names or indices 0-4) and FairFace's seven: White, Black, East Asian and
+  Southeast Asian (-> Asian), Indian, Middle Eastern and Latino_Hispanic (-> Others, which
+  UTKFace describes as "Hispanic, Latino, Middle Eastern");
+- values are compared in lower case with ``_``, ``-`` and runs of spaces read as one space.
+
+Ages (in ``age`` or ``age_group``) are a number of years (exact: scored by MAE), or a range:
+``20-29``, ``(25, 32)`` or ``(25-32)`` (Adience), ``25 to 32``, ``more than 70`` / ``over 70`` /
+``70+`` (70 to 116, UTKFace's oldest): scored as a group accuracy and as the error to the range
+(:mod:`maskprivacy.analysis.external`). A row may give both an exact age and a range; they must
+agree.
+
+Every CSV row and every file ends in exactly one place: the manifest (a kept image with its row)
+or the rejects table (stage ``external``): ``no_file_name`` (a row without a file),
+``file_missing`` (a row whose file is not in the set), ``ambiguous_file`` (a row whose path ends
+several files), ``duplicate_row`` (a file listed again with the same labels; the first row is
+kept), ``duplicate_row_conflict`` (a file listed again with other labels: every row of it),
+``unknown_label`` (a value the map does not know, or an age outside 0-116), ``label_conflict``
+(an exact age outside the row's range), ``no_labels`` (a row with no label at all),
+``no_label_row`` (a file no row names), ``not_an_image_name``, ``duplicate_name`` (two paths
+that flatten to one name), ``unreadable``, and the listing's reasons for links and special files
+(see :func:`maskprivacy.datasets.ingest.list_entries`). A file named by a rejected row is
+accounted for by that row. Decoding is left to ``align``, as for UTKFace.
+
+Images are copied flat into the output folder (``a/b.jpg`` becomes ``a__b.jpg``) so that the
+``align`` and ``mask`` stages read them as they read UTKFace's; the manifest has ``file`` (that
+flat name), ``sex`` (0 male, 1 female), ``race`` (0-4, UTKFace's order), ``age`` (exact years),
+``age_low``/``age_high`` (the range, inclusive), each empty when the set does not give it, and
+``sha256``, ``source`` (the path in the set) and ``row`` (the CSV line).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maskprivacy.core.io import rejects_frame, sha256_file, write_table
+from maskprivacy.core.labels import AGE_MAX, IMAGE_SUFFIXES, RACES, SEXES
+from maskprivacy.core.plumbing import atomic_dir, remove_stale
+from maskprivacy.datasets.archives import ArchiveLimits, archive_kind, safe_extract
+from maskprivacy.datasets.ingest import list_entries
+
+STAGE = "external"
+LABEL_MAP = "external_label_map.csv"
+CANONICAL = ("file", "sex", "age", "age_group", "race")
+LABELS = ("sex", "race", "age", "age_group")
+MANIFEST_COLUMNS = ["file", "sex", "race", "age", "age_low", "age_high", "sha256", "source", "row"]
+FLAT_SEP = "__"
+
+_RANGE = re.compile(r"^\(?\s*(\d+)\s*(?:-|\u2013|,|to)\s*(\d+)\s*\)?$")
+_OVER = re.compile(r"^(?:more than|over|above|>=?)\s*(\d+)$|^(\d+)\s*\+$")
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+class LabelValueError(ValueError):
+    """A label value that the map does not know; the message says which and why."""
+
+
+def normalise(value: Any) -> str:
+    """A label value or column name as the map compares it: lower case, ``_``/``-``/spaces as
+    one space, a whole number written as a float (``1.0``) as the integer."""
+    text = re.sub(r"[\s_\-]+", " ", str(value)).strip().lower()
+    return re.sub(r"^(\d+)\.0+$", r"\1", text)
+
+
+def _column_key(name: str) -> str:
+    return normalise(name).replace(" ", "_")
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Column names and label values of other conventions, mapped to UTKFace's."""
+
+    columns: Mapping[str, str]  # column key -> canonical column
+    sex: Mapping[str, int]  # normalised value -> 0 male / 1 female
+    race: Mapping[str, int]  # normalised value -> index of RACES
+    chosen: Mapping[str, str]  # canonical column -> the set's column name (overrides)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        columns: Mapping[str, str] | None = None,
+        values: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> LabelMap:
+        """The committed table (or ``path``), with a set's ``columns`` (canonical name -> its
+        column) and ``values`` (attribute -> {its value: a sex or race name or index})."""
+        if path is None:
+            table = pd.read_csv(
+                resources.files("maskprivacy") / "data" / LABEL_MAP,
+                dtype=str,
+                keep_default_na=False,
+            )
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        maps: dict[str, dict[str, Any]] = {"column": {}, "sex": {}, "race": {}}
+        for kind, value, label in zip(table["kind"], table["value"], table["label"], strict=True):
+            if kind not in maps:
+                raise ValueError(f"{path or LABEL_MAP}: unknown kind {kind!r}")
+            maps[kind][_column_key(value) if kind == "column" else normalise(value)] = label
+        for attr, given in (values or {}).items():
+            if attr not in ("sex", "race"):
+                raise ValueError(f"values: only sex and race values can be mapped, not {attr!r}")
+            maps[attr].update({normalise(k): str(v) for k, v in given.items()})
+        chosen = dict(columns or {})
+        unknown = sorted(set(chosen) - set(CANONICAL))
+        if unknown:
+            raise ValueError(f"columns: {unknown} are not among {list(CANONICAL)}")
+        return cls(
+            columns=maps["column"],
+            sex={k: _index(v, SEXES, "sex") for k, v in maps["sex"].items()},
+            race={k: _index(v, RACES, "race") for k, v in maps["race"].items()},
+            chosen=chosen,
+        )
+
+    def resolve_columns(self, header: list[str], where: str) -> dict[str, str]:
+        """Canonical column -> the CSV's column; a column named exactly as the canonical name
+        wins over an alias; two aliases of one name, or no file column, are errors."""
+        found: dict[str, list[str]] = {}
+        for col in header:
+            canon = self.columns.get(_column_key(col))
+            if canon is not None:
+                found.setdefault(canon, []).append(col)
+        out = {}
+        for canon, cols in found.items():
+            exact = [c for c in cols if _column_key(c) == canon]
+            if len(exact) == 1 or len(cols) == 1:
+                out[canon] = (exact or cols)[0]
+            else:
+                out[canon] = ""  # ambiguous unless chosen below
+        for canon, col in self.chosen.items():
+            if col not in header:
+                raise ValueError(
+                    f"{where}: columns.{canon} names {col!r}, not a column of {header}"
+                )
+            out[canon] = col
+        ambiguous = sorted(c for c, col in out.items() if not col)
+        if ambiguous:
+            raise ValueError(
+                f"{where}: several columns read as {ambiguous} ({[found[c] for c in ambiguous]}); "
+                "say which with the set's `columns` (e.g. columns: {file: image_path})"
+            )
+        if "file" not in out:
+            raise ValueError(
+                f"{where}: no column names the image file (columns: {header}); name it with the "
+                "set's `columns: {file: <column>}`"
+            )
+        if not set(out) & set(LABELS):
+            raise ValueError(
+                f"{where}: no label column (sex, age, age group or race) among {header}; map "
+                "one with the set's `columns`"
+            )
+        return out
+
+    def value(self, attr: str, raw: str) -> int:
+        """The index of a sex or race value, or raise :class:`LabelValueError`."""
+        table = self.sex if attr == "sex" else self.race
+        key = normalise(raw)
+        if key not in table:
+            raise LabelValueError(
+                f"{attr} value {raw!r} is not in the label map (known: {sorted(table)}); add it "
+                f"with the set's `values: {{{attr}: {{{raw!r}: <label>}}}}`"
+            )
+        return table[key]
+
+
+def _index(label: str, names: tuple[str, ...], attr: str) -> int:
+    text = normalise(label)
+    lowered = [n.lower() for n in names]
+    if text in lowered:
+        return lowered.index(text)
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    raise ValueError(f"label map: {attr} label {label!r} is not one of {list(names)}")
+
+
+def parse_age(raw: str) -> tuple[float | None, int | None, int | None]:
+    """``(exact, low, high)`` of an age cell: a number of years is exact (no range), a range
+    gives ``low``/``high`` (inclusive) and no exact age. Raises :class:`LabelValueError`."""
+    text = re.sub(r"\s+", " ", str(raw)).strip().lower()
+    if _NUMBER.match(text):
+        age = float(text)
+        if age > AGE_MAX:
+            raise LabelValueError(f"age {raw!r} is outside 0-{AGE_MAX}")
+        return age, None, None
+    if m := _RANGE.match(text):
+        low, high = int(m.group(1)), int(m.group(2))
+    elif m := _OVER.match(text):
+        low, high = int(m.group(1) or m.group(2)), AGE_MAX
+    else:
+        raise LabelValueError(
+            f"age {raw!r} is neither a number of years nor a range (20-29, (25, 32), more than 70)"
+        )
+    if not low <= high <= AGE_MAX:
+        raise LabelValueError(f"age range {raw!r} is not low <= high within 0-{AGE_MAX}")
+    return None, low, high
+
+
+class _Conflict(LabelValueError):
+    """Two labels of one row that cannot both hold (an exact age outside the row's range)."""
+
+
+class _NoLabels(LabelValueError):
+    """A row that gives no label at all."""
+
+
+def row_labels(row: Mapping[str, str], cols: Mapping[str, str], lmap: LabelMap) -> dict[str, Any]:
+    """The mapped labels of one CSV row (absent ones are None); raises LabelValueError."""
+    out: dict[str, Any] = {
+        "sex": None,
+        "race": None,
+        "age": None,
+        "age_low": None,
+        "age_high": None,
+    }
+    for attr in ("sex", "race"):
+        if attr in cols and (raw := row[cols[attr]].strip()):
+            out[attr] = lmap.value(attr, raw)
+    for attr in ("age", "age_group"):
+        if attr in cols and (raw := row[cols[attr]].strip()):
+            exact, low, high = parse_age(raw)
+            if exact is not None:
+                if out["age"] is not None and out["age"] != exact:
+                    raise _Conflict(f"age {out['age']:g} and {attr} {raw!r} disagree")
+                out["age"] = exact
+            else:
+                if out["age_low"] is not None and (out["age_low"], out["age_high"]) != (low, high):
+                    raise _Conflict(
+                        f"age range {out['age_low']}-{out['age_high']} and {attr} {raw!r} disagree"
+                    )
+                out["age_low"], out["age_high"] = low, high
+    if out["age"] is not None and out["age_low"] is not None:
+        if not out["age_low"] <= out["age"] <= out["age_high"]:
+            raise _Conflict(
+                f"age {out['age']:g} is outside its range {out['age_low']}-{out['age_high']}"
+            )
+    if all(v is None for v in out.values()):
+        raise _NoLabels("no label given")
+    return out
+
+
+def read_labels(path: str | os.PathLike) -> pd.DataFrame:
+    """The labels CSV as text (nothing converted), with ``_line``: the row's line in the file."""
+    try:
+        table = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
+        )
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"cannot read the labels CSV {path}: {type(err).__name__}: {err}") from err
+    table.columns = [str(c).strip() for c in table.columns]
+    return table.assign(_line=range(2, len(table) + 2))
+
+
+def flat_name(rel: str) -> str:
+    """The flat image name of a path inside the set (``a/b.jpg`` -> ``a__b.jpg``)."""
+    return rel.replace("/", FLAT_SEP)
+
+
+def _norm_path(text: str) -> str:
+    p = text.strip().replace("\\", "/")
+    while p.startswith("./"):
+        p = p[2:]
+    return p.strip("/")
+
+
+def _reject(file: str, reason: str, detail: str) -> dict[str, str]:
+    return {"file": file, "stage": STAGE, "reason": reason, "detail": detail}
+
+
+def _suffix_index(rels: list[str]) -> dict[str, list[str]]:
+    """Every trailing part of each path (``a/b/c.jpg``, ``b/c.jpg``, ``c.jpg``) -> the paths."""
+    index: dict[str, list[str]] = {}
+    for rel in rels:
+        parts = rel.split("/")
+        for k in range(len(parts)):
+            index.setdefault("/".join(parts[k:]), []).append(rel)
+    return index
+
+
+def match_rows(
+    table: pd.DataFrame, cols: Mapping[str, str], lmap: LabelMap, rels: list[str], labels_name: str
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]], set[str]]:
+    """Match the CSV rows to the set's files: ``(kept, rejects, named)``: the labels of each kept
+    file (by its path in the set), the rejected rows, and every file a row names."""
+    index = _suffix_index(rels)
+    kept: dict[str, dict[str, Any]] = {}
+    first: dict[str, tuple[int, tuple]] = {}
+    rejects: list[dict[str, str]] = []
+    conflicted: dict[str, list[int]] = {}
+    named: set[str] = set()
+    for row in table.to_dict("records"):
+        line = row["_line"]
+        where = f"{labels_name} line {line}"
+        path = _norm_path(row[cols["file"]])
+        if not path:
+            rejects.append(_reject(f"{labels_name}:{line}", "no_file_name", f"{where}: no file"))
+            continue
+        hits = sorted(set(index.get(path, [])))
+        if path in hits:
+            hits = [path]
+        if not hits:
+            rejects.append(_reject(path, "file_missing", f"{where} names {path!r}: not in the set"))
+            continue
+        if len(hits) > 1:
+            detail = f"{where} names {path!r}, which ends {len(hits)} files: {hits[:3]}"
+            rejects.append(_reject(path, "ambiguous_file", detail))
+            named.update(hits)
+            continue
+        rel = hits[0]
+        named.add(rel)
+        try:
+            labels = row_labels(row, cols, lmap)
+        except _NoLabels as err:
+            rejects.append(_reject(rel, "no_labels", f"{where}: {err}"))
+            continue
+        except _Conflict as err:
+            rejects.append(_reject(rel, "label_conflict", f"{where}: {err}"))
+            continue
+        except LabelValueError as err:
+            rejects.append(_reject(rel, "unknown_label", f"{where}: {err}"))
+            continue
+        key = tuple(labels.values())
+        if rel in conflicted:
+            conflicted[rel].append(line)
+        elif rel in first:
+            line0, key0 = first[rel]
+            if key == key0:
+                detail = f"{where} repeats line {line0} with the same labels (line {line0} kept)"
+                rejects.append(_reject(rel, "duplicate_row", detail))
+            else:
+                conflicted[rel] = [line0, line]
+                del kept[rel]
+        else:
+            first[rel] = (line, key)
+            kept[rel] = {**labels, "row": line}
+    for rel, lines in conflicted.items():
+        for line in lines:
+            detail = (
+                f"{labels_name} line {line}: {rel} is listed on lines {lines} with other labels"
+            )
+            rejects.append(_reject(rel, "duplicate_row_conflict", detail))
+    return kept, rejects, named
+
+
+def ingest(
+    source: str | os.PathLike,
+    labels: str | os.PathLike,
+    images_out: str | os.PathLike,
+    lmap: LabelMap | None = None,
+    limits: ArchiveLimits | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Read an external set (folder or archive) and its labels CSV; copy the kept images flat
+    into ``images_out`` (atomically); return ``(manifest, rejects, summary)``."""
+    source, labels, images_out = Path(source), Path(labels), Path(images_out)
+    lmap = lmap if lmap is not None else LabelMap.load()
+    if not source.exists():
+        raise FileNotFoundError(f"external set {source} does not exist")
+    table = read_labels(labels)
+    cols = lmap.resolve_columns([c for c in table.columns if c != "_line"], f"labels CSV {labels}")
+    images_out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(images_out, ".{name}.work.*")
+    with tempfile.TemporaryDirectory(
+        prefix=f".{images_out.name}.work.", dir=images_out.parent
+    ) as work:
+        if source.is_dir():
+            folder, extracted = source, False
+        elif archive_kind(source, sniff=True):
+            folder, extracted = safe_extract(source, Path(work) / "set", limits), True
+        else:
+            raise ValueError(f"external set {source} is neither a folder nor an archive")
+        labels_real = os.path.realpath(labels)
+        entries = [e for e in list_entries(folder) if os.path.realpath(e.path) != labels_real]
+        rejects = [_reject(e.rel, e.reason, e.detail) for e in entries if e.reason]
+        files = {e.rel: e.path for e in entries if not e.reason}
+        images = {}
+        for rel, path in files.items():
+            if rel.lower().endswith(IMAGE_SUFFIXES):
+                images[rel] = path
+            else:
+                suffix = Path(rel).suffix or "(none)"
+                detail = f"suffix {suffix!r} is not one of {', '.join(IMAGE_SUFFIXES)}"
+                rejects.append(_reject(rel, "not_an_image_name", detail))
+        kept, row_rejects, named = match_rows(table, cols, lmap, sorted(images), labels.name)
+        rejects += row_rejects
+        for rel in sorted(set(images) - named):
+            detail = f"no row of {labels.name} names it"
+            rejects.append(_reject(rel, "no_label_row", detail))
+        rows = []
+        taken: dict[str, str] = {}
+        with atomic_dir(images_out) as tmp:
+            for rel in sorted(kept):
+                name = flat_name(rel)
+                if name in taken:
+                    detail = f"{rel} and {taken[name]} are both named {name} once flattened"
+                    rejects.append(_reject(rel, "duplicate_name", detail))
+                    continue
+                try:
+                    digest = sha256_file(images[rel])
+                    # an extracted archive is ours to move from; a user's folder is copied
+                    (os.replace if extracted else shutil.copy2)(images[rel], tmp / name)
+                except OSError as err:
+                    rejects.append(_reject(rel, "unreadable", f"{type(err).__name__}: {err}"))
+                    continue
+                taken[name] = rel
+                rows.append({"file": name, **kept[rel], "sha256": digest, "source": rel})
+    manifest = _manifest(rows)
+    rejected = rejects_frame(rejects)
+    summary = _summary(table, entries, manifest, rejected, cols, source)
+    return manifest, rejected, summary
+
+
+def _manifest(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    for c in ("sex", "race", "age_low", "age_high", "row"):
+        df[c] = df[c].astype("Int64")
+    age = pd.to_numeric(df["age"], errors="coerce")
+    whole = age.dropna()
+    df["age"] = age.astype("Int64") if (whole == whole.round()).all() else age
+    return df.sort_values("file", kind="stable").reset_index(drop=True)
+
+
+def _summary(
+    table: pd.DataFrame,
+    entries: list[Any],
+    manifest: pd.DataFrame,
+    rejects: pd.DataFrame,
+    cols: Mapping[str, str],
+    source: Path,
+) -> dict[str, Any]:
+    def counts(attr: str, names: tuple[str, ...]) -> dict[str, int]:
+        got = manifest[attr].dropna().astype(int)
+        return {names[k]: int(n) for k, n in sorted(Counter(got).items())}
+
+    return {
+        "source": str(source),
+        "columns": dict(cols),
+        "n_rows": len(table),
+        "n_entries": len(entries),
+        "n_images": len(manifest),
+        "n_rejects": len(rejects),
+        "rejects_by_reason": dict(sorted(Counter(rejects["reason"]).items())),
+        "labels": {
+            "sex": counts("sex", SEXES),
+            "race": counts("race", RACES),
+            "age_exact": int(manifest["age"].notna().sum()),
+            "age_range": int(manifest["age_low"].notna().sum()),
+        },
+    }
+
+
+def run(
+    cfg: Mapping[str, Any],
+    images_out: str | os.PathLike,
+    manifest_out: str | os.PathLike,
+    rejects_out: str | os.PathLike,
+) -> dict[str, Any]:
+    """Ingest one external set given by its params (``path``, ``labels``, optional ``columns``,
+    ``values``, ``max_member_mb``, ``max_total_gb``); write the images, manifest and rejects."""
+    lmap = LabelMap.load(columns=cfg.get("columns"), values=cfg.get("values"))
+    limits = ArchiveLimits.from_params(dict(cfg))
+    manifest, rejects, summary = ingest(cfg["path"], cfg["labels"], images_out, lmap, limits)
+    write_table(manifest_out, manifest)
+    write_table(rejects_out, rejects)
+    if manifest.empty:
+        raise ValueError(
+            f"external set {cfg['path']}: no image kept of {summary['n_rows']} label rows "
+            f"(rejects by reason: {summary['rejects_by_reason']}; see {rejects_out})"
+        )
+    return summary

@@ -1,0 +1,35 @@
+# Every trained model (training set, seed) on each external test set's unmasked and masked
+# faces (sets, versions and paths: external.smk); the same faces for every model and version.
+rule evaluate_external:
+    input:
+        manifest="data/external/{ext}/manifest.csv",
+        # the faces every version has
+        landmarks=expand(
+            "data/external/{{ext}}/align/{shard}/landmarks.csv", shard=SHARDS
+        ),
+        masks=expand("data/external/{{ext}}/mask/{shard}/masks.csv", shard=SHARDS),
+        model="results/train/{dataset}/seed{seed}/model.pt",
+        images=lambda wildcards: expand(
+            "data/external/{ext}/{stage}/{shard}/images",
+            ext=wildcards.ext,
+            stage=EXTERNAL_VERSIONS[wildcards.version],
+            shard=SHARDS,
+        ),
+        download_report="data/download/report.json",
+        code=code("evaluate_external"),
+    output:
+        predictions="results/external/{ext}/{version}/{dataset}/seed{seed}/predictions.csv",
+        metrics="results/external/{ext}/{version}/{dataset}/seed{seed}/metrics.json",
+    log:
+        "logs/external/{ext}/evaluate/{version}/{dataset}/seed{seed}.log",
+    conda:
+        "../envs/evaluate_external.yaml"
+    threads: 8  # capped at --cores locally
+    resources:
+        mem_mb=16000,
+        runtime=30,
+        gpu=1,
+    params:
+        cfg=config["evaluate"],
+    script:
+        "../scripts/evaluate_external.py"

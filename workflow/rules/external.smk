@@ -1,0 +1,97 @@
+# External test sets (evaluate.external: a name -> a folder or archive of faces and a labels CSV).
+# Each is read by `external`, then taken through the same align and mask code as UTKFace, with
+# the same parameters, as jobs of its own (align_external, mask_external: one per set and shard),
+# then every trained model (training set, seed) scores its unmasked and its masked faces
+# (evaluate_external.smk). compare reports them next to UTKFace's test set.
+EXTERNAL_SETS = config["evaluate"].get("external") or {}
+EXTERNAL = sorted(EXTERNAL_SETS)
+# a version of a set's faces -> the stage whose images it is
+EXTERNAL_VERSIONS = {"unmasked": "align", "masked": "mask"}
+# compare's inputs (none without external sets): set-major, then version, training set, seed
+EXTERNAL_INPUTS = (
+    dict(
+        external_reports=expand("data/external/{ext}/report.json", ext=EXTERNAL),
+        external_manifests=expand("data/external/{ext}/manifest.csv", ext=EXTERNAL),
+        external_rejects=[
+            f
+            for ext in EXTERNAL
+            for f in [
+                f"data/external/{ext}/rejects.csv",
+                *expand(
+                    "data/external/{ext}/{stage}/{shard}/rejects.csv",
+                    ext=ext,
+                    stage=["align", "mask"],
+                    shard=SHARDS,
+                ),
+            ]
+        ],
+        external_predictions=expand(
+            "results/external/{ext}/{version}/{dataset}/seed{seed}/predictions.csv",
+            ext=EXTERNAL,
+            version=list(EXTERNAL_VERSIONS),
+            dataset=TRAIN_SETS,
+            seed=SEEDS,
+        ),
+    )
+    if EXTERNAL
+    else {}
+)
+
+
+wildcard_constraints:
+    ext="|".join(EXTERNAL) or "$^",  # the set names (none: nothing matches)
+    version="|".join(EXTERNAL_VERSIONS),
+
+
+rule external:
+    input:
+        sources=lambda wildcards: [
+            EXTERNAL_SETS[wildcards.ext]["path"],
+            EXTERNAL_SETS[wildcards.ext]["labels"],
+        ],
+        code=code("external"),
+    output:
+        images=directory("data/external/{ext}/images"),
+        manifest="data/external/{ext}/manifest.csv",
+        rejects="data/external/{ext}/rejects.csv",
+        report="data/external/{ext}/report.json",
+    log:
+        "logs/external/{ext}.log",
+    conda:
+        "../envs/external.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        cfg=config["evaluate"].get("external"),
+    script:
+        "../scripts/external.py"
+
+
+use rule align as align_external with:
+    input:
+        images="data/external/{ext}/images",
+        manifest="data/external/{ext}/manifest.csv",
+        code=code("align"),  # align.landmarks (a table of UTKFace's faces) is not used
+    output:
+        images=directory("data/external/{ext}/align/{shard}/images"),
+        landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
+        rejects="data/external/{ext}/align/{shard}/rejects.csv",
+        report="data/external/{ext}/align/{shard}/report.json",
+    log:
+        "logs/external/{ext}/align/{shard}.log",
+
+
+use rule mask as mask_external with:
+    input:
+        images="data/external/{ext}/align/{shard}/images",
+        landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
+        code=code("mask"),
+    output:
+        images=directory("data/external/{ext}/mask/{shard}/images"),
+        masks="data/external/{ext}/mask/{shard}/masks.csv",
+        rejects="data/external/{ext}/mask/{shard}/rejects.csv",
+        report="data/external/{ext}/mask/{shard}/report.json",
+        sheet="results/external/{ext}/mask/{shard}/contact_sheet.png",
+    log:
+        "logs/external/{ext}/mask/{shard}.log",
