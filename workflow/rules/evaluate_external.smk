@@ -1,5 +1,5 @@
-# Every trained model (training set, seed) on each external test set's unmasked and masked
-# faces (sets, versions and paths: external.smk); the same faces for every model and version.
+# Every trained model (training set, seed) on each external test set's unmasked faces and its
+# faces under each mask set (sets, versions and paths: external.smk); the same faces for every model and version.
 rule evaluate_external:
     input:
         manifest="data/external/{ext}/manifest.csv",
@@ -7,12 +7,20 @@ rule evaluate_external:
         landmarks=expand(
             "data/external/{{ext}}/align/{shard}/landmarks.csv", shard=SHARDS
         ),
-        masks=expand("data/external/{{ext}}/mask/{shard}/masks.csv", shard=SHARDS),
+        masks=expand(
+            "data/external/{{ext}}/mask/{maskset}/{shard}/masks.csv",
+            maskset=MASK_SETS,
+            shard=SHARDS,
+        ),
         model="results/train/{dataset}/seed{seed}/model.pt",
         images=lambda wildcards: expand(
             "data/external/{ext}/{stage}/{shard}/images",
             ext=wildcards.ext,
-            stage=EXTERNAL_VERSIONS[wildcards.version],
+            stage=(
+                "align"
+                if wildcards.version == "unmasked"
+                else f"mask/{wildcards.version}"
+            ),
             shard=SHARDS,
         ),
         download_report="data/download/report.json",
@@ -30,6 +38,7 @@ rule evaluate_external:
         runtime=30,
         gpu=1,
     params:
-        cfg=config["evaluate"],
+        # bootstrap and seed: another condition or external set reruns no evaluation there was
+        cfg=section_without("evaluate", "conditions", "external"),
     script:
         "../scripts/evaluate_external.py"

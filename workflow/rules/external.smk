@@ -1,12 +1,13 @@
 # External test sets (evaluate.external: a name -> a folder or archive of faces and a labels CSV).
 # Each is read by `external`, then taken through the same align and mask code as UTKFace, with
-# the same parameters, as jobs of its own (align_external, mask_external: one per set and shard),
+# the same parameters, as jobs of its own (align_external: one per set and shard; mask_external:
+# one per set, mask set and shard),
 # then every trained model (training set, seed) scores its unmasked and its masked faces
 # (evaluate_external.smk). compare reports them next to UTKFace's test set.
 EXTERNAL_SETS = config["evaluate"].get("external") or {}
 EXTERNAL = sorted(EXTERNAL_SETS)
-# a version of a set's faces -> the stage whose images it is
-EXTERNAL_VERSIONS = {"unmasked": "align", "masked": "mask"}
+# the versions of a set's faces: as aligned (unmasked), and under each mask set (mask.sets)
+EXTERNAL_VERSIONS = ["unmasked", *MASK_SETS]
 # compare's inputs (none without external sets): set-major, then version, training set, seed
 EXTERNAL_INPUTS = (
     dict(
@@ -18,9 +19,14 @@ EXTERNAL_INPUTS = (
             for f in [
                 f"data/external/{ext}/rejects.csv",
                 *expand(
-                    "data/external/{ext}/{stage}/{shard}/rejects.csv",
+                    "data/external/{ext}/align/{shard}/rejects.csv",
                     ext=ext,
-                    stage=["align", "mask"],
+                    shard=SHARDS,
+                ),
+                *expand(
+                    "data/external/{ext}/mask/{maskset}/{shard}/rejects.csv",
+                    ext=ext,
+                    maskset=MASK_SETS,
                     shard=SHARDS,
                 ),
             ]
@@ -28,7 +34,7 @@ EXTERNAL_INPUTS = (
         external_predictions=expand(
             "results/external/{ext}/{version}/{dataset}/seed{seed}/predictions.csv",
             ext=EXTERNAL,
-            version=list(EXTERNAL_VERSIONS),
+            version=EXTERNAL_VERSIONS,
             dataset=TRAIN_SETS,
             seed=SEEDS,
         ),
@@ -63,7 +69,8 @@ rule external:
         mem_mb=2000,
         runtime=30,
     params:
-        cfg=config["evaluate"].get("external"),
+        # its own set only: another set reruns no set there was
+        cfg=lambda wildcards: {wildcards.ext: EXTERNAL_SETS[wildcards.ext]},
     script:
         "../scripts/external.py"
 
@@ -88,10 +95,10 @@ use rule mask as mask_external with:
         landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
         code=code("mask"),
     output:
-        images=directory("data/external/{ext}/mask/{shard}/images"),
-        masks="data/external/{ext}/mask/{shard}/masks.csv",
-        rejects="data/external/{ext}/mask/{shard}/rejects.csv",
-        report="data/external/{ext}/mask/{shard}/report.json",
-        sheet="results/external/{ext}/mask/{shard}/contact_sheet.png",
+        images=directory("data/external/{ext}/mask/{maskset}/{shard}/images"),
+        masks="data/external/{ext}/mask/{maskset}/{shard}/masks.csv",
+        rejects="data/external/{ext}/mask/{maskset}/{shard}/rejects.csv",
+        report="data/external/{ext}/mask/{maskset}/{shard}/report.json",
+        sheet="results/external/{ext}/mask/{maskset}/{shard}/contact_sheet.png",
     log:
-        "logs/external/{ext}/mask/{shard}.log",
+        "logs/external/{ext}/mask/{maskset}/{shard}.log",

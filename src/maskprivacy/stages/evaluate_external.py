@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from maskprivacy.analysis.external import external_metrics, faces_in_every_version, headline
@@ -22,16 +23,15 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     w = config.wildcards
     torch.set_num_threads(config.compute.threads)
     manifest = read_table(inputs.manifest)
-    faces = faces_in_every_version(
-        manifest,
-        {
-            "unmasked": [read_table(t) for t in inputs.landmarks],
-            "masked": [read_table(t) for t in inputs.masks],
-        },
-    )
+    versions: dict[str, list[pd.DataFrame]] = {
+        "unmasked": [read_table(t) for t in inputs.landmarks]
+    }
+    for table in inputs.masks:  # data/external/<set>/mask/<mask set>/<shard>/masks.csv
+        versions.setdefault(Path(table).parts[-3], []).append(read_table(table))
+    faces = faces_in_every_version(manifest, versions)
     if faces.empty:
         raise ValueError(
-            f"evaluate_external: no face of external set {w['ext']!r} passed both align and mask"
+            f"evaluate_external: no face of external set {w['ext']!r} passed align and every mask set"
         )
     name = f"{w['ext']}: {w['version']}, trained on {w['dataset']}"
     preds = predict_condition(
