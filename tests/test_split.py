@@ -285,3 +285,38 @@ def test_split_stage_accounts_for_every_file(tmp_path):
         json.loads((out / "data_report.json").read_text())["identity"]["group_by"] == "duplicates"
     )
     assert (out / "labels.png").stat().st_size > 0
+
+
+def test_a_face_an_earlier_stage_rejected_is_accounted_once():
+    """A face two mask sets could not draw is a reject of each (two rows, the same file), not
+    also the split's; the accounting counts it once, as it counts a download entry once."""
+    from maskprivacy.analysis.compare import accounting
+    from maskprivacy.core.io import n_rejected, rejects_frame
+
+    t = table(100)
+    aligned = set(t["file"])
+    bad = "00007.jpg"  # aligned, then rejected by both mask sets
+    lost = "00009.jpg"  # aligned, missing from mask set b without a reject row: the split's
+    present = [aligned, aligned - {bad}, aligned - {bad, lost}]
+    mask_rejects = rejects_frame(
+        [
+            {"file": bad, "stage": "mask", "reason": "mask_error", "detail": f"set {s}"}
+            for s in ("a", "b")
+        ]
+    )
+    download_rejects = rejects_frame(
+        [  # two entries of one name: two inputs
+            {"file": "x.jpg", "stage": "download", "reason": "duplicate_name", "detail": d}
+            for d in ("one", "two")
+        ]
+    )
+    out, split_rejects, _ = run(
+        {"fractions": [0.8, 0.1, 0.1], "seed": 0}, t, present, rejected={bad}
+    )
+    assert list(split_rejects["file"]) == [lost]
+    rejects = pd.concat([download_rejects, mask_rejects, split_rejects], ignore_index=True)
+    assert n_rejected(rejects) == 2 + 1 + 1
+    acc = accounting(len(t) + 2, out, rejects)
+    assert acc["balanced"] and acc["rejected"] == 4 and acc["in_split"] == 98
+    with pytest.raises(RuntimeError, match="not all accounted"):
+        accounting(len(t) + 3, out, rejects)

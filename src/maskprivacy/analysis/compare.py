@@ -27,6 +27,7 @@ import pandas as pd
 from maskprivacy.analysis import answer, stats
 from maskprivacy.analysis.conditions import condition_metrics, ensemble_predictions, headline
 from maskprivacy.analysis.metrics import accuracy, mae
+from maskprivacy.core.io import n_rejected
 from maskprivacy.core.labels import RACES, SEXES
 
 ATTRS = ("sex", "race", "age")
@@ -38,7 +39,7 @@ def accounting(n_inputs: int, split: pd.DataFrame, rejects: pd.DataFrame) -> dic
     acc = {
         "inputs": int(n_inputs),
         "in_split": int(len(split)),
-        "rejected": int(len(rejects)),
+        "rejected": n_rejected(rejects),
         "rejected_by_stage_and_reason": {
             f"{s}/{r}": int(n) for (s, r), n in rejects.groupby(["stage", "reason"]).size().items()
         },

@@ -58,6 +58,16 @@ def rejects_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df.sort_values("file", kind="stable").reset_index(drop=True)
 
 
+def n_rejected(rejects: pd.DataFrame) -> int:
+    """How many inputs the rejects tables account for: each row of ``download`` is one entry
+    (names may repeat there: two entries of one name); after it a face has one name, and a face
+    two stages or two mask sets rejected (the same bad face under every mask set) counts once."""
+    if rejects.empty:
+        return 0
+    first = rejects["stage"] == "download"
+    return int(first.sum() + rejects.loc[~first, "file"].nunique())
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

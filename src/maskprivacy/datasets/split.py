@@ -206,11 +206,14 @@ def run(
     manifest: pd.DataFrame,
     present: list[set[str]],
     groups: pd.DataFrame | None = None,
+    rejected: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Split the images that every condition has; the others go to rejects.
 
     ``present`` holds, per condition, the set of file names that made it through its stages;
-    ``groups`` (columns ``file`` and ``group``) the duplicate groups of the download stage.
+    ``groups`` (columns ``file`` and ``group``) the duplicate groups of the download stage;
+    ``rejected`` the names an earlier stage rejected (with its own reason: a face one mask set
+    could not draw is that set's reject, not also the split's).
     """
     from maskprivacy.core.io import rejects_frame
 
@@ -224,7 +227,7 @@ def run(
     method = str(cfg.get("method", "stratified"))
     keep["split"], n_moved = split_by(method, keep, tuple(cfg["fractions"]), int(cfg["seed"]))
     union = set.union(*present) if present else set()
-    missing = sorted(union - common)
+    missing = sorted(union - common - set(rejected))
     rejects = rejects_frame(
         [
             {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from maskprivacy.core.io import write_json
+from maskprivacy.core.io import n_rejected, write_json
 from maskprivacy.core.labels import AGE_BUCKETS, RACES, SEXES
 from maskprivacy.datasets.split import PARTS
 
@@ -81,7 +81,7 @@ def data_report(
         "verification": download.get("verification"),
         "label_defects_policy": download.get("label_defects_policy"),
         "label_defects": download.get("label_defects", []),
-        "rejected": int(len(rej)),
+        "rejected": n_rejected(rej),
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "duplicates": dup,
         "split_method": (split_summary or {}).get("method"),
@@ -89,8 +89,8 @@ def data_report(
         "accounting": {
             "found": n_inputs,
             "final": len(split),
-            "rejected": int(len(rej)),
-            "balanced": n_inputs == len(split) + len(rej),
+            "rejected": n_rejected(rej),
+            "balanced": n_inputs == len(split) + n_rejected(rej),
         },
     }
 

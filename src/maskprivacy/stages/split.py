@@ -42,7 +42,9 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         manifest, split_groups, no_identity, pairs, sweep = identity_groups.for_split(
             cfg, manifest, present, groups, inputs.descriptors, inputs.identity_rejects
         )
-    table, rejects, summary = split.run(cfg, manifest, present, split_groups)
+    upstream = [read_table(t) for t in inputs.rejects]  # download, align, every mask set
+    rejected = {f for r in upstream for f in r["file"]}
+    table, rejects, summary = split.run(cfg, manifest, present, split_groups, rejected)
     if by_identity:
         identity_groups.check_parts(table, cfg["fractions"], split_groups, sweep)
         rejects = pd.concat([rejects, no_identity], ignore_index=True)
@@ -51,7 +53,7 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     data = report.data_report(
         json.loads(Path(inputs.download_report).read_text()),
         table,
-        [read_table(t) for t in inputs.rejects] + [rejects],
+        [*upstream, rejects],
         groups,
         split_summary=summary,
     )
