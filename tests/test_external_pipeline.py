@@ -53,12 +53,19 @@ def test_external_set_through_the_pipeline(tmp_path, demo_folder):
     params["train"]["epochs"] = 1
     params["align"]["shards"] = 1
     params["evaluate"]["external"] = {"ff": {"path": str(archive), "labels": str(labels)}}
+    # a second mask set, tested only (no model of its own): the external set gets its version too
+    params["mask"]["sets"]["cloth"] = {"cloth": 1.0}
+    params["evaluate"]["conditions"].append(
+        {"name": "unmasked_to_cloth", "train": "unmasked", "test": "cloth"}
+    )
     root = make_copy(tmp_path / "run", params)
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     assert set(dvc["external"]["foreach"]) == {"ff"}
-    assert dvc["external"]["do"]["params"] == ["evaluate.external"]
+    assert dvc["external"]["do"]["params"] == ["evaluate.external.${item.ext}"]  # its own set
     assert set(dvc["align_external"]["foreach"]) == {"ff-0"}  # set, shard
     assert "unmasked-ff-0-masked" in dvc["evaluate_external"]["foreach"]  # model, set, seed, faces
+    assert "masked-ff-0-cloth" in dvc["evaluate_external"]["foreach"]
+    assert {"ff-cloth-0", "ff-masked-0"} <= set(dvc["mask_external"]["foreach"])
     sh(root, str(BIN / "snakemake"), "--cores", "2")
 
     manifest = pd.read_csv(root / "data/external/ff/manifest.csv")
@@ -72,7 +79,7 @@ def test_external_set_through_the_pipeline(tmp_path, demo_folder):
     assert ("align", "decode_error") in reasons
 
     scored = None
-    for version in ("unmasked", "masked"):
+    for version in ("unmasked", "masked", "cloth"):
         for train in ("unmasked", "masked"):
             out = root / "results/external/ff" / version / train / "seed0"
             m = json.loads((out / "metrics.json").read_text())
