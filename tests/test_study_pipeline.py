@@ -11,6 +11,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 from PIL import Image
 from test_pipeline import BIN, make_copy, sh, tiny_params
 
@@ -88,3 +89,32 @@ def test_a_changed_set_reruns_its_own_mask_jobs_only(study_run):
     out = sh(root, str(BIN / "snakemake"), "-n", "--cores", "2").stdout
     jobs = re.findall(r"rule mask:\n(?:    .*\n)*?    wildcards: (.*)\n", out)
     assert sorted(jobs) == ["maskset=surgical, shard=0", "maskset=surgical, shard=1"]
+
+
+def test_the_study_preset_as_the_readme_runs_it_plans_every_job(tmp_path, demo_folder):
+    """`snakemake --configfile presets/mask_study.yaml` (download.path set): the DAG a GPU node
+    would run: every mask set drawn per shard from one align, a model per training set and seed,
+    every cell of the matrix evaluated per seed, one compare (a dry run: nothing is computed)."""
+    import shutil
+
+    from test_pipeline import COPY
+
+    for name in [*COPY, "presets"]:
+        src, dst = ROOT / name, tmp_path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    (tmp_path / "here.yaml").write_text(yaml.safe_dump({"download": {"path": str(demo_folder)}}))
+    out = sh(tmp_path, str(BIN / "snakemake"), "-n", "--quiet", "rules",
+             "--configfile", "presets/mask_study.yaml", "here.yaml").stdout  # fmt: skip
+    jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M)}
+    study = yaml.safe_load((tmp_path / "presets/mask_study.yaml").read_text())
+    shards, seeds = study["align"]["shards"], len(study["train"]["seeds"])
+    n_sets = len(study["mask"]["sets"])
+    assert jobs["align"] == shards and jobs["mask"] == n_sets * shards
+    assert jobs["train"] == (n_sets + 1) * seeds  # unmasked and every set
+    assert jobs["evaluate"] == (n_sets + 1) ** 2 * seeds and jobs["compare"] == 1
+    assert "masked" not in study["mask"]["sets"]  # params.yaml's own set is not drawn
+    assert "data/mask/masked" not in out
