@@ -209,3 +209,29 @@ def test_adding_a_seed_trains_only_the_new_seeds_models(done):
         finally:
             (done / "dvc.yaml").write_text(before)
     assert snakemake_reruns(done) == {} and dvc_changed(done) == {}
+
+
+def test_adding_an_external_set_reruns_nothing_of_utkfaces(done):
+    """evaluate.external: a new set is jobs of its own (and compare), no UTKFace evaluation."""
+    (done / "ext").mkdir(exist_ok=True)
+    (done / "ext/faces.zip").write_bytes(b"stand-in")
+    (done / "ext/labels.csv").write_text("file,gender\n")
+
+    def add_external(text: str) -> str:
+        params = yaml.safe_load(text)
+        params["evaluate"]["external"] = {
+            "ff": {"path": "ext/faces.zip", "labels": "ext/labels.csv"}
+        }
+        return yaml.safe_dump(params, sort_keys=False)
+
+    with edited(done, "params.yaml", add_external):
+        reruns = snakemake_reruns(done)
+        shards = yaml.safe_load((done / "params.yaml").read_text())["align"]["shards"]
+        assert reruns == {
+            "external": 1,
+            "align_external": shards,
+            "mask_external": shards,  # one mask set
+            "evaluate_external": 2 * 2,  # two training sets (one seed) x two versions
+            "compare": 1,
+        }, reruns
+    assert snakemake_reruns(done) == {} and dvc_changed(done) == {}
