@@ -308,6 +308,7 @@ def test_train_and_evaluate_stages_compute_as_compute_says(tmp_path):
     )
     report = json.loads((out / "r.json").read_text())
     assert report["n_train"] == 24 and report["n_val"] == 8 and report["dataset"] == "unmasked"
+    assert report["seed"] == 0  # a number, as before the stage contract (wildcards are strings)
     assert len(read_table(out / "h.csv")) == 1 and not (out / "checkpoint.pt").exists()
     ev = tmp_path / "evaluate"
     summary = run_stage(

@@ -78,6 +78,8 @@ class StageConfig:
     compute: Compute = field(default_factory=Compute)
 
 
+NUMERIC_WILDCARDS = ("shard", "seed")
+
 StageRun = Callable[[StageConfig, Files, Files, logging.Logger], Mapping[str, Any]]
 
 
@@ -96,7 +98,9 @@ def run_stage(
     summary = dict(run(config, inputs, outputs, log) or {})
     report = outputs.get("report")
     json_report = report if isinstance(report, str) and report.endswith(".json") else None
-    finish(name, {**config.wildcards, **summary}, t0, json_report, log)
+    # the job's wildcards lead its report; a shard or seed is a number there, as in the tables
+    job = {k: int(v) if k in NUMERIC_WILDCARDS else v for k, v in config.wildcards.items()}
+    finish(name, {**job, **summary}, t0, json_report, log)
     return summary
 
 
