@@ -230,17 +230,10 @@ def test_readme_table_marks_missing_runs_pending(tmp_path):
 def test_paper_preset_runs_end_to_end_on_the_demo(tmp_path):
     """`snakemake --configfile presets/paper.yaml` as the README writes it, with one more config
     file that shrinks it to the demo set: the paper's protocol from download to the report."""
-    import shutil
 
-    from test_pipeline import BIN, COPY, sh
+    from test_pipeline import BIN, COPY, copy_repo, sh
 
-    for name in [*COPY, "presets"]:
-        src, dst = ROOT / name, tmp_path / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
+    copy_repo(tmp_path, [*COPY, "presets"])
     shrink = {
         "download": {"source": "demo", "near_duplicates": "off", "demo": {"n_images": 60}},
         "align": {"size": 96, "shards": 2, "upsample": [0, 1], "prealigned": False,

@@ -66,8 +66,9 @@ def tiny_params(source_folder: Path, seeds: list[int] = (0, 1)) -> dict:
     return p
 
 
-def make_copy(dst: Path, params: dict) -> Path:
-    for name in COPY:
+def copy_repo(dst: Path, names: list[str] = COPY) -> Path:
+    """The repository's ``names`` (files and folders) copied into ``dst``: a user's checkout."""
+    for name in names:
         src = ROOT / name
         target = dst / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,11 @@ def make_copy(dst: Path, params: dict) -> Path:
             shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, target)
+    return dst
+
+
+def make_copy(dst: Path, params: dict) -> Path:
+    copy_repo(dst)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the DAG depends on params (a local source folder is an input): regenerate as a user would
     sh(dst, str(BIN / "python"), "-m", "maskprivacy_workflow.dvcgen", "--root", str(dst))

@@ -11,7 +11,6 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
 from PIL import Image
 from test_pipeline import BIN, make_copy, sh, tiny_params
 
@@ -95,17 +94,10 @@ def test_the_study_preset_as_the_readme_runs_it_plans_every_job(tmp_path, demo_f
     """`snakemake --configfile presets/mask_study.yaml` (download.path set): the DAG a GPU node
     would run: every mask set drawn per shard from one align, a model per training set and seed,
     every cell of the matrix evaluated per seed, one compare (a dry run: nothing is computed)."""
-    import shutil
 
-    from test_pipeline import COPY
+    from test_pipeline import COPY, copy_repo
 
-    for name in [*COPY, "presets"]:
-        src, dst = ROOT / name, tmp_path / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
+    copy_repo(tmp_path, [*COPY, "presets"])
     (tmp_path / "here.yaml").write_text(yaml.safe_dump({"download": {"path": str(demo_folder)}}))
     out = sh(tmp_path, str(BIN / "snakemake"), "-n", "--quiet", "rules",
              "--configfile", "presets/mask_study.yaml", "here.yaml").stdout  # fmt: skip

@@ -13,15 +13,13 @@ Each input ends either in the landmarks table, with the route that found its fac
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from maskprivacy.core.plumbing import no_bar
+from maskprivacy.core.plumbing import pool_map
 from maskprivacy.faces import detect as faces
 from maskprivacy.faces.landmarks import Face, eye_centres
 
@@ -204,16 +202,4 @@ def align_files(
     jobs = [
         (str(p), str(out_dir), cfg, None if known is None else known[Path(p).name]) for p in paths
     ]
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="align", unit="img", disable=no_bar(progress))
-    if threads > 1 and len(jobs) > 1:
-        with mp.get_context("fork").Pool(threads) as pool:
-            for row in pool.imap_unordered(_work, jobs, chunksize=16):
-                rows.append(row)
-                bar.update()
-    else:
-        for job in jobs:
-            rows.append(_work(job))
-            bar.update()
-    bar.close()
-    return rows
+    return pool_map(_work, jobs, threads, "align", progress)

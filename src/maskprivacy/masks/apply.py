@@ -4,16 +4,14 @@ the image written; one row per face for the masks table or the rejects."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from maskprivacy.core.plumbing import no_bar
+from maskprivacy.core.plumbing import pool_map
 from maskprivacy.masks.check import CHECK_TOLERANCE, coverage_check
 from maskprivacy.masks.choice import choose, image_rng, normalise_choice
 from maskprivacy.masks.geometry import MASK_TYPES, TEXTURES
@@ -90,16 +88,4 @@ def mask_files(
     with the ``mask`` params ``cfg``: one row per face (:func:`mask_file`), in any order."""
     prepared = choices(cfg)
     jobs = [(str(p), str(out_dir), lm, prepared) for p, lm in zip(paths, landmarks, strict=True)]
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="mask", unit="img", disable=no_bar(True))
-    if threads > 1 and len(jobs) > 1:
-        with mp.get_context("fork").Pool(threads) as pool:
-            for row in pool.imap_unordered(mask_file, jobs, chunksize=16):
-                rows.append(row)
-                bar.update()
-    else:
-        for job in jobs:
-            rows.append(mask_file(job))
-            bar.update()
-    bar.close()
-    return rows
+    return pool_map(mask_file, jobs, threads, "mask")
