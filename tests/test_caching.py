@@ -16,6 +16,7 @@ default rerun triggers: mtime, params, input, software-env, code) and ``dvc stat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -115,15 +116,17 @@ def set_compute(text: str) -> str:
 NEUTRAL = [
     "src/maskprivacy/core/logs.py",
     "src/maskprivacy/core/plumbing.py",
+    "src/maskprivacy/core/pool.py",
     "src/maskprivacy/stages/entry.py",
 ]
 
 
 def test_editing_result_neutral_helpers_reruns_nothing(done):
-    with edited(done, NEUTRAL[0], append_comment), edited(done, NEUTRAL[1], append_comment):
-        with edited(done, NEUTRAL[2], append_comment):
-            assert snakemake_reruns(done) == {}
-            assert dvc_changed(done) == {}
+    with contextlib.ExitStack() as stack:
+        for module in NEUTRAL:
+            stack.enter_context(edited(done, module, append_comment))
+        assert snakemake_reruns(done) == {}
+        assert dvc_changed(done) == {}
 
 
 def test_changing_compute_settings_reruns_nothing(done):

@@ -6,7 +6,7 @@ checksum differs, and ``dvc.yaml``, generated from the Snakefile, lists them as 
 runner sees a package module otherwise: Snakemake's own code trigger watches the script file only.
 
 Modules in :data:`RESULT_NEUTRAL` cannot change a result (logging, progress bars, atomic writes,
-full-disk messages, the stage entry): they are neither listed nor followed, so editing them
+full-disk messages, the worker pool, the stage entry): they are neither listed nor followed, so editing them
 reruns nothing. Keep it that way: whatever shapes an output's content goes elsewhere.
 """
 
@@ -21,6 +21,7 @@ RESULT_NEUTRAL = frozenset(
     {
         "maskprivacy/core/logs.py",
         "maskprivacy/core/plumbing.py",
+        "maskprivacy/core/pool.py",
         "maskprivacy/stages/entry.py",
     }
 )

@@ -16,9 +16,8 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 
 def no_bar(progress: bool) -> bool:
@@ -119,32 +118,3 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-
-
-def pool_map(
-    work: Callable[[Any], dict[str, Any]],
-    jobs: Sequence[Any],
-    threads: int = 1,
-    desc: str = "",
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """``work`` over ``jobs`` with a progress bar: in ``threads`` forked processes (so a model
-    loaded before the call is shared), or in this one; the rows come back in any order (the
-    callers sort them by file)."""
-    import multiprocessing as mp
-
-    from tqdm import tqdm
-
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=no_bar(progress))
-    if threads > 1 and len(jobs) > 1:
-        with mp.get_context("fork").Pool(threads) as pool:
-            for row in pool.imap_unordered(work, jobs, chunksize=16):
-                rows.append(row)
-                bar.update()
-    else:
-        for job in jobs:
-            rows.append(work(job))
-            bar.update()
-    bar.close()
-    return rows

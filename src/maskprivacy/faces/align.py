@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from maskprivacy.core.plumbing import pool_map
+from maskprivacy.core.pool import pool_map
 from maskprivacy.faces import detect as faces
 from maskprivacy.faces.landmarks import Face, eye_centres
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from maskprivacy.core.plumbing import pool_map
+from maskprivacy.core.pool import pool_map
 from maskprivacy.masks.check import CHECK_TOLERANCE, coverage_check
 from maskprivacy.masks.choice import choose, image_rng, normalise_choice
 from maskprivacy.masks.geometry import MASK_TYPES, TEXTURES
