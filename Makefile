@@ -2,7 +2,7 @@
 #   make demo   set up .venv (Python 3.11) and run the whole pipeline on the embedded demo set
 #   make test   set up .venv, lint, and run the test suite (what CI runs)
 #   make lint   ruff, snakefmt, snakemake --lint and the dvc.yaml drift check
-#   make dvc-adopt        record a finished Snakemake run in DVC (dvc.lock, cache), recomputing nothing
+#   make dvc-adopt        record a finished Snakemake run in DVC (dvc.lock, cache), recomputing nothing under either runner
 #   make snakemake-adopt  make Snakemake accept outputs restored by dvc pull/checkout (needs dvc status clean)
 #   make wheelhouse       Snakemake's wheels in .gpu/wheels, for a node without internet (README: Offline nodes)
 PYTHON ?= python3.11
@@ -57,6 +57,9 @@ dvc-yaml: setup
 # in dvc.lock and the DVC cache, so `dvc status` is clean and `dvc repro` runs nothing.
 dvc-adopt:
 	dvc commit --force --quiet
+	@# DVC's commit copies outputs back from its cache (new times; folders keep theirs): tell
+	@# Snakemake they are still the outputs it made, so neither runner reruns anything
+	snakemake --cores 1 --touch --quiet
 	dvc status
 
 # Outputs restored by DVC (`dvc pull`, `dvc checkout`) -> Snakemake: they carry new timestamps,

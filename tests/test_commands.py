@@ -75,6 +75,9 @@ def test_make_dvc_adopt_records_the_snakemake_run_without_recomputing(adopted):
     repro = sh(root, DVC, "repro")
     assert "Running stage" not in repro.stdout and UP_TO_DATE in repro.stdout
     assert mtimes(root, ["data/**/*.csv", "results/**/*.pt", "results/**/*.json"]) == before
+    # and Snakemake, whose outputs DVC's commit copied back from its cache, has nothing to do
+    dry = sh(root, str(BIN / "snakemake"), "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
     tracked = sh(root, "git", "ls-files").stdout.split()
     assert {"dvc.lock", "results/metrics.json"} <= set(tracked)
 
