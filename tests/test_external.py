@@ -319,7 +319,6 @@ def _preds(files: list[str], sex: list[int], age: list[float]) -> pd.DataFrame:
 def test_summary_ensembles_seeds_and_accounts_for_the_set():
     from maskprivacy.analysis.external import faces_in_every_version, summarise
     from maskprivacy.report.external import section
-    from maskprivacy.report.html import _table
 
     manifest = pd.DataFrame(
         {
@@ -368,7 +367,7 @@ def test_summary_ensembles_seeds_and_accounts_for_the_set():
 
     conditions = [{"name": "unmasked", "train": "unmasked", "test": "unmasked"}]
     utk = {"unmasked": {"n_test": 9, "ensemble": {"sex": {"accuracy": 0.9}, "age": {"mae": 5.0}}}}
-    page = section({"fair": s}, conditions, utk, _table)
+    page = section({"fair": s}, conditions, utk)
     assert "<h2>External test sets</h2>" in page and "<h3>fair</h3>" in page
     assert "UTKFace test" in page and "90.0" in page and "align: no_face" in page
-    assert section({}, conditions, utk, _table) == ""
+    assert section({}, conditions, utk) == ""

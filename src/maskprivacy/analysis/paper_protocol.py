@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from maskprivacy.report import markup
+
 # Seneviratne et al. (2021), masked faces, one ResNet-50 per attribute: sex and race accuracy on
 # their uniform split (94.01% and 82.20% on their random split), age MAE and RMSE as published.
 PAPER = {
@@ -295,14 +297,6 @@ def gap_to_paper(statistics: Mapping[str, Any], condition: str = "masked") -> di
 # The report's section and the README's table
 
 
-def _table(body: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in body
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
-
-
 def html_section(statistics: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     """The report's "Paper protocol" section: the paper's figures beside this run's, the paired
     tests, the epoch each model kept, the run's protocol and what still differs."""
@@ -310,10 +304,10 @@ def html_section(statistics: Mapping[str, Any], params: Mapping[str, Any]) -> st
     faithful = is_paper_protocol(params)
     label = "this run" + (" (paper protocol)" if faithful else f" ({proto['train protocol']})")
     conds = [c for c in ("unmasked", "masked") if c in statistics.get("conditions", {})]
-    table = _table([paper_row(), *rows(label, statistics, conds)], HEADER)
-    tests = _table(test_rows(label, statistics), TEST_HEADER)
+    figures = markup.table([paper_row(), *rows(label, statistics, conds)], HEADER)
+    tests = markup.table(test_rows(label, statistics), TEST_HEADER)
     sel = statistics.get("model_selection") or {}
-    sel_table = _table(
+    sel_table = markup.table(
         [[n, selection_text(s)] for n, s in sel.items()] or [["(no train reports)", "last epoch"]],
         ["training set", "kept"],
     )
@@ -341,12 +335,12 @@ def html_section(statistics: Mapping[str, Any], params: Mapping[str, Any]) -> st
         "compare its figures with the paper's with care."
     )
     diffs = "".join(f"<li>{html.escape(d)}</li>" for d in DATA_DIFFERENCES)
-    proto_table = _table([[k, v] for k, v in proto.items()], ["setting", "this run"])
+    proto_table = markup.table([[k, v] for k, v in proto.items()], ["setting", "this run"])
     return (
         '<h2 id="paper-protocol">Paper protocol</h2>'
         f"<p>{html.escape(note)} The paper reports masked faces only; the unmasked row is our "
         "own baseline under the same protocol.</p>"
-        f"{table}<p>{html.escape(gap_text)}</p>"
+        f"{figures}<p>{html.escape(gap_text)}</p>"
         f"<h3>Paired tests (same test faces)</h3>{tests}"
         f"<h3>Model kept</h3>{sel_table}"
         f"<h3>Protocol of this run</h3>{proto_table}"

@@ -10,8 +10,9 @@ set's accounting: label rows and files in, images kept, rejects by stage and rea
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from typing import Any
+
+from maskprivacy.report.markup import ci, table
 
 COLUMNS = (
     # (header, attribute, key, scale, digits)
@@ -30,11 +31,7 @@ def _cell(m: dict[str, Any], attr: str, key: str, scale: float, digits: int) -> 
     block = m.get(attr)
     if not block or block.get(key) is None:
         return "–"
-    text = f"{scale * block[key]:.{digits}f}"
-    lo, hi = block.get(f"{key}_low"), block.get(f"{key}_high")
-    if lo is not None and hi is not None:
-        text += f" [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
-    return text
+    return ci(block[key], block.get(f"{key}_low"), block.get(f"{key}_high"), scale, digits)
 
 
 def rows(
@@ -69,10 +66,8 @@ def section(
     external: dict[str, Any] | None,
     conditions: list[dict[str, str]],
     utkface: dict[str, Any],
-    table: Callable[[list[list[Any]], list[str]], str],
 ) -> str:
-    """The HTML section ('' when no external set is configured); ``table(rows, header)`` renders
-    a table as the rest of the report does."""
+    """The HTML section ('' when no external set is configured)."""
     if not external:
         return ""
     table_rows = [

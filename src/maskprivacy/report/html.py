@@ -9,7 +9,6 @@ banner says when the figures come from the demo data set.
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,9 @@ import yaml
 from maskprivacy.analysis import answer
 from maskprivacy.analysis.answer import fmt_p as _fmt_p
 from maskprivacy.report import external as external_report
+from maskprivacy.report.markup import ci, img, table
 
 ALPHA = 0.05
-
-
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
 
 
 def paper_protocol_section(statistics: dict[str, Any], params: dict[str, Any]) -> str:
@@ -43,15 +30,9 @@ def paper_protocol_section(statistics: dict[str, Any], params: dict[str, Any]) -
     return html_section(statistics, params)
 
 
-def _ci(v: float, lo: float | None, hi: float | None, scale: float, digits: int) -> str:
-    if lo is None or hi is None:
-        return f"{scale * v:.{digits}f}"
-    return f"{scale * v:.{digits}f} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
-
-
 def _metric_ci(m: dict[str, Any], key: str, scale: float, digits: int) -> str:
     """``m[key]`` with its interval ``m[key_low]``, ``m[key_high]`` (one evaluate metrics block)."""
-    return _ci(m[key], m[f"{key}_low"], m[f"{key}_high"], scale, digits)
+    return ci(m[key], m[f"{key}_low"], m[f"{key}_high"], scale, digits)
 
 
 def _sd(v: float | None, scale: float, digits: int) -> str:
@@ -69,13 +50,13 @@ def _metrics_table(conds: dict[str, Any]) -> str:
             [
                 name,
                 f"mean of {n_seeds} seed{'s' if n_seeds > 1 else ''}",
-                _ci(sm["sex"]["estimate"], sm["sex"]["low"], sm["sex"]["high"], 100, 1)
+                ci(sm["sex"]["estimate"], sm["sex"]["low"], sm["sex"]["high"], 100, 1)
                 + _sd(sd["sex"]["accuracy"], 100, 1),
                 f"{100 * c['mean']['sex']['balanced_accuracy']:.1f}",
-                _ci(sm["race"]["estimate"], sm["race"]["low"], sm["race"]["high"], 100, 1)
+                ci(sm["race"]["estimate"], sm["race"]["low"], sm["race"]["high"], 100, 1)
                 + _sd(sd["race"]["accuracy"], 100, 1),
                 f"{100 * c['mean']['race']['balanced_accuracy']:.1f}",
-                _ci(sm["age"]["estimate"], sm["age"]["low"], sm["age"]["high"], 1, 2)
+                ci(sm["age"]["estimate"], sm["age"]["low"], sm["age"]["high"], 1, 2)
                 + _sd(sd["age"]["mae"], 1, 2),
                 f"{c['mean']['age']['rmse']:.2f}",
                 c["n_test"],
@@ -97,7 +78,7 @@ def _metrics_table(conds: dict[str, Any]) -> str:
                     m["n_test"],
                 ]
             )
-    return _table(
+    return table(
         rows,
         [
             "condition",
@@ -142,7 +123,7 @@ def _comparison_tables(statistics: dict[str, Any]) -> tuple[str, str]:
                 ]
             )
             seed_rows.append([cname, attr, *[f"{k * r['difference']:+.2f}" for r in c["per_seed"]]])
-    cmp_table = _table(
+    cmp_table = table(
         rows,
         [
             "comparison",
@@ -157,7 +138,7 @@ def _comparison_tables(statistics: dict[str, Any]) -> tuple[str, str]:
             "ensemble difference [95% CI]",
         ],
     )
-    seed_table = _table(seed_rows, ["comparison", "attribute", *[f"seed {s}" for s in seeds]])
+    seed_table = table(seed_rows, ["comparison", "attribute", *[f"seed {s}" for s in seeds]])
     return cmp_table, seed_table
 
 
@@ -188,7 +169,7 @@ def _chance_section(statistics: dict[str, Any]) -> str:
             "" if bar is None else f"upper bound <= {bar:.2f}",
         ]
     )
-    return "<h2>Chance</h2>" + _table(
+    return "<h2>Chance</h2>" + table(
         rows, ["attribute", "guess", "value", "on the test faces", "far above chance when"]
     )
 
@@ -251,18 +232,18 @@ def identity_section(data_report: dict[str, Any] | None, sheet: str | Path | Non
             f" ({100 * s:.1f}%)" if s is not None else ""
         )
 
-    sizes = _table(
+    sizes = table(
         [[k, v["groups"], v["faces"]] for k, v in ids["by_size"].items()],
         ["faces per identity", "identities", "faces"],
     )
-    leak = _table(
+    leak = table(
         [
             ["duplicates only (split.group_by: duplicates)", share(dup)],
             ["identities (this run's split)", share(own)],
         ],
         ["split keeping together", "test faces whose identity is also in train"],
     )
-    sweep = _table(
+    sweep = table(
         [
             [
                 t,
@@ -275,7 +256,7 @@ def identity_section(data_report: dict[str, Any] | None, sheet: str | Path | Non
         ],
         ["threshold", "identities", "faces sharing one", "largest", "largest share"],
     )
-    picture = _img(Path(sheet)) if sheet and Path(sheet).is_file() else ""
+    picture = img(Path(sheet)) if sheet and Path(sheet).is_file() else ""
     return (
         "<h2>Identities</h2>"
         f"<p>This run's split keeps each identity on one side: faces whose dlib descriptors lie "
@@ -315,10 +296,10 @@ def render(
     for name, m in conds.items():
         rec = m["ensemble"]["race"]["per_class_recall"]
         recall_rows.append([name, *[("-" if r is None else f"{100 * r:.1f}") for r in rec]])
-    recall_table = _table(recall_rows, ["condition", *RACES])
+    recall_table = table(recall_rows, ["condition", *RACES])
     acc = statistics.get("accounting", {})
     acc_rows = [[k, v] for k, v in acc.get("rejected_by_stage_and_reason", {}).items()]
-    acc_table = _table(
+    acc_table = table(
         [
             ["inputs", acc.get("inputs")],
             ["in split", acc.get("in_split")],
@@ -339,16 +320,16 @@ def render(
         for cond, types in statistics.get("by_mask_type", {}).items()
         for mtype, r in types.items()
     ]
-    mask_table = _table(
+    mask_table = table(
         mask_rows, ["condition", "mask type", "n", "sex acc. %", "race acc. %", "age MAE"]
     )
-    split_table = _table(
+    split_table = table(
         [[k, v] for k, v in statistics.get("split_counts", {}).items()], ["part", "images"]
     )
     if isinstance(plot_dirs, str | Path):
         plot_dirs = [plot_dirs]
-    plots = "".join(_img(p) for d in plot_dirs for p in sorted(Path(d).glob("*.png")))
-    sheets = "".join(_img(Path(p)) for p in contact_sheets if Path(p).is_file())
+    plots = "".join(img(p) for d in plot_dirs for p in sorted(Path(d).glob("*.png")))
+    sheets = "".join(img(Path(p)) for p in contact_sheets if Path(p).is_file())
     masks_section = (
         "<h2>The masks</h2><p>Faces of the test run's data with every mask type drawn from their "
         "landmarks (the configured types are starred).</p>" + sheets
@@ -380,7 +361,7 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 <h2>Metrics per condition</h2>{metrics_table}
 <h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
 <h3>The difference of each training seed</h3>{seed_table}
-{external_report.section(statistics.get("external"), statistics.get("condition_definitions", []), conds, _table)}
+{external_report.section(statistics.get("external"), statistics.get("condition_definitions", []), conds)}
 {_chance_section(statistics)}
 {_method_section(statistics)}
 {paper_protocol_section(statistics, params)}

@@ -27,7 +27,7 @@ from maskprivacy.core.io import save_figure
 from maskprivacy.masks import coverage as mask_coverage
 from maskprivacy.masks import sets as mask_sets
 from maskprivacy.masks.coverage import LANDMARK_GROUPS
-from maskprivacy.report.html import _img, _table
+from maskprivacy.report.markup import img, table
 from maskprivacy.report.plots import demo_banner
 
 # per attribute: title, scale of the shown numbers, digits, colour map (bright = read better)
@@ -135,7 +135,7 @@ def matrix_table(matrix: Mapping[str, Any]) -> str:
     header = ["trained on", "tested on", "condition"]
     for attr in ATTRS:
         header += [PANEL[attr][0], f"{attr}: minus baseline"]
-    return _table(rows, header)
+    return table(rows, header)
 
 
 def coverage_table(
@@ -166,7 +166,7 @@ def coverage_table(
         *[f"{g.replace('_', ' ')} covered %" for g in LANDMARK_GROUPS],
         "geometry check pass %",
     ]
-    return _table(rows, header)
+    return table(rows, header)
 
 
 def html_section(
@@ -180,7 +180,7 @@ def html_section(
     """The "Which masks protect?" section of the HTML report."""
     base = matrix["baseline"]
     said = "".join(f"<li>{html.escape(s)}</li>" for s in sentences.values())
-    figures = "".join(_img(Path(p)) for p in heatmaps)
+    figures = "".join(img(Path(p)) for p in heatmaps)
     cov = ""
     if coverage:
         faces = f"{n_coverage_faces:,} test faces" if n_coverage_faces else "the test faces"
