@@ -4,7 +4,6 @@ the seed ensemble of its models, per-group tables and the flat headline numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,30 +24,17 @@ def condition_metrics(
     out: dict[str, Any] = {}
     for attr, n_classes in (("sex", len(SEXES)), ("race", len(RACES))):
         t, p = y[attr].to_numpy(), pred[f"{attr}_pred"].to_numpy()
-        m = stats.classification_metrics(t, p, n_classes)
-        out[attr] = {
-            **_with_interval("accuracy", accuracy, t, p, n_boot, seed),
-            **_with_interval(
-                "balanced_accuracy",
-                partial(balanced_accuracy, n_classes=n_classes),
-                t,
-                p,
-                n_boot,
-                seed,
-            ),
-            "per_class_recall": m["per_class_recall"],
-            "confusion": m["confusion"],
-        }
+        out[attr] = classification_with_intervals(t, p, n_classes, n_boot, seed)
     t, p = y["age"].to_numpy(float), pred["age_pred"].to_numpy(float)
     out["age"] = {
-        **_with_interval("mae", mae, t, p, n_boot, seed),
-        **_with_interval("rmse", rmse, t, p, n_boot, seed),
+        **stats.with_interval("mae", mae, (t, p), n_boot, seed),
+        **stats.with_interval("rmse", rmse, (t, p), n_boot, seed),
     }
     if "age_group_pred" in pred:
         t, p = y["age_bucket"].to_numpy(), pred["age_group_pred"].to_numpy()
         m = stats.classification_metrics(t, p, len(AGE_BUCKETS))
         out["age_group"] = {
-            **_with_interval("accuracy", accuracy, t, p, n_boot, seed),
+            **stats.with_interval("accuracy", accuracy, (t, p), n_boot, seed),
             "balanced_accuracy": m["balanced_accuracy"],
             "per_class_recall": m["per_class_recall"],
             "confusion": m["confusion"],
@@ -57,13 +43,19 @@ def condition_metrics(
     return out
 
 
-def _with_interval(
-    name: str, metric: Callable[..., float], t: np.ndarray, p: np.ndarray, n_boot: int, seed: int
-) -> dict[str, float | None]:
-    """``{name: metric(t, p), name_low: ..., name_high: ...}``, the bounds a seeded bootstrap
-    95% interval over test images."""
-    ci = stats.bootstrap_ci(metric, (t, p), n_boot, seed)
-    return {name: ci["estimate"], f"{name}_low": ci["low"], f"{name}_high": ci["high"]}
+def classification_with_intervals(
+    t: np.ndarray, p: np.ndarray, n_classes: int, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """Accuracy and balanced accuracy, each with a seeded bootstrap 95% interval over faces, the
+    per-class recall and the confusion matrix of labels ``t`` and predictions ``p``."""
+    m = stats.classification_metrics(t, p, n_classes)
+    balanced = partial(balanced_accuracy, n_classes=n_classes)
+    return {
+        **stats.with_interval("accuracy", accuracy, (t, p), n_boot, seed),
+        **stats.with_interval("balanced_accuracy", balanced, (t, p), n_boot, seed),
+        "per_class_recall": m["per_class_recall"],
+        "confusion": m["confusion"],
+    }
 
 
 def group_table(test: pd.DataFrame, preds: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from maskprivacy.analysis import stats
-from maskprivacy.analysis.conditions import ensemble_predictions
-from maskprivacy.analysis.metrics import accuracy, balanced_accuracy, mae, rmse
+from maskprivacy.analysis.conditions import classification_with_intervals, ensemble_predictions
+from maskprivacy.analysis.metrics import mae, rmse
 from maskprivacy.core.io import read_table
 from maskprivacy.core.labels import RACES, SEXES
 
@@ -50,27 +50,12 @@ def _mean_of(per_face: Callable[..., np.ndarray], *arrays: np.ndarray) -> float:
     return float(np.mean(per_face(*arrays)))
 
 
-def _with_interval(
-    name: str, metric: Callable[..., float], arrays: tuple[np.ndarray, ...], n_boot: int, seed: int
-) -> dict[str, float | None]:
-    """``{name: metric(*arrays), name_low: ..., name_high: ...}``: a seeded bootstrap 95%
-    interval over faces."""
-    ci = stats.bootstrap_ci(metric, arrays, n_boot, seed)
-    return {name: ci["estimate"], f"{name}_low": ci["low"], f"{name}_high": ci["high"]}
-
-
 def _classification(
     t: np.ndarray, p: np.ndarray, names: tuple[str, ...], n_boot: int, seed: int
 ) -> dict[str, Any]:
-    m = stats.classification_metrics(t, p, len(names))
-    balanced = partial(balanced_accuracy, n_classes=len(names))
-    return {
-        "n": m["n"],
-        **_with_interval("accuracy", accuracy, (t, p), n_boot, seed),
-        **_with_interval("balanced_accuracy", balanced, (t, p), n_boot, seed),
-        "per_class_recall": dict(zip(names, m["per_class_recall"], strict=True)),
-        "confusion": m["confusion"],
-    }
+    out = {"n": int(len(t)), **classification_with_intervals(t, p, len(names), n_boot, seed)}
+    out["per_class_recall"] = dict(zip(names, out["per_class_recall"], strict=True))
+    return out
 
 
 def external_metrics(
@@ -92,8 +77,8 @@ def external_metrics(
         t, p = have["age"].to_numpy(float), have["age_pred"].to_numpy(float)
         out["age"] = {
             "n": int(len(have)),
-            **_with_interval("mae", mae, (t, p), n_boot, seed),
-            **_with_interval("rmse", rmse, (t, p), n_boot, seed),
+            **stats.with_interval("mae", mae, (t, p), n_boot, seed),
+            **stats.with_interval("rmse", rmse, (t, p), n_boot, seed),
             "mean_error": float((p - t).mean()),
         }
     have = df[df["age_low"].notna()]
@@ -104,8 +89,8 @@ def external_metrics(
         err = partial(_mean_of, range_error)
         out["age_range"] = {
             "n": int(len(have)),
-            **_with_interval("group_accuracy", hit, (p, lo, hi), n_boot, seed),
-            **_with_interval("range_error", err, (p, lo, hi), n_boot, seed),
+            **stats.with_interval("group_accuracy", hit, (p, lo, hi), n_boot, seed),
+            **stats.with_interval("range_error", err, (p, lo, hi), n_boot, seed),
         }
     return out
 

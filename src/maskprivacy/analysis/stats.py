@@ -188,6 +188,15 @@ def bootstrap_ci(
     return {"estimate": _defined(estimate), **_interval(res.bootstrap_distribution, level)}
 
 
+def with_interval(
+    name: str, metric: Callable[..., float], arrays: tuple[Any, ...], n_boot: int, seed: int
+) -> dict[str, float | None]:
+    """``{name: metric(*arrays), name_low: ..., name_high: ...}``: the estimate and the bounds of
+    a seeded bootstrap 95% interval over rows (:func:`bootstrap_ci`)."""
+    ci = bootstrap_ci(metric, arrays, n_boot, seed)
+    return {name: ci["estimate"], f"{name}_low": ci["low"], f"{name}_high": ci["high"]}
+
+
 def _defined(x: float) -> float | None:
     return x if np.isfinite(x) else None
 
