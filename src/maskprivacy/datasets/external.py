@@ -60,10 +60,10 @@ from typing import Any
 import pandas as pd
 
 from maskprivacy.core.io import rejects_frame, sha256_file, write_table
-from maskprivacy.core.labels import AGE_MAX, IMAGE_SUFFIXES, RACES, SEXES
+from maskprivacy.core.labels import AGE_MAX, RACES, SEXES
 from maskprivacy.core.plumbing import atomic_dir, remove_stale
 from maskprivacy.datasets.archives import ArchiveLimits, archive_kind, safe_extract
-from maskprivacy.datasets.ingest import list_entries
+from maskprivacy.datasets.ingest import list_entries, not_an_image, reject
 
 STAGE = "external"
 LABEL_MAP = "external_label_map.csv"
@@ -289,7 +289,7 @@ def _norm_path(text: str) -> str:
 
 
 def _reject(file: str, reason: str, detail: str) -> dict[str, str]:
-    return {"file": file, "stage": STAGE, "reason": reason, "detail": detail}
+    return reject(file, reason, detail, STAGE)
 
 
 def _suffix_index(rels: list[str]) -> dict[str, list[str]]:
@@ -399,12 +399,10 @@ def ingest(
         files = {e.rel: e.path for e in entries if not e.reason}
         images = {}
         for rel, path in files.items():
-            if rel.lower().endswith(IMAGE_SUFFIXES):
-                images[rel] = path
-            else:
-                suffix = Path(rel).suffix or "(none)"
-                detail = f"suffix {suffix!r} is not one of {', '.join(IMAGE_SUFFIXES)}"
+            if detail := not_an_image(rel):
                 rejects.append(_reject(rel, "not_an_image_name", detail))
+            else:
+                images[rel] = path
         kept, row_rejects, named = match_rows(table, cols, lmap, sorted(images), labels.name)
         rejects += row_rejects
         for rel in sorted(set(images) - named):

@@ -28,9 +28,18 @@ STAGE = "download"
 MANIFEST_COLUMNS = ["file", "age", "sex", "race", "age_bucket", "sha256", "source", "name_note"]
 
 
-def reject(name: str, reason: str, detail: str) -> dict[str, Any]:
-    """A row of the download rejects table."""
-    return {"file": name, "stage": STAGE, "reason": reason, "detail": detail}
+def reject(name: str, reason: str, detail: str, stage: str = STAGE) -> dict[str, Any]:
+    """A row of a rejects table (the download stage's unless ``stage`` says)."""
+    return {"file": name, "stage": stage, "reason": reason, "detail": detail}
+
+
+def not_an_image(name: str) -> str | None:
+    """Why ``name`` cannot be an image by its suffix (a ``not_an_image_name`` reject's detail),
+    or None when its suffix is one of :data:`~maskprivacy.core.labels.IMAGE_SUFFIXES`."""
+    suffix = Path(name).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return None
+    return f"suffix {suffix or '(none)'!r} is not one of {', '.join(IMAGE_SUFFIXES)}"
 
 
 @dataclass
@@ -221,9 +230,7 @@ def ingest(
         )
     ):
         name = path.name
-        suffix = Path(name).suffix.lower()
-        if suffix not in IMAGE_SUFFIXES:
-            detail = f"suffix {suffix or '(none)'!r} is not one of {', '.join(IMAGE_SUFFIXES)}"
+        if detail := not_an_image(name):
             rejects.append(reject(name, "not_an_image_name", detail))
             continue
         decision = policy.decide(name)
