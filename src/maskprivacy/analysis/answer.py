@@ -107,8 +107,17 @@ def verdicts(statistics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _join(words: list[str], last: str = "and") -> str:
+def join_words(words: list[str], last: str = "and") -> str:
+    """``a``, ``a and b``, ``a, b and c`` (or ``last`` instead of "and")."""
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def by_status(attributes: dict[str, Any]) -> dict[str, list[str]]:
+    """The attributes by their verdict's ``status``, in their order (:func:`verdicts`)."""
+    by: dict[str, list[str]] = {}
+    for attr, a in attributes.items():
+        by.setdefault(a["status"], []).append(attr)
+    return by
 
 
 def _change(attr: str, c: dict[str, Any], subject: str, v: dict[str, Any], n_seeds: int) -> str:
@@ -184,29 +193,29 @@ def sentence(statistics: dict[str, Any]) -> str:
     ]
     head = f"On the same {n:,} test faces, {cond_name} against {base}, {runs}: "
     body = ". ".join(p[0].upper() + p[1:] for p in parts)
-    by: dict[str, list[str]] = {}
-    for attr, a in v["attributes"].items():
-        by.setdefault(a["status"], []).append(attr)
+    by = by_status(v["attributes"])
     m = v["margin"]
     verdict = []
     if by.get("protects"):
         w = by["protects"]
         verdict.append(
-            f"a mask protects {_join(w)}: {'it is' if len(w) == 1 else 'they are'} no longer "
+            f"a mask protects {join_words(w)}: {'it is' if len(w) == 1 else 'they are'} no longer "
             "read far above chance"
         )
     if by.get("significant_but_readable"):
         w = by["significant_but_readable"]
         verdict.append(
-            f"the mask's effect on {_join(w)} is significant but leaves "
+            f"the mask's effect on {join_words(w)} is significant but leaves "
             f"{'it' if len(w) == 1 else 'them'} readable far above chance"
         )
     if by.get("helps_the_attacker"):
         verdict.append(
-            f"masking made {_join(by['helps_the_attacker'])} significantly easier to read"
+            f"masking made {join_words(by['helps_the_attacker'])} significantly easier to read"
         )
     if by.get("not_significant"):
-        verdict.append(f"the change in {_join(by['not_significant'], 'or')} is not significant")
+        verdict.append(
+            f"the change in {join_words(by['not_significant'], 'or')} is not significant"
+        )
     rule = (
         f"(far above chance: for the seed mean or the ensemble, accuracy's lower 95% bound at "
         f"least {100 * m['accuracy']:g} points above the majority guess, or age MAE's upper 95% "

@@ -32,10 +32,6 @@ ATTRS = ("sex", "race", "age")
 METRIC = {"sex": "accuracy", "race": "accuracy", "age": "mae"}
 
 
-def _join(words: list[str], last: str = "and") -> str:
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
-
-
 def _cell_metrics(cond: Mapping[str, Any]) -> dict[str, Any]:
     """Seed mean (with its interval) and seed ensemble of one condition, per attribute."""
     out: dict[str, Any] = {}
@@ -139,22 +135,20 @@ def _change(attr: str, d: Mapping[str, Any]) -> str:
 
 def _verdict(diff: Mapping[str, Any]) -> str:
     """The verdict in words, by status (the rules of :mod:`maskprivacy.analysis.answer`)."""
-    by: dict[str, list[str]] = {}
-    for attr, d in diff.items():
-        by.setdefault(d["status"], []).append(attr)
+    by = answer.by_status(diff)
     parts = []
     if w := by.get("protects"):
         they = "it is" if len(w) == 1 else "they are"
-        parts.append(f"it protects {_join(w)} ({they} no longer read far above chance)")
+        parts.append(f"it protects {answer.join_words(w)} ({they} no longer read far above chance)")
     if w := by.get("significant_but_readable"):
         them = "it" if len(w) == 1 else "them"
         parts.append(
-            f"its effect on {_join(w)} is significant but leaves {them} readable far above chance"
+            f"its effect on {answer.join_words(w)} is significant but leaves {them} readable far above chance"
         )
     if w := by.get("helps_the_attacker"):
-        parts.append(f"it makes {_join(w)} significantly easier to read")
+        parts.append(f"it makes {answer.join_words(w)} significantly easier to read")
     if w := by.get("not_significant"):
-        parts.append(f"the change in {_join(w, 'or')} is not significant")
+        parts.append(f"the change in {answer.join_words(w, 'or')} is not significant")
     return "; ".join(parts)
 
 
@@ -162,7 +156,7 @@ def _coverage_text(cov: Mapping[str, Any]) -> str:
     covered = [g.replace("_", " ") for g, v in cov["groups"].items() if v >= 0.5]
     return (
         f"It leaves {100 * cov['face_visible']:.0f}% of the face visible and covers "
-        f"{_join(covered) if covered else 'no landmark group'} (landmarks under the mask on "
+        f"{answer.join_words(covered) if covered else 'no landmark group'} (landmarks under the mask on "
         "most faces)."
     )
 
