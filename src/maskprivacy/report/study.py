@@ -27,7 +27,7 @@ from maskprivacy.core.io import save_figure
 from maskprivacy.masks import coverage as mask_coverage
 from maskprivacy.masks import sets as mask_sets
 from maskprivacy.masks.coverage import LANDMARK_GROUPS
-from maskprivacy.report.markup import img, table
+from maskprivacy.report.markup import ci, img, table
 from maskprivacy.report.plots import demo_banner
 
 # per attribute: title, scale of the shown numbers, digits, colour map (bright = read better)
@@ -107,12 +107,6 @@ def heatmaps_png(
     return paths
 
 
-def _with_ci(v: float, lo: float | None, hi: float | None, scale: float, digits: int) -> str:
-    if lo is None or hi is None:
-        return f"{scale * v:.{digits}f}"
-    return f"{scale * v:.{digits}f} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
-
-
 def matrix_table(matrix: Mapping[str, Any]) -> str:
     """Every (training set, test set): each metric's seed mean [95% CI], and its paired
     difference from the baseline [95% CI] with the Holm-adjusted p over faces and the verdict."""
@@ -123,12 +117,12 @@ def matrix_table(matrix: Mapping[str, Any]) -> str:
             for attr in ATTRS:
                 _, scale, digits, _ = PANEL[attr]
                 m = cell["metrics"][attr]
-                line.append(_with_ci(m["estimate"], m["low"], m["high"], scale, digits))
+                line.append(ci(m["estimate"], m["low"], m["high"], scale, digits))
                 d = cell.get("difference", {}).get(attr)
                 line.append(
                     "baseline"
                     if d is None
-                    else f"{_with_ci(d['difference'], d['low'], d['high'], scale, digits)}; "
+                    else f"{ci(d['difference'], d['low'], d['high'], scale, digits)}; "
                     f"p = {fmt_p(d['p_images_holm'])}; {STATUS[d['status']]}"
                 )
             rows.append(line)
