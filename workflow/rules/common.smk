@@ -66,11 +66,6 @@ def dataset_images(dataset):
     return expand("data/mask/{maskset}/{shard}/images", maskset=dataset, shard=SHARDS)
 
 
-def mask_common():
-    """The mask section but its sets: what every mask set's jobs draw with."""
-    return {k: v for k, v in config["mask"].items() if k != "sets"}
-
-
 def mask_set(wildcards):
     """One set of mask.sets, by name, as {name: {type: weight}}: only its own jobs rerun when
     it changes (under DVC, their params are mask.sets.<name>)."""

@@ -18,7 +18,7 @@ rule mask:
         mem_mb=2000,
         runtime=60,
     params:
-        cfg=mask_common(),
+        cfg=section_without("mask", "sets"),  # what every mask set draws with
         maskset=mask_set,
     script:
         "../scripts/mask.py"
