@@ -13,6 +13,7 @@ reruns nothing. Keep it that way: whatever shapes an output's content goes elsew
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = "maskprivacy"
@@ -56,6 +57,13 @@ def stage_code(root: str | Path, script: str | Path, include_neutral: bool = Fal
 
 def imports(path: Path, src: Path) -> list[str]:
     """Dotted names of what ``path`` imports from the package (modules or names in them)."""
+    # every rule's inputs are computed when the Snakefile is read: parse each module once
+    return list(_imports(str(path), path.stat().st_mtime_ns, str(src)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports(file: str, mtime_ns: int, src_dir: str) -> tuple[str, ...]:
+    path, src = Path(file), Path(src_dir)
     tree = ast.parse(path.read_text(), str(path))
     try:
         here = ".".join(path.relative_to(src).with_suffix("").parts)
@@ -74,7 +82,7 @@ def imports(path: Path, src: Path) -> list[str]:
                 base = ".".join([*parent, base] if base else parent)
             out.append(base)
             out += [f"{base}.{a.name}" for a in node.names]
-    return [m for m in out if m == PACKAGE or m.startswith(PACKAGE + ".")]
+    return tuple(m for m in out if m == PACKAGE or m.startswith(PACKAGE + "."))
 
 
 def module_file(src: Path, dotted: str) -> Path | None:
