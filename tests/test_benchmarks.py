@@ -57,3 +57,69 @@ def test_train_throughput_runs_on_cpu(tmp_path, capsys, demo_folder):
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert rows[0]["ceiling_img_s"] > 0 and rows[0]["pipeline_img_s"] > 0
     assert 0 < rows[0]["ratio"]
+
+
+def test_cpu_attacker_sweeps_speed_and_accuracy(tmp_path, capsys):
+    """benchmarks/cpu_attacker.py on a workdir the test makes: every configuration gets its
+    ceiling beside the pipeline's step, an epoch count fitted to the budget, and val metrics."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "data" / "align" / "0" / "images"
+    images.mkdir(parents=True)
+    rows = []
+    for i in range(48):
+        name = f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / name)
+        rows.append(
+            {
+                "file": name,
+                "sex": i % 2,
+                "race": i % 5,
+                "age": 10 + i,
+                "split": "val" if i % 4 == 0 else "train",
+            }
+        )
+    (tmp_path / "data" / "split").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "data/split/split.csv", index=False)
+    out = run_script(
+        "cpu_attacker.py",
+        [
+            "--workdir",
+            str(tmp_path),
+            "--configs",
+            "resnet18:32:bf16",
+            "resnet18:32:fp32",
+            "--budget-min",
+            "0.02",
+            "--batch-size",
+            "8",
+            "--steps",
+            "1",
+            "--json",
+            str(tmp_path / "sweep.json"),
+        ],
+        capsys,
+    )
+    assert "| network | input | precision | epochs |" in out and "ceiling" in out
+    got = json.loads((tmp_path / "sweep.json").read_text())["rows"]
+    assert [(r["arch"], r["precision"]) for r in got] == [
+        ("resnet18", "bf16"),
+        ("resnet18", "fp32"),
+    ]
+    for r in got:
+        assert r["epochs"] >= 1 and r["ceiling_img_s"] > 0 and r["ratio"] > 0
+        assert 0 <= r["val_sex_acc"] <= 1 and 0 <= r["val_race_acc"] <= 1
+        assert r["val_age_mae"] >= 0
+
+
+def test_cpu_attacker_refuses_a_malformed_configuration(tmp_path, capsys):
+    import pytest
+
+    ns = runpy.run_path(str(ROOT / "benchmarks" / "cpu_attacker.py"), run_name="cpu_attacker")
+    with pytest.raises(SystemExit) as exit_:
+        ns["main"](["--workdir", str(tmp_path), "--configs", "resnet18-64"])
+    assert exit_.value.code == 2
+    assert "is not arch:size:precision" in capsys.readouterr().err
