@@ -37,6 +37,7 @@ HEADER = (
 # Metrics live in git (cache: false, not git-ignored), so every commit and every `dvc exp run`
 # holds them: `dvc metrics diff` and `dvc exp show` compare runs.
 METRICS = {"results/metrics.json"}
+REFERENCE_METRICS = "results/reference/*/metrics.json"
 # Outputs shown by `dvc plots show/diff`: folders of PNG images (evaluation pictures; learning
 # curves, comparison bars and group heat maps from compare). Images only, so DVC's HTML page has
 # no vega scripts from a CDN and opens offline.
@@ -234,7 +235,13 @@ def build(root: Path) -> dict[str, Any]:
             stages[rule] = {"foreach": items, "do": stage}
         else:
             stages[rule] = stage
-    return {"stages": stages}
+    out: dict[str, Any] = {"stages": stages}
+    # the published runs' metrics (python -m maskprivacy_workflow.published): DVC shows them beside
+    # the run's own results/metrics.json in `dvc metrics show/diff` and `dvc exp show`
+    published = sorted(p.relative_to(root).as_posix() for p in root.glob(REFERENCE_METRICS))
+    if published:
+        out["metrics"] = published
+    return out
 
 
 def _pattern_for(path: str, job: dict[str, Any]) -> str:

@@ -1,0 +1,302 @@
+"""Published runs: each real-data run's metrics kept in the repository, and the documentation's
+tables made from them by a command, never typed.
+
+``results/reference/<run>/`` holds, per published run:
+
+- ``metrics.json``: the run's ``results/metrics.json`` as it was (a DVC metrics file: dvc.yaml
+  lists every one, so ``dvc metrics show``, ``dvc metrics diff`` and ``dvc exp show`` put a
+  later run's ``results/metrics.json`` beside it, under the same keys);
+- ``statistics.json``: compare's statistics, less what only the HTML report draws (per-group
+  tables), from which the tables are made;
+- ``run.json``: how it was made: the command, the machine, the date, the wall time, the commit.
+
+Commands (from the repository root):
+
+    python -m maskprivacy_workflow.published add cpu-study --command "snakemake --cores all \\
+        --configfile presets/cpu.yaml" --machine "2-core AMD EPYC, no GPU" --wall-min 58
+    python -m maskprivacy_workflow.published render          # fill the generated blocks
+    python -m maskprivacy_workflow.published render --check  # exit 1 if a block is stale
+
+A generated block in README.md or docs/*.md is the text between
+``<!-- BEGIN generated: NAME -->`` and ``<!-- END generated: NAME -->``: NAME is a published
+run's folder name; a block whose run is not published says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+REFERENCE = Path("results/reference")
+BLOCK = re.compile(
+    r"(<!-- BEGIN generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- END generated: (?P=name) -->)",
+    re.S,
+)
+PAGES = ("README.md", "docs/*.md")
+# statistics.json keys the tables need (the rest is the HTML report's)
+KEPT = (
+    "data_source",
+    "seeds",
+    "conditions",
+    "comparisons",
+    "chance",
+    "multiple_testing",
+    "alpha",
+    "baseline",
+    "answer",
+    "accounting",
+    "split_counts",
+    "condition_definitions",
+    "study",
+    "recognizer",
+)
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def add(
+    name: str,
+    workdir: Path,
+    root: Path,
+    command: str,
+    machine: str,
+    wall_min: float | None,
+    note: str = "",
+) -> Path:
+    """Copy a finished run's metrics and statistics from ``workdir`` into
+    ``root/results/reference/name`` with ``run.json``; returns that folder."""
+    if not re.fullmatch(r"[\w.-]+", name):
+        raise SystemExit(f"published: a run's name is letters, digits, '.', '-', '_': {name!r}")
+    metrics = workdir / "results/metrics.json"
+    stats = workdir / "results/compare/statistics.json"
+    for f in (metrics, stats):
+        if not f.is_file():
+            raise SystemExit(f"published: {f} is missing: finish the run first (snakemake)")
+    statistics = json.loads(stats.read_text())
+    if statistics.get("data_source") == "demo":
+        raise SystemExit("published: that run is on the demo set; publish real-data runs only")
+    out = root / REFERENCE / name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(metrics, out / "metrics.json")
+    kept = {k: statistics[k] for k in KEPT if k in statistics}
+    (out / "statistics.json").write_text(json.dumps(kept, indent=1, allow_nan=False) + "\n")
+    from maskprivacy.analysis.answer import sentence
+
+    run = {
+        "name": name,
+        "date": date.today().isoformat(),
+        "command": command,
+        "machine": machine,
+        "wall_min": wall_min,
+        "commit": _git_commit(workdir),
+        "answer": sentence(statistics),
+        "note": note,
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _pct_ci(e: Mapping[str, Any]) -> str:
+    return f"{100 * e['estimate']:.1f}% [{100 * e['low']:.1f}, {100 * e['high']:.1f}]"
+
+
+def _years_ci(e: Mapping[str, Any]) -> str:
+    return f"{e['estimate']:.2f} [{e['low']:.2f}, {e['high']:.2f}]"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.2g}" if p >= 0.001 else "< 0.001"
+
+
+def condition_table(st: Mapping[str, Any], attacker: str = "") -> str:
+    """Each condition: seed-mean sex, race (balanced) accuracy and age MAE with 95% intervals
+    over test faces, and the seed ensemble's figures."""
+    from maskprivacy.analysis.paper_protocol import markdown
+
+    body = []
+    for name, c in st["conditions"].items():
+        sm, ens = c["seed_mean"], c["ensemble"]
+        body.append(
+            [
+                name,
+                f"{_pct_ci(sm['sex'])}",
+                f"{_pct_ci(sm['race'])} ({_pct(c['mean']['race']['balanced_accuracy'])})",
+                _years_ci(sm["age"]),
+                f"{_pct(ens['sex']['accuracy'])} / {_pct(ens['race']['accuracy'])} / "
+                f"{ens['age']['mae']:.2f}",
+            ]
+        )
+    n_seeds = len(st["seeds"])
+    header = [
+        f"condition{attacker}",
+        f"sex acc. [95% CI] (mean of {n_seeds} seeds)",
+        "race acc. [95% CI] (balanced)",
+        "age MAE, years [95% CI]",
+        "seed ensemble: sex / race / MAE",
+    ]
+    return markdown(body, header)
+
+
+def comparison_table(st: Mapping[str, Any]) -> str:
+    """Each condition minus the baseline on the same faces: difference [95% CI], Holm-adjusted
+    p over faces, and (two seeds or more) Holm-adjusted p across seeds."""
+    from maskprivacy.analysis.paper_protocol import markdown
+
+    body = []
+    for name, cmp in st["comparisons"].items():
+        cells = []
+        for attr in ("sex", "race", "age"):
+            c = cmp[attr]
+            unit, fmt, u = (1, "+.2f", "") if attr == "age" else (100, "+.1f", " pt")
+            seeds = c.get("across_seeds") or {}
+            cells.append(
+                f"{unit * c['difference']:{fmt}}{u} [{unit * c['ci']['low']:{fmt}}, "
+                f"{unit * c['ci']['high']:{fmt}}], p_Holm {_p(c['test'].get('p_holm'))}"
+                + (
+                    f" (seeds: {_p(seeds.get('p_holm'))})"
+                    if seeds.get("p_holm") is not None
+                    else ""
+                )
+            )
+        body.append([name.replace("_vs_", " − "), *cells])
+    return markdown(body, ["comparison", "sex accuracy", "race accuracy", "age MAE"])
+
+
+def chance_line(st: Mapping[str, Any]) -> str:
+    ch = st["chance"]
+    return (
+        f"Chance (no face looked at): sex {_pct(ch['sex']['accuracy'])} (always "
+        f"{ch['sex']['guess']}), race {_pct(ch['race']['accuracy'])} (always "
+        f"{ch['race']['guess']}), age MAE {ch['age']['mae']:.2f} (always {ch['age']['guess']:g} "
+        "years)."
+    )
+
+
+def render_run(folder: Path, shown: str) -> str:
+    """The Markdown of one published run (``shown``: its folder as the page names it)."""
+    run = json.loads((folder / "run.json").read_text())
+    st = json.loads((folder / "statistics.json").read_text())
+    wall = f", {run['wall_min']:.0f} min wall" if run.get("wall_min") else ""
+    counts = st.get("split_counts", {})
+    split = " / ".join(f"{counts[k]:,}" for k in ("train", "val", "test") if k in counts)
+    parts = [
+        f"*{run['date']}, `{run['command']}` on {run['machine']}{wall}, commit "
+        f"{run.get('commit') or '?'}; split (train / val / test) {split}; metrics in "
+        f"`{shown}/`.*",
+        "",
+        f"> {run['answer']}",
+        "",
+        condition_table(st),
+        "",
+        comparison_table(st),
+        "",
+        chance_line(st),
+    ]
+    if st.get("recognizer"):
+        rec = st["recognizer"]
+        parts += ["", "The face recognizer's embedding (second attacker):", ""]
+        if rec.get("answer_sentence"):
+            parts += [f"> {rec['answer_sentence']}", ""]
+        if "conditions" in rec:
+            parts += [condition_table(rec, " (recognizer)"), ""]
+        if "comparisons" in rec:
+            parts += [comparison_table(rec)]
+    if run.get("note"):
+        parts += ["", run["note"]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_block(name: str, root: Path) -> str:
+    folder = root / REFERENCE / name
+    if not (folder / "run.json").is_file():
+        return (
+            f"*(no published run `{name}` yet: see docs/results.md for the runs still to come)*\n"
+        )
+    return render_run(folder, (REFERENCE / name).as_posix())
+
+
+def pages(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for pattern in PAGES:
+        out += sorted(root.glob(pattern))
+    return [p for p in out if p.is_file()]
+
+
+def render(root: Path, check: bool = False) -> list[Path]:
+    """Fill every generated block; with ``check`` write nothing and return the stale pages."""
+    stale = []
+    for page in pages(root):
+        text = page.read_text()
+
+        def fill(m: re.Match) -> str:
+            return m.group(1) + render_block(m["name"], root) + m.group(4)
+
+        new = BLOCK.sub(fill, text)
+        if new != text:
+            stale.append(page)
+            if not check:
+                page.write_text(new)
+    return stale
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m maskprivacy_workflow.published")
+    ap.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("add", help="publish a finished run's metrics under results/reference/")
+    a.add_argument("name")
+    a.add_argument("--workdir", type=Path, default=Path("."), help="the run's folder")
+    a.add_argument("--command", required=True, help="the command that made the run")
+    a.add_argument("--machine", required=True, help="what it ran on")
+    a.add_argument("--wall-min", type=float, default=None, help="wall time, minutes")
+    a.add_argument("--note", default="", help="a sentence printed under the tables")
+    r = sub.add_parser("render", help="fill the generated blocks of README.md and docs/*.md")
+    r.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
+    args = ap.parse_args(argv)
+    if args.cmd == "add":
+        out = add(
+            args.name, args.workdir, args.root, args.command, args.machine, args.wall_min, args.note
+        )
+        print(f"published {out}; now: python -m maskprivacy_workflow.published render")
+        return 0
+    stale = render(args.root, check=args.check)
+    if args.check and stale:
+        names = ", ".join(str(p) for p in stale)
+        print(
+            f"stale generated blocks in {names}: run python -m maskprivacy_workflow.published render",
+            file=sys.stderr,
+        )
+        return 1
+    for p in stale:
+        print(f"updated {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Published runs: a finished run's metrics kept under results/reference/<run>/, and the tables of
+README.md and docs/*.md made from them by `python -m maskprivacy_workflow.published`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_evaluate import fake, statistics_for, two_conditions  # noqa: F401 (fake: a fixture)
+
+from maskprivacy.analysis import compare
+from maskprivacy_workflow import published
+
+BLOCK = "<!-- BEGIN generated: {0} -->\nold text\n<!-- END generated: {0} -->\n"
+
+
+@pytest.fixture
+def finished_run(tmp_path, fake):  # noqa: F811
+    """A run folder as Snakemake leaves it: results/metrics.json and compare's statistics."""
+    test, split, preds = fake
+    st = statistics_for(test, split, two_conditions(preds, seeds=(0, 1, 2)))
+    run = tmp_path / "run"
+    (run / "results/compare").mkdir(parents=True)
+    (run / "results/compare/statistics.json").write_text(json.dumps(st))
+    (run / "results/metrics.json").write_text(json.dumps(compare.metrics_summary(st)))
+    return run, st
+
+
+def repo_with_pages(tmp_path, *names):
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "README.md").write_text("# project\n\n" + "".join(BLOCK.format(n) for n in names))
+    (root / "docs/results.md").write_text("# results\n\n" + BLOCK.format(names[0]) + "after\n")
+    return root
+
+
+def main(*argv):
+    return published.main([str(a) for a in argv])
+
+
+def test_add_keeps_metrics_statistics_and_provenance(tmp_path, finished_run):
+    run, st = finished_run
+    root = repo_with_pages(tmp_path, "cpu-study")
+    cmd = "snakemake --cores all --configfile presets/cpu.yaml"
+    args = ["--root", root, "add", "cpu-study", "--workdir", run, "--command", cmd]
+    assert main(*args, "--machine", "2 cores", "--wall-min", "57.5") == 0
+    out = root / "results/reference/cpu-study"
+    assert (out / "metrics.json").read_bytes() == (run / "results/metrics.json").read_bytes()
+    kept = json.loads((out / "statistics.json").read_text())
+    assert kept["conditions"].keys() == st["conditions"].keys() and "accounting" in kept
+    info = json.loads((out / "run.json").read_text())
+    assert info["command"] == cmd and info["machine"] == "2 cores" and info["wall_min"] == 57.5
+    assert "masked" in info["answer"]  # the answer sentence, as compare words it
+
+
+def test_render_fills_every_block_from_the_published_figures(tmp_path, finished_run, capsys):
+    run, st = finished_run
+    root = repo_with_pages(tmp_path, "cpu-study", "paper-cpu")
+    args = ["--root", root, "add", "cpu-study", "--workdir", run, "--command", "snakemake"]
+    main(*args, "--machine", "m")
+    assert main("--root", root, "render", "--check") == 1  # stale before rendering
+    assert "stale generated blocks" in capsys.readouterr().err
+    assert main("--root", root, "render") == 0
+    readme = (root / "README.md").read_text()
+    assert "old text" not in readme and readme.count("<!-- END generated:") == 2
+    # the figures are the run's own: the masked condition's seed-mean sex accuracy
+    sex = st["conditions"]["masked"]["seed_mean"]["sex"]["estimate"]
+    assert f"{100 * sex:.1f}%" in readme
+    assert "p_Holm" in readme and "Chance (no face looked at)" in readme
+    assert "mean of 3 seeds" in readme
+    # a run not yet published says so instead of inventing numbers
+    assert "no published run `paper-cpu` yet" in readme
+    assert (root / "docs/results.md").read_text().endswith("after\n")
+    assert main("--root", root, "render", "--check") == 0
+
+
+def test_hand_edited_table_is_caught(tmp_path, finished_run):
+    run, _ = finished_run
+    root = repo_with_pages(tmp_path, "cpu-study")
+    main("--root", root, "add", "cpu-study", "--workdir", run, "--command", "c", "--machine", "m")
+    main("--root", root, "render")
+    page = root / "docs/results.md"
+    page.write_text(page.read_text().replace("p_Holm", "p"))
+    assert main("--root", root, "render", "--check") == 1
+
+
+def test_demo_and_unfinished_runs_are_refused(tmp_path, finished_run):
+    run, st = finished_run
+    root = repo_with_pages(tmp_path, "x")
+    (run / "results/metrics.json").unlink()
+    with pytest.raises(SystemExit, match="missing"):
+        main("--root", root, "add", "x", "--workdir", run, "--command", "c", "--machine", "m")
+    (run / "results/metrics.json").write_text("{}")
+    (run / "results/compare/statistics.json").write_text(json.dumps({**st, "data_source": "demo"}))
+    with pytest.raises(SystemExit, match="demo"):
+        main("--root", root, "add", "x", "--workdir", run, "--command", "c", "--machine", "m")
+    with pytest.raises(SystemExit, match="name"):
+        main("--root", root, "add", "../x", "--workdir", run, "--command", "c", "--machine", "m")
+
+
+def test_the_repository_pages_are_rendered_from_the_published_runs():
+    """README.md and docs/*.md hold the tables the published metrics give (drift check)."""
+    from conftest import ROOT
+
+    assert published.render(ROOT, check=True) == []
+
+
+def test_dvc_yaml_lists_every_published_metrics_file():
+    import yaml
+    from conftest import ROOT
+
+    found = sorted(
+        p.relative_to(ROOT).as_posix() for p in ROOT.glob("results/reference/*/metrics.json")
+    )
+    listed = yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("metrics", [])
+    assert listed == found
