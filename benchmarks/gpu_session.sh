@@ -20,11 +20,11 @@
 #              align.landmarks = $W/$LANDMARKS. Stopped after $LIMIT seconds (default 540), so
 #              that what it made still comes back in $OUT.
 # Rehearse on a CPU: W=/tmp/x OUT=/tmp/o LIMIT=3000 bash benchmarks/gpu_session.sh run 1 \
-#   --config 'compute={device: cpu}'
+#   --config 'compute={device: cpu}'   (tests/test_gpu_session.py does it on a tiny preset, PRESET=...)
 set -uo pipefail
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 W=${W:-/tmp/gpu} LIMIT=${LIMIT:-540} LANDMARKS=${LANDMARKS:-landmarks.csv}
-PRESET=presets/utkface.yaml
+PRESET=${PRESET:-presets/utkface.yaml}  # the study to run (tests/test_gpu_session.py: a tiny one)
 mkdir -p "$W"
 case "$1" in
 carry)
@@ -85,7 +85,9 @@ PY
   timeout "$LIMIT" "$W/smk/bin/snakemake" --cores all --scheduler greedy \
     --configfile "$PRESET" "$W/session.yaml" "$@" 2>&1 | tr '\r' '\n' \
     | grep -v -E 'Warning|\[[0-9:]+<[0-9:?]+|^\s*$' | tee "$OUT/run.log"
-  nvidia-smi --query-gpu=memory.used --format=csv 2>/dev/null
+  rc=${PIPESTATUS[0]}  # Snakemake's (124: stopped at $LIMIT), not the filters'
+  nvidia-smi --query-gpu=memory.used --format=csv 2>/dev/null || echo "no nvidia-smi (a CPU rehearsal)"
+  exit "$rc"
   ;;
 *)
   echo "usage: $0 carry | bench | run [EPOCHS [snakemake options...]]" >&2

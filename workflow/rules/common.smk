@@ -43,7 +43,8 @@ def label_fixes_input(wildcards):
 def align_landmarks_input(wildcards):
     """align.landmarks (landmarks computed elsewhere, by file sha256) is an input when set."""
     path = config["align"].get("landmarks", "")
-    return [path] if path else []
+    # one path, not a one-path list: the script reads input.landmarks as the table's path
+    return path if path else []
 
 
 def shard_tables(stage, name):
