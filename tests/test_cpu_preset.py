@@ -1,0 +1,47 @@
+"""presets/cpu.yaml: the whole study on real UTKFace on a CPU, as `snakemake --cores all
+--configfile presets/cpu.yaml` plans it (a dry run on a copy with a stand-in archive)."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from conftest import ROOT
+from test_pipeline import BIN, COPY, copy_repo, sh
+
+from maskprivacy.core.params import validate
+
+
+def preset(name: str) -> dict:
+    return yaml.safe_load((ROOT / "presets" / name).read_text())
+
+
+def test_cpu_preset_is_the_utkface_study_with_the_cpu_attacker():
+    cpu, gpu = preset("cpu.yaml"), preset("utkface.yaml")
+    validate(cpu)
+    # the same data, masks, split, conditions and statistics as the GPU preset: comparable runs
+    for section in ("download", "align", "mask", "identity", "split", "evaluate", "compare"):
+        assert cpu[section] == gpu[section], section
+    assert cpu["train"]["seeds"] == [0, 1, 2]
+    assert {c["name"] for c in cpu["evaluate"]["conditions"]} == {
+        "unmasked",
+        "masked",
+        "unmasked_to_masked",
+        "masked_to_unmasked",
+    }
+    # the CPU attacker: the network and input the time-to-accuracy sweep chose
+    t = cpu["train"]
+    assert (t["arch"], t["image_size"]) == ("resnet18", 64)
+    assert cpu["compute"]["precision"] == "bf16"
+
+
+def test_cpu_preset_plans_six_models_and_twelve_evaluations(tmp_path):
+    copy_repo(tmp_path, [*COPY, "presets"])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/UTKFace.tar.gz").write_bytes(b"a stand-in: a dry run reads no input")
+    res = sh(
+        tmp_path, str(BIN / "snakemake"), "-n", "--cores", "2", "--configfile", "presets/cpu.yaml"
+    )
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    assert counts["train"] == "6" and counts["evaluate"] == "12" and counts["compare"] == "1"
+    assert counts["align"] == "16"  # align.shards
