@@ -1,10 +1,10 @@
 # maskprivacy: one command each to set up, run the demo, test and lint.
 #   make demo   set up .venv (Python 3.11) and run the whole pipeline on the embedded demo set
 #   make test   set up .venv, lint, and run the test suite (what CI runs)
-#   make lint   ruff, snakefmt, snakemake --lint and the dvc.yaml drift check
+#   make lint   ruff, snakefmt, snakemake --lint and the dvc.yaml and docs/parameters.md drift checks
 #   make dvc-adopt        record a finished Snakemake run in DVC (dvc.lock, cache), recomputing nothing under either runner
 #   make snakemake-adopt  make Snakemake accept outputs restored by dvc pull/checkout (needs dvc status clean)
-#   make wheelhouse       Snakemake's wheels in .gpu/wheels, for a node without internet (README: Offline nodes)
+#   make wheelhouse       Snakemake's wheels in .gpu/wheels, for a node without internet (docs/running.md: Offline nodes)
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -49,6 +49,7 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 	$(BIN)/python -m maskprivacy_workflow.dvcgen --check
+	$(BIN)/python -m maskprivacy_workflow.paramdocs --check
 
 dvc-yaml: setup
 	$(BIN)/python -m maskprivacy_workflow.dvcgen

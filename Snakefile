@@ -20,6 +20,10 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+# `snakemake --report report.html` after a run: the answer, its tables and the plots, captioned
+report: "workflow/report/workflow.rst"
+
+
 # The package in src/ serves every script, also in per-rule conda envs and on cluster nodes.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)

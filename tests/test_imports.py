@@ -108,3 +108,17 @@ def test_a_cycle_is_found_and_shown(tmp_path):
     assert find_cycle(graph) == ["maskprivacy.a.one", "maskprivacy.b.two", "maskprivacy.a.one"]
     (pkg / "b/two.py").write_text("y = 2\n")
     assert find_cycle(import_graph(tmp_path)) is None
+
+
+# the layers under report/: they return data, report/ draws and writes HTML from it
+BELOW_REPORT = ("core", "datasets", "faces", "masks", "model", "analysis")
+
+
+def test_no_layer_below_report_imports_report():
+    graph = import_graph(ROOT / "src")
+    upward = {
+        m: sorted(t for t in targets if t.startswith("maskprivacy.report"))
+        for m, targets in graph.items()
+        if m.split(".")[:2][-1] in BELOW_REPORT and m.startswith("maskprivacy.")
+    }
+    assert not {m: t for m, t in upward.items() if t}, upward

@@ -13,6 +13,7 @@ from conftest import ROOT
 
 from maskprivacy.analysis import paper_protocol as pp
 from maskprivacy.core.params import validate
+from maskprivacy.report.html import paper_protocol_section
 
 SCHEMA = ROOT / "workflow/schemas/params.schema.yaml"
 
@@ -185,7 +186,7 @@ def test_gap_to_paper_and_its_target():
 
 
 def test_html_section_sets_this_run_beside_the_paper():
-    page = pp.html_section(STATS, preset("paper.yaml"))
+    page = paper_protocol_section(STATS, preset("paper.yaml"))
     assert '<h2 id="paper-protocol">Paper protocol</h2>' in page
     assert "This run follows the paper&#x27;s protocol." in page
     for figure in ("94.65", "83.12", "6.21", "8.33", "94.0 [93.0, 95.0]", "55.0 [53.0, 57.0]"):
@@ -194,7 +195,7 @@ def test_html_section_sets_this_run_beside_the_paper():
     assert "<td>unmasked</td><td>last epoch</td>" in page
     assert "sex met, race met, age met" in page
     assert "in-the-wild" in page  # the differences that remain are stated
-    other = pp.html_section(STATS, preset("utkface.yaml"))
+    other = paper_protocol_section(STATS, preset("utkface.yaml"))
     assert "does not follow the paper&#x27;s protocol" in other
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,66 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
     assert "<h1>" in page and "test faces" in page and "data:image/png;base64," in page
     assert "DEMO DATA: synthetic" not in page  # these inputs came from a folder (source: path)
     assert "The masks" in page  # the mask stage's contact sheet, embedded
+
+
+def snakemake_report(root: Path) -> tuple[dict, dict]:
+    """`snakemake --report report.html` in ``root``: the report's categories (category ->
+    subcategory -> paths) and its results (path -> name, labels, caption, ...), as the page holds
+    them."""
+    sh(root, str(BIN / "snakemake"), "--report", "report.html")
+    page = (root / "report.html").read_text()
+
+    def js(name: str) -> dict:
+        return json.loads(re.search(rf"var {name} = (\{{.*?\}});\n", page, re.S).group(1))
+
+    return js("categories"), js("results")
+
+
+def test_snakemake_report_shows_the_answer_and_the_plots_with_captions(snake_run):
+    """The report of a finished run (the README's `snakemake --report report.html`): the answer
+    and its tables, the report page, and every plot, each with its caption, by category."""
+    root, _ = snake_run
+    categories, results = snakemake_report(root)
+    assert {"answer", "data", "masks", "training", "evaluation"} <= set(categories)
+    where = {
+        path: cat for cat, subs in categories.items() for paths in subs.values() for path in paths
+    }
+    assert where["results/compare/answer.html"] == "answer"
+    assert where["results/report.html"] == "answer"
+    assert where["results/data/labels.png"] == "data"
+    assert where["results/data/near_duplicates.png"] == "data"
+    assert where["results/mask/masked/0/contact_sheet.png"] == "masks"
+    assert where["results/compare/plots/learning_curves.png"] == "training"
+    assert where["results/compare/plots/comparison.png"] == "evaluation"
+    assert where["results/compare/plots/groups_masked_vs_unmasked.png"] == "evaluation"
+    for cond in ("unmasked", "masked", "unmasked_to_masked", "masked_to_unmasked"):
+        for seed in (0, 1):
+            plots = f"results/evaluate/{cond}/seed{seed}/plots"
+            for fig in (f"confusion_sex_{cond}_seed{seed}", f"age_{cond}_seed{seed}"):
+                assert where[f"{plots}/{fig}.png"] == "evaluation"
+                assert results[f"{plots}/{fig}.png"]["labels"] == {
+                    "condition": cond, "seed": str(seed), "figure": fig
+                }  # fmt: skip
+    assert categories["evaluation"]["group heat maps"]
+    # every entry has its caption, and the captions say what each is
+    assert all(r["caption"].strip() for r in results.values()), [
+        p for p, r in results.items() if not r["caption"].strip()
+    ]
+    captions = {p: re.sub(r"<[^>]+>", "", r["caption"]) for p, r in results.items()}
+    assert "The answer" in captions["results/compare/answer.html"]
+    assert (
+        "confusion matrix"
+        in captions["results/evaluate/masked/seed1/plots/confusion_sex_masked_seed1.png"]
+    )
+    assert "Learning curves" in captions["results/compare/plots/learning_curves.png"]
+    assert "Group heat map" in captions["results/compare/plots/groups_masked_vs_unmasked.png"]
+    assert "contact" in captions["results/mask/masked/1/contact_sheet.png"]
+    # the answer entry holds the answer sentence and its tables
+    answer = (root / "results/compare/answer.html").read_text()
+    assert '<p class="answer">' in answer and "Metrics per condition" in answer
+    assert "Paired comparisons with the baseline" in answer and "<h2>Chance</h2>" in answer
+    # the workflow's description heads the page
+    assert "Does a face mask protect sex, race and age" in (root / "report.html").read_text()
 
 
 def test_two_seeds_give_two_models_per_training_set_and_a_spread(snake_run):

@@ -17,7 +17,6 @@ in more than the wildcards (the model and image folders of ``evaluate@masked_to_
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import io
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from maskprivacy_workflow import generated
 
 HEADER = (
     "# GENERATED from the Snakefile by `python -m maskprivacy_workflow.dvcgen`: do not edit by hand.\n"
@@ -280,29 +281,15 @@ def render(root: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", type=Path, default=Path.cwd(), help="the repository (default: here)")
-    ap.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is not up to date")
-    args = ap.parse_args(argv)
-    root = args.root.resolve()
-    text = render(root)
-    target = root / "dvc.yaml"
-    if args.check:
-        current = target.read_text() if target.exists() else ""
-        if current != text:
-            print(
-                "dvc.yaml is stale: it no longer matches the Snakefile and params.yaml.\n"
-                "Regenerate it with `python -m maskprivacy_workflow.dvcgen` and commit the result.",
-                file=sys.stderr,
-            )
-            return 1
-        print("dvc.yaml is up to date with the Snakefile")
-        return 0
-    from maskprivacy.core.io import write_text
-
-    write_text(target, text)
-    print(f"wrote {target}")
-    return 0
+    return generated.main(
+        argv,
+        doc=__doc__,
+        module="maskprivacy_workflow.dvcgen",
+        target="dvc.yaml",
+        render=render,
+        stale="it no longer matches the Snakefile and params.yaml",
+        fresh="the Snakefile",
+    )
 
 
 if __name__ == "__main__":

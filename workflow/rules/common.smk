@@ -106,3 +106,30 @@ def identity_outputs():
     if config["split"].get("group_by", "duplicates") != "identity":
         return {}
     return dict(identities="results/data/identities.png")
+
+
+# Snakemake's report (`snakemake --report report.html`): the outputs people look at carry
+# report() with a caption (workflow/report/*.rst) and a category.
+def reported(files, caption, category):
+    """``files`` (name -> path) marked for the report with one caption and category."""
+    return {
+        name: report(path, caption=f"../report/{caption}", category=category)
+        for name, path in files.items()
+    }
+
+
+def plot_category(wildcards):
+    """The report category of a figure of results/compare/plots."""
+    if wildcards.figure == "learning_curves":
+        return "training"
+    if wildcards.figure.startswith("study/"):
+        return "mask study"
+    return "evaluation"
+
+
+def plot_subcategory(wildcards):
+    if wildcards.figure == "comparison":
+        return "comparison"
+    if wildcards.figure.startswith("groups_"):
+        return "group heat maps"
+    return None

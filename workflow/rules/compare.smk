@@ -48,8 +48,23 @@ rule compare:
         statistics="results/compare/statistics.json",
         groups="results/compare/groups.csv",
         rejects="results/compare/rejects.csv",
-        plots=directory("results/compare/plots"),
-        report="results/report.html",
+        plots=report(
+            directory("results/compare/plots"),
+            patterns=["{figure}.png"],
+            caption="../report/compare_plots.rst",
+            category=plot_category,
+            subcategory=plot_subcategory,
+        ),
+        report=report(
+            "results/report.html",
+            caption="../report/report_page.rst",
+            category="answer",
+        ),
+        answer=report(
+            "results/compare/answer.html",
+            caption="../report/answer.rst",
+            category="answer",
+        ),
     log:
         "logs/compare.log",
     conda:

@@ -12,7 +12,11 @@ rule download:
         groups="data/download/groups.csv",
         pairs="data/download/near_pairs.csv",
         verification="data/download/verification.csv",
-        sheet="results/data/near_duplicates.png",
+        sheet=report(
+            "results/data/near_duplicates.png",
+            caption="../report/data_near_duplicates.rst",
+            category="data",
+        ),
     log:
         "logs/download.log",
     conda:

@@ -8,7 +8,18 @@ rule evaluate:
     output:
         predictions="results/evaluate/{condition}/seed{seed}/predictions.csv",
         metrics="results/evaluate/{condition}/seed{seed}/metrics.json",
-        plots=directory("results/evaluate/{condition}/seed{seed}/plots"),
+        plots=report(
+            directory("results/evaluate/{condition}/seed{seed}/plots"),
+            patterns=["{figure}.png"],
+            caption="../report/evaluate_plots.rst",
+            category="evaluation",
+            subcategory="{condition}",
+            labels={
+                "condition": "{condition}",
+                "seed": "{seed}",
+                "figure": "{figure}",
+            },
+        ),
     log:
         "logs/evaluate/{condition}/seed{seed}.log",
     conda:

@@ -99,6 +99,12 @@ use rule mask as mask_external with:
         masks="data/external/{ext}/mask/{maskset}/{shard}/masks.csv",
         rejects="data/external/{ext}/mask/{maskset}/{shard}/rejects.csv",
         report="data/external/{ext}/mask/{maskset}/{shard}/report.json",
-        sheet="results/external/{ext}/mask/{maskset}/{shard}/contact_sheet.png",
+        sheet=report(
+            "results/external/{ext}/mask/{maskset}/{shard}/contact_sheet.png",
+            caption="../report/external_sheet.rst",
+            category="external sets",
+            subcategory="{ext}",
+            labels={"set": "{ext}", "mask set": "{maskset}", "shard": "{shard}"},
+        ),
     log:
         "logs/external/{ext}/mask/{maskset}/{shard}.log",

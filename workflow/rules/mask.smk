@@ -8,7 +8,13 @@ rule mask:
         masks="data/mask/{maskset}/{shard}/masks.csv",
         rejects="data/mask/{maskset}/{shard}/rejects.csv",
         report="data/mask/{maskset}/{shard}/report.json",
-        sheet="results/mask/{maskset}/{shard}/contact_sheet.png",
+        sheet=report(
+            "results/mask/{maskset}/{shard}/contact_sheet.png",
+            caption="../report/mask_sheet.rst",
+            category="masks",
+            subcategory="{maskset}",
+            labels={"mask set": "{maskset}", "shard": "{shard}"},
+        ),
     log:
         "logs/mask/{maskset}/{shard}.log",
     conda:

@@ -13,12 +13,16 @@ rule split:
         ],
         code=code("split"),
     output:
-        **identity_outputs(),
+        **reported(identity_outputs(), "data_identities.rst", "data"),
         split="data/split/split.csv",
         rejects="data/split/rejects.csv",
         report="data/split/report.json",
         data_report="results/data/report.json",
-        data_labels="results/data/labels.png",
+        data_labels=report(
+            "results/data/labels.png",
+            caption="../report/data_labels.rst",
+            category="data",
+        ),
     log:
         "logs/split.log",
     conda:

@@ -6,7 +6,8 @@
   ``results/train/<set>/report.json``; a report without them kept the last epoch).
 - :func:`protocol` and :func:`rows`: what one run did, and its conditions as table rows (sex,
   race, age MAE and RMSE, 7-group age accuracy, each with its 95% interval).
-- :func:`html_section`: the report's "Paper protocol" section.
+- :func:`section`: what the report's "Paper protocol" section says, as data (its HTML is
+  :func:`maskprivacy.report.html.paper_protocol_section`).
 - ``python -m maskprivacy.analysis.paper_protocol table LABEL=results/compare/statistics.json ...``: the
   README's table from the ``statistics.json`` of several runs (one per preset); a run whose file
   does not exist yet is written "pending GPU run", never as numbers.
@@ -15,14 +16,11 @@
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from maskprivacy.report import markup
 
 # Seneviratne et al. (2021), masked faces, one ResNet-50 per attribute: sex and race accuracy on
 # their uniform split (94.01% and 82.20% on their random split), age MAE and RMSE as published.
@@ -297,20 +295,18 @@ def gap_to_paper(statistics: Mapping[str, Any], condition: str = "masked") -> di
 # The report's section and the README's table
 
 
-def html_section(statistics: Mapping[str, Any], params: Mapping[str, Any]) -> str:
-    """The report's "Paper protocol" section: the paper's figures beside this run's, the paired
-    tests, the epoch each model kept, the run's protocol and what still differs."""
+def section(statistics: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report's "Paper protocol" section says, as data (the HTML is
+    :func:`maskprivacy.report.html.paper_protocol_section`): the paper's figures beside this
+    run's (``figures``: header and rows), the paired tests (``tests``), the epoch each model kept
+    (``kept``), how far this run is from the paper (``gap``), whether it follows the paper's
+    protocol (``note``), the run's protocol (``protocol``) and what still differs
+    (``differences``)."""
     proto = protocol(params)
     faithful = is_paper_protocol(params)
     label = "this run" + (" (paper protocol)" if faithful else f" ({proto['train protocol']})")
     conds = [c for c in ("unmasked", "masked") if c in statistics.get("conditions", {})]
-    figures = markup.table([paper_row(), *rows(label, statistics, conds)], HEADER)
-    tests = markup.table(test_rows(label, statistics), TEST_HEADER)
     sel = statistics.get("model_selection") or {}
-    sel_table = markup.table(
-        [[n, selection_text(s)] for n, s in sel.items()] or [["(no train reports)", "last epoch"]],
-        ["training set", "kept"],
-    )
     gap = gap_to_paper(statistics)
     gap_text = (
         f"Masked, this run minus the paper: sex {gap['sex_points']:+.1f} pt, race "
@@ -334,18 +330,19 @@ def html_section(statistics: Mapping[str, Any], params: Mapping[str, Any]) -> st
         else "This run does not follow the paper's protocol (presets/paper.yaml does): "
         "compare its figures with the paper's with care."
     )
-    diffs = "".join(f"<li>{html.escape(d)}</li>" for d in DATA_DIFFERENCES)
-    proto_table = markup.table([[k, v] for k, v in proto.items()], ["setting", "this run"])
-    return (
-        '<h2 id="paper-protocol">Paper protocol</h2>'
-        f"<p>{html.escape(note)} The paper reports masked faces only; the unmasked row is our "
-        "own baseline under the same protocol.</p>"
-        f"{figures}<p>{html.escape(gap_text)}</p>"
-        f"<h3>Paired tests (same test faces)</h3>{tests}"
-        f"<h3>Model kept</h3>{sel_table}"
-        f"<h3>Protocol of this run</h3>{proto_table}"
-        f"<h3>What still differs from the paper's data</h3><ul>{diffs}</ul>"
-    )
+    return {
+        "note": note,
+        "figures": (HEADER, [paper_row(), *rows(label, statistics, conds)]),
+        "gap": gap_text,
+        "tests": (TEST_HEADER, test_rows(label, statistics)),
+        "kept": (
+            ["training set", "kept"],
+            [[n, selection_text(s)] for n, s in sel.items()]
+            or [["(no train reports)", "last epoch"]],
+        ),
+        "protocol": (["setting", "this run"], [[k, v] for k, v in proto.items()]),
+        "differences": list(DATA_DIFFERENCES),
+    }
 
 
 def markdown(body: Sequence[Sequence[Any]], header: Sequence[str]) -> str:

@@ -10,8 +10,9 @@ duplicate groups; faces without a descriptor become split rejects (``no_identity
 
 Connected components chain: one false link joins two people, so on a large set a loose
 threshold can grow one giant group. The data report therefore gives the group size
-distribution, a contact sheet (:func:`contact_sheet`: the largest groups, and the pairs just
-under and just over the threshold) so a person can judge it, and the share of test faces whose
+distribution, the pairs just under and just over the threshold for a contact sheet
+(:func:`maskprivacy.report.sheets.identity_sheet`: the largest groups and those pairs) so a
+person can judge it, and the share of test faces whose
 identity also sits in train under the duplicates-only split (:func:`leakage`).
 """
 
@@ -20,18 +21,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from maskprivacy.core.io import read_table, rejects_frame
-from maskprivacy.core.plumbing import atomic_path
-from maskprivacy.core.shards import locate
 from maskprivacy.datasets.split import PARTS
 from maskprivacy.faces.descriptors import MODEL_NAME, read_descriptors
-from maskprivacy.report.sheets import CELL, sheet_fonts, sheet_header, short, thumb
 
 DEFAULT_THRESHOLD = 0.6  # dlib's same-person threshold (Euclidean distance of descriptors)
 SHEET_WINDOW = 0.05  # pairs this close to the threshold, on either side, go to the contact sheet
@@ -237,91 +234,6 @@ def check_parts(
 
 
 # --------------------------------------------------------------------------------------------
-# The contact sheet
-# --------------------------------------------------------------------------------------------
-
-
-def contact_sheet(
-    groups: pd.DataFrame,
-    pairs: pd.DataFrame,
-    paths: dict[str, Path],
-    threshold: float,
-    out: str | os.PathLike,
-    n_groups: int = 4,
-    per_group: int = 10,
-    per_panel: int = 12,
-    demo: bool = False,
-) -> Path:
-    """A PNG of the largest identity groups (a row of faces each), the pairs just under the
-    threshold (called one person) and the pairs just over it that stay apart (two people)."""
-    from PIL import Image, ImageDraw
-
-    sizes = groups.groupby("identity")["file"].size().sort_values(ascending=False, kind="stable")
-    top = [g for g in sizes.index if sizes[g] > 1][:n_groups]
-    under = pairs[pairs["linked"]].sort_values(
-        ["distance", "file_a"], ascending=[False, True], kind="stable"
-    )
-    ident = groups.set_index("file")["identity"]
-    apart = pairs[~pairs["linked"]]
-    apart = apart[apart["file_a"].map(ident) != apart["file_b"].map(ident)]
-    over = apart.sort_values(["distance", "file_a"], kind="stable")
-    under, over = under.head(per_panel), over.head(per_panel)
-    font, small, big = sheet_fonts()
-    cols = 4
-    pair_w = 2 * CELL + 12
-    width = max(per_group * CELL + 8, cols * pair_w)
-    row_h = CELL + 16
-    pair_h = CELL + 28
-    height = 36 + (24 if demo else 0) + 3 * 24 + max(1, len(top)) * row_h
-    height += sum(max(1, -(-len(p) // cols)) * pair_h + 8 for p in (under, over))
-    sheet = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(sheet)
-    y = sheet_header(
-        draw,
-        f"Identities: {sizes.size} groups of {int(sizes.sum())} faces, dlib descriptor distance "
-        f"< {threshold} links two faces (connected components)",
-        demo,
-        big,
-        32,
-    )
-    draw.text(
-        (6, y + 4),
-        f"the {len(top)} largest groups (up to {per_group} faces each)",
-        fill="navy",
-        font=font,
-    )
-    y += 24
-    if not top:
-        draw.text((6, y + 4), "(every face is its own identity)", fill="gray", font=font)
-    for g in top:
-        members = groups.loc[groups["identity"] == g, "file"].tolist()
-        for k, name in enumerate(members[:per_group]):
-            sheet.paste(thumb(paths[name]), (4 + k * CELL, y))
-        draw.text((4, y + CELL + 1), f"{sizes[g]} faces", fill="black", font=font)
-        y += row_h
-    panels = [
-        (f"one person (distance < {threshold}): the {len(under)} most distant linked pairs", under),
-        (f"two people (distance >= {threshold}): the {len(over)} closest pairs kept apart", over),
-    ]
-    for title, rows in panels:
-        draw.text((6, y + 4), title, fill="navy", font=font)
-        y += 24
-        if rows.empty:
-            draw.text((6, y + 4), "(no pair within the window)", fill="gray", font=font)
-        for k, r in enumerate(rows.itertuples(index=False)):
-            x0 = (k % cols) * pair_w + 4
-            y0 = y + (k // cols) * pair_h
-            for n, name in enumerate((r.file_a, r.file_b)):
-                sheet.paste(thumb(paths[name]), (x0 + n * CELL, y0))
-                draw.text((x0 + n * CELL, y0 + CELL + 14), short(name), fill="dimgray", font=small)
-            draw.text((x0, y0 + CELL + 1), f"d={r.distance:.3f}", fill="black", font=font)
-        y += max(1, -(-len(rows) // cols)) * pair_h + 8
-    with atomic_path(out, suffix=".png") as tmp:
-        sheet.save(tmp, format="PNG")
-    return Path(out)
-
-
-# --------------------------------------------------------------------------------------------
 # What the split stage calls
 # --------------------------------------------------------------------------------------------
 
@@ -376,21 +288,17 @@ def report(
     identity_split: pd.DataFrame,
     duplicates_split: pd.DataFrame,
     no_identity: pd.DataFrame,
-    pairs: pd.DataFrame,
     sweep: dict[str, Any],
-    aligned: Sequence[str | os.PathLike],
-    sheet_out: str | os.PathLike,
-    demo: bool = False,
+    sheet: str,
 ) -> dict[str, Any]:
-    """The identity part of the data report, and its contact sheet (``sheet_out``).
+    """The identity part of the data report; ``sheet`` names its contact sheet
+    (:func:`maskprivacy.report.sheets.identity_sheet`, drawn by the stage).
 
     ``duplicates_split`` is the split the same method and seed give with duplicate groups
     alone (``split.group_by: duplicates``): its leakage is what identity grouping removes.
     """
     threshold = float(cfg.get("identity_threshold", DEFAULT_THRESHOLD))
     ident = groups.set_index("file")["identity"]
-    paths = dict(zip(groups["file"], locate(list(aligned), groups["file"].tolist()), strict=True))
-    contact_sheet(groups, pairs, paths, threshold, sheet_out, demo=demo)
     return {
         "group_by": "identity",
         "threshold": threshold,
@@ -408,7 +316,7 @@ def report(
         "by_threshold": sweep["by_threshold"],
         "leakage_duplicates_split": leakage(duplicates_split, ident),
         "leakage_identity_split": leakage(identity_split, ident),
-        "sheet": Path(sheet_out).name,
+        "sheet": sheet,
     }
 
 

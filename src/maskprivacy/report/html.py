@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from maskprivacy.analysis import answer
+from maskprivacy.analysis import answer, paper_protocol
 from maskprivacy.analysis.answer import fmt_p as _fmt_p
 from maskprivacy.report import external as external_report
 from maskprivacy.report.markup import ci, img, table
@@ -24,10 +24,22 @@ ALPHA = 0.05
 
 
 def paper_protocol_section(statistics: dict[str, Any], params: dict[str, Any]) -> str:
-    """The "Paper protocol" section (see :mod:`maskprivacy.analysis.paper_protocol`)."""
-    from maskprivacy.analysis.paper_protocol import html_section
-
-    return html_section(statistics, params)
+    """The report's "Paper protocol" section: the paper's figures beside this run's, the paired
+    tests, the epoch each model kept, the run's protocol and what still differs
+    (:func:`maskprivacy.analysis.paper_protocol.section`)."""
+    s = paper_protocol.section(statistics, params)
+    (fig_head, fig_rows), (test_head, test_rows) = s["figures"], s["tests"]
+    diffs = "".join(f"<li>{html.escape(d)}</li>" for d in s["differences"])
+    return (
+        '<h2 id="paper-protocol">Paper protocol</h2>'
+        f"<p>{html.escape(s['note'])} The paper reports masked faces only; the unmasked row is our "
+        "own baseline under the same protocol.</p>"
+        f"{table(fig_rows, fig_head)}<p>{html.escape(s['gap'])}</p>"
+        f"<h3>Paired tests (same test faces)</h3>{table(test_rows, test_head)}"
+        f"<h3>Model kept</h3>{table(s['kept'][1], s['kept'][0])}"
+        f"<h3>Protocol of this run</h3>{table(s['protocol'][1], s['protocol'][0])}"
+        f"<h3>What still differs from the paper's data</h3><ul>{diffs}</ul>"
+    )
 
 
 def _metric_ci(m: dict[str, Any], key: str, scale: float, digits: int) -> str:
@@ -286,10 +298,7 @@ def render(
     ``data_report`` (the split's) and ``identity_sheet`` give the identities section;
     ``study_section`` is the mask study's (:func:`maskprivacy.report.study.build`), after the
     answer."""
-    demo = bool(statistics.get("demo"))
     conds = statistics["conditions"]
-    metrics_table = _metrics_table(conds)
-    cmp_table, seed_table = _comparison_tables(statistics)
     recall_rows = []
     from maskprivacy.core.labels import RACES
 
@@ -336,31 +345,12 @@ def render(
         if sheets
         else ""
     )
-    banner = (
-        '<div class="demo">DEMO DATA: synthetic faces with labels tied to painted cues, not UTKFace. '
-        "These figures test the machinery, not faces.</div>"
-        if demo
-        else ""
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>maskprivacy report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
-.demo {{ background: #fde8e8; color: #b00; border: 2px solid #b00; padding: .6em; font-weight: bold; margin: 1em 0; }}
-.answer {{ font-size: 1.2em; background: #eef5ff; padding: .8em; border-left: 4px solid #36c; }}
-table {{ border-collapse: collapse; margin: .8em 0; font-size: .9em; }}
-td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: right; }}
-th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
-figure {{ display: inline-block; margin: .5em; }} img {{ max-width: 100%; }}
-pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }}
-</style></head><body>
-<h1>Does a face mask protect sex, race and age from a deep network?</h1>
-{banner}
+    return _page(
+        "maskprivacy report",
+        f"""{_demo_banner(statistics)}
 <p class="answer">{html.escape(answer.sentence(statistics))}</p>
 {study_section}
-<h2>Metrics per condition</h2>{metrics_table}
-<h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
-<h3>The difference of each training seed</h3>{seed_table}
+{_answer_tables(statistics)}
 {external_report.section(statistics.get("external"), statistics.get("condition_definitions", []), conds)}
 {_chance_section(statistics)}
 {_method_section(statistics)}
@@ -372,5 +362,58 @@ pre {{ background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 {masks_section}
 <h2>Plots</h2>{plots}
 <h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
-</body></html>
+""",
+    )
+
+
+STYLE = """body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+.demo { background: #fde8e8; color: #b00; border: 2px solid #b00; padding: .6em; font-weight: bold; margin: 1em 0; }
+.answer { font-size: 1.2em; background: #eef5ff; padding: .8em; border-left: 4px solid #36c; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+td, th { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: .5em; } img { max-width: 100%; }
+pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }"""
+
+
+def _page(title: str, body: str) -> str:
+    """A self-contained page under the question."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+{STYLE}
+</style></head><body>
+<h1>Does a face mask protect sex, race and age from a deep network?</h1>
+{body}</body></html>
 """
+
+
+def _demo_banner(statistics: dict[str, Any]) -> str:
+    if not statistics.get("demo"):
+        return ""
+    return (
+        '<div class="demo">DEMO DATA: synthetic faces with labels tied to painted cues, not UTKFace. '
+        "These figures test the machinery, not faces.</div>"
+    )
+
+
+def _answer_tables(statistics: dict[str, Any]) -> str:
+    """The tables behind the answer: each condition's metrics, the paired comparisons with the
+    baseline and each seed's difference."""
+    cmp_table, seed_table = _comparison_tables(statistics)
+    return f"""<h2>Metrics per condition</h2>{_metrics_table(statistics["conditions"])}
+<h2>Paired comparisons with the baseline ({html.escape(str(statistics.get("baseline")))})</h2>{cmp_table}
+<h3>The difference of each training seed</h3>{seed_table}"""
+
+
+def answer_page(statistics: dict[str, Any]) -> str:
+    """The answer alone (``results/compare/answer.html``, the "answer" of Snakemake's report): the
+    sentence, the tables behind it and chance."""
+    return _page(
+        "maskprivacy: the answer",
+        f"""{_demo_banner(statistics)}
+<p class="answer">{html.escape(answer.sentence(statistics))}</p>
+{_answer_tables(statistics)}
+{_chance_section(statistics)}
+""",
+    )

@@ -3,8 +3,10 @@
 - :func:`near_duplicate_sheet` (download stage): near-duplicate pairs on both sides of
   ``download.near_threshold``: the most distant pairs still called near duplicates, and the
   closest pairs kept as distinct images, so the threshold can be checked by eye.
+- :func:`identity_sheet` (split stage, ``split.group_by: identity``): the largest identity groups
+  of :mod:`maskprivacy.datasets.identity_groups` and the pairs just under and over the threshold.
 - :func:`sheet_fonts`, :func:`sheet_header`, :func:`thumb`, :func:`short`: what every contact
-  sheet shares (the identity sheet of :mod:`maskprivacy.datasets.identity_groups` too).
+  sheet shares.
 """
 
 from __future__ import annotations
@@ -129,3 +131,83 @@ def short(name: str) -> str:
     """A file name cut to fit under a thumbnail (labels and the start of the stamp)."""
     stem = name.replace(".jpg.chip.jpg", "")
     return stem if len(stem) <= 19 else stem[:18] + "~"
+
+
+def identity_sheet(
+    groups: pd.DataFrame,
+    pairs: pd.DataFrame,
+    paths: dict[str, Path],
+    threshold: float,
+    out: str | os.PathLike,
+    n_groups: int = 4,
+    per_group: int = 10,
+    per_panel: int = 12,
+    demo: bool = False,
+) -> Path:
+    """A PNG of the largest identity groups (a row of faces each), the pairs just under the
+    threshold (called one person) and the pairs just over it that stay apart (two people)."""
+    from PIL import Image, ImageDraw
+
+    sizes = groups.groupby("identity")["file"].size().sort_values(ascending=False, kind="stable")
+    top = [g for g in sizes.index if sizes[g] > 1][:n_groups]
+    under = pairs[pairs["linked"]].sort_values(
+        ["distance", "file_a"], ascending=[False, True], kind="stable"
+    )
+    ident = groups.set_index("file")["identity"]
+    apart = pairs[~pairs["linked"]]
+    apart = apart[apart["file_a"].map(ident) != apart["file_b"].map(ident)]
+    over = apart.sort_values(["distance", "file_a"], kind="stable")
+    under, over = under.head(per_panel), over.head(per_panel)
+    font, small, big = sheet_fonts()
+    cols = 4
+    pair_w = 2 * CELL + 12
+    width = max(per_group * CELL + 8, cols * pair_w)
+    row_h = CELL + 16
+    pair_h = CELL + 28
+    height = 36 + (24 if demo else 0) + 3 * 24 + max(1, len(top)) * row_h
+    height += sum(max(1, -(-len(p) // cols)) * pair_h + 8 for p in (under, over))
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    y = sheet_header(
+        draw,
+        f"Identities: {sizes.size} groups of {int(sizes.sum())} faces, dlib descriptor distance "
+        f"< {threshold} links two faces (connected components)",
+        demo,
+        big,
+        32,
+    )
+    draw.text(
+        (6, y + 4),
+        f"the {len(top)} largest groups (up to {per_group} faces each)",
+        fill="navy",
+        font=font,
+    )
+    y += 24
+    if not top:
+        draw.text((6, y + 4), "(every face is its own identity)", fill="gray", font=font)
+    for g in top:
+        members = groups.loc[groups["identity"] == g, "file"].tolist()
+        for k, name in enumerate(members[:per_group]):
+            sheet.paste(thumb(paths[name]), (4 + k * CELL, y))
+        draw.text((4, y + CELL + 1), f"{sizes[g]} faces", fill="black", font=font)
+        y += row_h
+    panels = [
+        (f"one person (distance < {threshold}): the {len(under)} most distant linked pairs", under),
+        (f"two people (distance >= {threshold}): the {len(over)} closest pairs kept apart", over),
+    ]
+    for title, rows in panels:
+        draw.text((6, y + 4), title, fill="navy", font=font)
+        y += 24
+        if rows.empty:
+            draw.text((6, y + 4), "(no pair within the window)", fill="gray", font=font)
+        for k, r in enumerate(rows.itertuples(index=False)):
+            x0 = (k % cols) * pair_w + 4
+            y0 = y + (k // cols) * pair_h
+            for n, name in enumerate((r.file_a, r.file_b)):
+                sheet.paste(thumb(paths[name]), (x0 + n * CELL, y0))
+                draw.text((x0 + n * CELL, y0 + CELL + 14), short(name), fill="dimgray", font=small)
+            draw.text((x0, y0 + CELL + 1), f"d={r.distance:.3f}", fill="black", font=font)
+        y += max(1, -(-len(rows) // cols)) * pair_h + 8
+    with atomic_path(out, suffix=".png") as tmp:
+        sheet.save(tmp, format="PNG")
+    return Path(out)

@@ -165,5 +165,6 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             section,
         ),
     )
+    write_text(outputs.answer, html_report.answer_page(statistics))  # Snakemake's report shows it
     write_json(outputs.metrics, metrics)
     return metrics

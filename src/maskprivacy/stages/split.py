@@ -18,9 +18,11 @@ from typing import Any
 import pandas as pd
 
 from maskprivacy.core.io import read_table, write_table
+from maskprivacy.core.shards import locate
 from maskprivacy.datasets import identity_groups, split
 from maskprivacy.masks.sets import by_set
 from maskprivacy.report import data as report
+from maskprivacy.report import sheets
 from maskprivacy.stages.entry import Files, StageConfig
 
 
@@ -65,9 +67,15 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             table,
             split.run(cfg, manifest, present, groups)[0],  # the duplicates-only split, for leakage
             no_identity,
-            pairs,
             sweep,
-            inputs.aligned,
+            Path(outputs.identities).name,
+        )
+        files = split_groups["file"].tolist()
+        sheets.identity_sheet(
+            split_groups,
+            pairs,
+            dict(zip(files, locate(list(inputs.aligned), files), strict=True)),
+            data["identity"]["threshold"],
             outputs.identities,
             demo=data["source"] == "demo",
         )
