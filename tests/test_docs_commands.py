@@ -69,6 +69,21 @@ RUN_BY_TEST = {
         "tests/test_paper_protocol.py",
         '"-m", "maskprivacy.analysis.paper_protocol", "table"',
     ),
+    "python benchmarks/cpu_attacker.py --workdir . --budget-min 8 --configs resnet18:64:bf16 "
+    "resnet18:80:bf16 resnet34:64:bf16 resnet18:64:fp32": (
+        "tests/test_benchmarks.py",
+        '"cpu_attacker.py",\n        [\n            "--workdir",',
+    ),
+    "python -m maskprivacy_workflow.published add cpu-study --command "
+    '"snakemake --cores all --configfile presets/cpu.yaml" --machine "2-core AMD EPYC" '
+    "--wall-min 60": (
+        "tests/test_published.py",
+        '"add", "cpu-study", "--workdir", run, "--command"',
+    ),
+    "python -m maskprivacy_workflow.published render": (
+        "tests/test_published.py",
+        'main("--root", root, "render")',
+    ),
     # = python -m maskprivacy_workflow.wheelhouse .gpu/wheels
     "make wheelhouse": ("tests/test_wheelhouse.py", "wheelhouse.main([str(tmp_path)"),
     "smk/bin/pip install --no-index --find-links wheels --no-deps -r wheels/requirements.txt": (
