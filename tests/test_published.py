@@ -11,7 +11,7 @@ from test_evaluate import fake, statistics_for, two_conditions  # noqa: F401 (fa
 from maskprivacy.analysis import compare
 from maskprivacy_workflow import published
 
-BLOCK = "<!-- BEGIN generated: {0} -->\nold text\n<!-- END generated: {0} -->\n"
+BLOCK = "<!-- BEGIN published: {0} -->\nold text\n<!-- END published: {0} -->\n"
 
 
 @pytest.fixture
@@ -59,10 +59,10 @@ def test_render_fills_every_block_from_the_published_figures(tmp_path, finished_
     args = ["--root", root, "add", "cpu-study", "--workdir", run, "--command", "snakemake"]
     main(*args, "--machine", "m")
     assert main("--root", root, "render", "--check") == 1  # stale before rendering
-    assert "stale generated blocks" in capsys.readouterr().err
+    assert "stale published blocks" in capsys.readouterr().err
     assert main("--root", root, "render") == 0
     readme = (root / "README.md").read_text()
-    assert "old text" not in readme and readme.count("<!-- END generated:") == 2
+    assert "old text" not in readme and readme.count("<!-- END published:") == 2
     # the figures are the run's own: the masked condition's seed-mean sex accuracy
     sex = st["conditions"]["masked"]["seed_mean"]["sex"]["estimate"]
     assert f"{100 * sex:.1f}%" in readme

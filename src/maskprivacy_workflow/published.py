@@ -14,11 +14,11 @@ Commands (from the repository root):
 
     python -m maskprivacy_workflow.published add cpu-study --command "snakemake --cores all \\
         --configfile presets/cpu.yaml" --machine "2-core AMD EPYC, no GPU" --wall-min 58
-    python -m maskprivacy_workflow.published render          # fill the generated blocks
+    python -m maskprivacy_workflow.published render          # fill the published blocks
     python -m maskprivacy_workflow.published render --check  # exit 1 if a block is stale
 
-A generated block in README.md or docs/*.md is the text between
-``<!-- BEGIN generated: NAME -->`` and ``<!-- END generated: NAME -->``: NAME is a published
+A published block in README.md or docs/*.md is the text between
+``<!-- BEGIN published: NAME -->`` and ``<!-- END published: NAME -->``: NAME is a published
 run's folder name; a block whose run is not published says so.
 """
 
@@ -37,7 +37,7 @@ from typing import Any
 
 REFERENCE = Path("results/reference")
 BLOCK = re.compile(
-    r"(<!-- BEGIN generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- END generated: (?P=name) -->)",
+    r"(<!-- BEGIN published: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- END published: (?P=name) -->)",
     re.S,
 )
 PAGES = ("README.md", "docs/*.md")
@@ -249,7 +249,7 @@ def pages(root: Path) -> list[Path]:
 
 
 def render(root: Path, check: bool = False) -> list[Path]:
-    """Fill every generated block; with ``check`` write nothing and return the stale pages."""
+    """Fill every published block; with ``check`` write nothing and return the stale pages."""
     stale = []
     for page in pages(root):
         text = page.read_text()
@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--machine", required=True, help="what it ran on")
     a.add_argument("--wall-min", type=float, default=None, help="wall time, minutes")
     a.add_argument("--note", default="", help="a sentence printed under the tables")
-    r = sub.add_parser("render", help="fill the generated blocks of README.md and docs/*.md")
+    r = sub.add_parser("render", help="fill the published blocks of README.md and docs/*.md")
     r.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
     args = ap.parse_args(argv)
     if args.cmd == "add":
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check and stale:
         names = ", ".join(str(p) for p in stale)
         print(
-            f"stale generated blocks in {names}: run python -m maskprivacy_workflow.published render",
+            f"stale published blocks in {names}: run python -m maskprivacy_workflow.published render",
             file=sys.stderr,
         )
         return 1
