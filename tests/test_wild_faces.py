@@ -157,3 +157,14 @@ def test_find_face_detail_round_trips_the_count(face):
     image, _ = face
     pts, route, detail = align.find_face(two_faces(image), {"upsample": [0], "predictor": ""})
     assert route == "upsample0_grey" and faces.faces_in(detail) == 2
+
+
+def test_mask_contact_sheet_adds_the_faces_the_fallback_found():
+    from maskprivacy.stages import mask
+
+    routes = ["upsample0_grey"] * 8 + ["cnn_upsample0", "cnn_upsample1", "cnn_upsample0"]
+    table = pd.DataFrame({"file": [f"{k}.jpg" for k in range(11)], "route": routes})
+    masked = np.array([k for k in range(11) if k != 10])  # the last one was rejected by mask
+    rows = mask.sheet_rows(table, masked, [0, 4, 8])
+    assert rows == [0, 4, 8, 9]  # the spread, then the fallback's masked faces not yet shown
+    assert mask.sheet_label(table, 9) == "cnn1: 9.jpg" and mask.sheet_label(table, 0) == "0.jpg"
