@@ -13,6 +13,9 @@ images), then measures, in this process and one core unless said otherwise:
 - on 2 cores, the same as a pool of 2 workers inside one job (``threads=2``) and as 2 shard jobs
   in parallel processes (``align.shards: 2``, what ``snakemake --cores 2`` runs);
 - the mask stage alone for each mask type (``--per-type``);
+- align + mask, 1 core, with ``align.detector`` set to the HOG cascade alone and to the cascade
+  with the CNN fallback: images per second, its ratio to bare dlib, coverage (the share of images
+  aligned) and the steps that found the faces (``--no-detectors`` skips it);
 - the ``identity`` stage (dlib's 128-D face descriptor of each aligned face, for
   ``split.group_by: identity``) on the faces the best pipeline run aligned, 1 core
   (``--no-identity`` skips it);
@@ -288,6 +291,44 @@ def identity_speed(
     }
 
 
+DETECTORS = ("cascade", "cascade+cnn")  # align.detector: the HOG cascade alone, with the CNN
+
+
+def detector_speeds(
+    images: Path,
+    manifest: Path,
+    scratch: Scratch,
+    params: dict[str, Any],
+    repeat: int,
+    bare_img_s: float,
+) -> dict[str, dict[str, Any]]:
+    """align + mask, 1 core, on the same images with each ``align.detector`` of
+    :data:`DETECTORS` (best of ``repeat``): images per second, its ratio to bare dlib
+    (``bare_img_s``, measured in the same run), the share of images aligned and the steps that
+    found the faces."""
+    faces.load_models(params["align"].get("predictor") or None, "cascade+cnn")  # not per image
+    out = {}
+    for det in DETECTORS:
+        run = {**params, "align": {**params["align"], "detector": det}}
+        best = min(
+            (
+                align_and_mask(images, manifest, scratch.fresh(det.replace("+", "_")), run)
+                for _ in range(max(1, repeat))
+            ),
+            key=lambda r: r["align_s"] + r["mask_s"],
+        )
+        n = best["align"]["n_inputs"]
+        img_s = n / (best["align_s"] + best["mask_s"])
+        out[det] = {
+            "img_s": img_s,
+            "ratio_to_bare": img_s / bare_img_s,
+            "aligned_fraction": best["align"]["n_aligned"] / max(n, 1),
+            "found_by": best["align"]["found_by"],
+            "rejects_by_reason": best["align"]["rejects_by_reason"],
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path, help="folder or archive of images")
@@ -300,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-2cores", action="store_true", help="skip the 2-core runs")
     ap.add_argument("--per-type", action="store_true", help="also time the mask stage per type")
     ap.add_argument("--no-identity", action="store_true", help="skip the identity stage's run")
+    ap.add_argument(
+        "--no-detectors",
+        action="store_true",
+        help="skip align + mask with the HOG cascade alone and with the CNN fallback",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     ap.add_argument("--keep", type=Path, default=None, help="keep the outputs in this folder")
     ap.add_argument(
@@ -395,6 +441,15 @@ def main(argv: list[str] | None = None) -> int:
             res["bare_dlib_scaling_2_over_1"] = (
                 res["bare_dlib_with_decode_2cores_img_s"] / res["bare_dlib_with_decode_img_s"]
             )
+        if not args.no_detectors:
+            res["by_detector"] = detector_speeds(
+                images,
+                manifest,
+                scratch,
+                params,
+                args.repeat,
+                res["bare_dlib_detect_landmarks_img_s"],
+            )
         if args.per_type:
             res["mask_stage_img_s_by_type"] = {
                 t: n
@@ -467,6 +522,10 @@ def report(r: dict[str, Any]) -> str:
     w(f"{r['bare_dlib_found_fraction']:.2%}); geometry check passed by ")
     w(f"{r['geometry_pass_fraction'] or 0:.2%}\n")
     w(f"  routes {r['routes']}; rejects {r['rejects_by_reason']}\n")
+    for det, d in r.get("by_detector", {}).items():
+        w(f"  align.detector {det:12s} align + mask {d['img_s']:7.1f} img/s, ")
+        w(f"{d['ratio_to_bare']:.2f} of bare dlib, aligned {d['aligned_fraction']:.2%} ")
+        w(f"(found by {d['found_by']})\n")
     return out.getvalue()
 
 

@@ -80,6 +80,15 @@ def test_benchmark_prints_rates_ratio_and_scaling(tmp_path, demo_folder, capsys)
     assert 0 < res["identity_faces"] <= 8 and res["identity_rejects"] == 0
     assert res["identity_img_s"] == pytest.approx(1000 / res["identity_ms_per_face"])
     assert res["identity_cost_over_align_mask"] > 0
+    # the HOG cascade alone and with the CNN fallback, on the same images, against bare dlib
+    for det in ("cascade", "cascade+cnn"):
+        d = res["by_detector"][det]
+        assert d["img_s"] > 0 and d["ratio_to_bare"] == pytest.approx(
+            d["img_s"] / res["bare_dlib_detect_landmarks_img_s"]
+        )
+        assert 0 < d["aligned_fraction"] <= 1 and sum(d["found_by"].values()) > 0
+        assert f"align.detector {det}" in text
+    assert res["by_detector"]["cascade"]["found_by"]["cnn"] == 0
     assert (tmp_path / "work").is_dir() and not any((tmp_path / "work").iterdir())  # cleaned up
     assert (
         res["pipeline_shards_scaling_2_over_1"]

@@ -1,10 +1,18 @@
-"""External test sets: faces that are not UTKFace, with their labels in a CSV of any convention.
+"""External test sets: faces that are not UTKFace, with their labels in a file of any convention.
 
 An external set is a folder or an archive (.tar.gz, .zip, ...: extracted with the download
-stage's safe extraction and limits) of face images, and a CSV with one row per image: a column
-naming the file (its path inside the folder or archive; a path that only ends the same way,
-such as ``val/1.jpg`` for ``fairface/val/1.jpg``, matches too when only one file does) and any
-of sex, age, age group and race, under any column names and values that the label map knows.
+stage's safe extraction and limits) of face images, and a labels file with one row per image: a
+column naming the file (its path inside the folder or archive; a path that only ends the same
+way, such as ``val/1.jpg`` for ``fairface/val/1.jpg``, matches too when only one file does) and
+any of sex, age, age group and race, under any column names and values that the label map knows.
+
+The labels file is a CSV, a TSV (``.tsv``, ``.tab``, or a ``.txt`` whose first line has tabs
+and no comma, as Adience's ``fold_0_data.txt``) or a JSON file (a list of records, or an object
+keyed by file name whose values are the labels); ``format`` says which when the name does not.
+``file_template`` builds the file name from several columns (Adience:
+``faces/{user_id}/coarse_tilt_aligned_face.{face_id}.{original_image}``). ``unknown`` lists, per
+label column, values that mean "unknown" (Adience's gender ``u``): such a value leaves that
+label out for the row, which keeps its other labels (a row left with none is ``no_labels``).
 
 The label map (:data:`LABEL_MAP`, ``src/maskprivacy/data/external_label_map.csv``; extended per
 set with ``columns`` and ``values``) maps:
@@ -52,7 +60,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,6 +108,7 @@ class LabelMap:
     sex: Mapping[str, int]  # normalised value -> 0 male / 1 female
     race: Mapping[str, int]  # normalised value -> index of RACES
     chosen: Mapping[str, str]  # canonical column -> the set's column name (overrides)
+    unknown: Mapping[str, frozenset[str]] = field(default_factory=dict)  # column -> "unknown"s
 
     @classmethod
     def load(
@@ -107,9 +116,12 @@ class LabelMap:
         path: str | os.PathLike | None = None,
         columns: Mapping[str, str] | None = None,
         values: Mapping[str, Mapping[str, str]] | None = None,
+        unknown: Mapping[str, Any] | None = None,
     ) -> LabelMap:
         """The committed table (or ``path``), with a set's ``columns`` (canonical name -> its
-        column) and ``values`` (attribute -> {its value: a sex or race name or index})."""
+        column), ``values`` (attribute -> {its value: a sex or race name or index}) and
+        ``unknown`` (canonical label column -> the values that mean "unknown": a row with one
+        keeps its other labels, e.g. ``{sex: [u]}`` for Adience)."""
         if path is None:
             table = pd.read_csv(
                 resources.files("maskprivacy") / "data" / LABEL_MAP,
@@ -128,10 +140,17 @@ class LabelMap:
                 raise ValueError(f"values: only sex and race values can be mapped, not {attr!r}")
             maps[attr].update({normalise(k): str(v) for k, v in given.items()})
         chosen = dict(columns or {})
-        unknown = sorted(set(chosen) - set(CANONICAL))
-        if unknown:
-            raise ValueError(f"columns: {unknown} are not among {list(CANONICAL)}")
+        strange = sorted(set(chosen) - set(CANONICAL))
+        if strange:
+            raise ValueError(f"columns: {strange} are not among {list(CANONICAL)}")
+        unknown_sets = {}
+        for attr, given in (unknown or {}).items():
+            if attr not in LABELS:
+                raise ValueError(f"unknown: {attr!r} is not a label column {list(LABELS)}")
+            given = [given] if isinstance(given, str | int) else list(given)
+            unknown_sets[attr] = frozenset(normalise(v) for v in given)
         return cls(
+            unknown=unknown_sets,
             columns=maps["column"],
             sex={k: _index(v, SEXES, "sex") for k, v in maps["sex"].items()},
             race={k: _index(v, RACES, "race") for k, v in maps["race"].items()},
@@ -238,11 +257,17 @@ def row_labels(row: Mapping[str, str], cols: Mapping[str, str], lmap: LabelMap) 
         "age_low": None,
         "age_high": None,
     }
+
+    def given(attr: str) -> str:
+        """The row's value of ``attr``, empty when absent or one that means unknown."""
+        raw = row[cols[attr]].strip() if attr in cols else ""
+        return "" if normalise(raw) in lmap.unknown.get(attr, ()) else raw
+
     for attr in ("sex", "race"):
-        if attr in cols and (raw := row[cols[attr]].strip()):
+        if raw := given(attr):
             out[attr] = lmap.value(attr, raw)
     for attr in ("age", "age_group"):
-        if attr in cols and (raw := row[cols[attr]].strip()):
+        if raw := given(attr):
             exact, low, high = parse_age(raw)
             if exact is not None:
                 if out["age"] is not None and out["age"] != exact:
@@ -264,16 +289,133 @@ def row_labels(row: Mapping[str, str], cols: Mapping[str, str], lmap: LabelMap) 
     return out
 
 
-def read_labels(path: str | os.PathLike) -> pd.DataFrame:
-    """The labels CSV as text (nothing converted), with ``_line``: the row's line in the file."""
+LABEL_FORMATS = ("auto", "csv", "tsv", "json")
+_TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def label_format(path: str | os.PathLike, fmt: str = "auto") -> str:
+    """The format of a labels file: ``fmt`` unless ``auto``; else ``json`` for ``.json``,
+    ``tsv`` for ``.tsv``/``.tab``, and for any other name (Adience's ``fold_0_data.txt``)
+    ``tsv`` when its first line has a tab and no comma, else ``csv``."""
+    if fmt != "auto":
+        if fmt not in LABEL_FORMATS:
+            raise ValueError(f"labels format {fmt!r} is not one of {list(LABEL_FORMATS)}")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".tsv", ".tab"):
+        return "tsv"
     try:
-        table = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return "csv"  # read_labels says why it cannot be read
+    return "tsv" if "\t" in first and "," not in first else "csv"
+
+
+def _json_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """A JSON labels file as records: a list of objects, or an object keyed by file name whose
+    values are objects of labels (the key becomes the ``file`` column)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(
+            f"cannot read the labels JSON {path}: {type(err).__name__}: {err}"
+        ) from err
+    if isinstance(data, dict):
+        records = []
+        for key, value in data.items():
+            if not isinstance(value, dict):
+                raise ValueError(
+                    f"labels JSON {path}: {key!r} maps to {type(value).__name__}, not an object "
+                    "of labels (expected {file: {label: value, ...}, ...})"
+                )
+            records.append({**value, "file": key})
+        return records
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ValueError(
+            f"labels JSON {path}: expected a list of records or an object keyed by file name"
         )
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"cannot read the labels CSV {path}: {type(err).__name__}: {err}") from err
+    return data
+
+
+def _cell(value: Any) -> str:
+    """A JSON value as the text a CSV cell would hold (null -> empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict | list):
+        raise ValueError(f"a label value must be text or a number, not {value!r}")
+    return str(value)
+
+
+def read_labels(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
+    """The labels file (CSV, TSV or JSON: :func:`label_format`) as text (nothing converted),
+    with ``_line``: the row's line in a CSV or TSV file, the record's number (1-based, after
+    the header's line 1, so the first record is 2 as a CSV's first row is) in a JSON file."""
+    kind = label_format(path, fmt)
+    if kind == "json":
+        records = _json_records(path)
+        try:
+            rows = [{str(k): _cell(v) for k, v in r.items()} for r in records]
+        except ValueError as err:
+            raise ValueError(f"labels JSON {path}: {err}") from err
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        table = pd.DataFrame(rows, columns=columns, dtype=str).fillna("")
+    else:
+        try:
+            table = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                skipinitialspace=True,
+                encoding="utf-8-sig",
+                sep="\t" if kind == "tsv" else ",",
+            )
+        except (
+            OSError,
+            UnicodeDecodeError,
+            pd.errors.ParserError,
+            pd.errors.EmptyDataError,
+        ) as err:
+            raise ValueError(
+                f"cannot read the labels {kind.upper()} {path}: {type(err).__name__}: {err}"
+            ) from err
     table.columns = [str(c).strip() for c in table.columns]
     return table.assign(_line=range(2, len(table) + 2))
+
+
+TEMPLATE_COLUMN = "_file_from_template"
+
+
+def apply_file_template(table: pd.DataFrame, template: str, where: str) -> pd.DataFrame:
+    """Add the file name built from ``template`` (``{column}`` fields, e.g. Adience's
+    ``faces/{user_id}/coarse_tilt_aligned_face.{face_id}.{original_image}``) as
+    :data:`TEMPLATE_COLUMN`; a row with an empty field gets no name (``no_file_name``)."""
+    fields = _TEMPLATE_FIELD.findall(template)
+    if not fields:
+        raise ValueError(f"{where}: file_template {template!r} names no {{column}}")
+    missing = [f for f in fields if f not in table.columns]
+    if missing:
+        raise ValueError(
+            f"{where}: file_template names {missing}, not columns of "
+            f"{[c for c in table.columns if c != '_line']}"
+        )
+
+    def build(row: Mapping[str, str]) -> str:
+        values = {f: str(row[f]).strip() for f in fields}
+        if not all(values.values()):
+            return ""
+        return _TEMPLATE_FIELD.sub(lambda m: values[m.group(1)], template)
+
+    names = [build(r) for r in table[fields].to_dict("records")]
+    return table.assign(**{TEMPLATE_COLUMN: names})
 
 
 def flat_name(rel: str) -> str:
@@ -373,15 +515,25 @@ def ingest(
     images_out: str | os.PathLike,
     lmap: LabelMap | None = None,
     limits: ArchiveLimits | None = None,
+    fmt: str = "auto",
+    file_template: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Read an external set (folder or archive) and its labels CSV; copy the kept images flat
-    into ``images_out`` (atomically); return ``(manifest, rejects, summary)``."""
+    """Read an external set (folder or archive) and its labels file (CSV, TSV or JSON:
+    :func:`read_labels`; ``file_template``: the file name built from columns,
+    :func:`apply_file_template`); copy the kept images flat into ``images_out`` (atomically);
+    return ``(manifest, rejects, summary)``."""
     source, labels, images_out = Path(source), Path(labels), Path(images_out)
     lmap = lmap if lmap is not None else LabelMap.load()
     if not source.exists():
         raise FileNotFoundError(f"external set {source} does not exist")
-    table = read_labels(labels)
-    cols = lmap.resolve_columns([c for c in table.columns if c != "_line"], f"labels CSV {labels}")
+    table = read_labels(labels, fmt)
+    where = f"labels {label_format(labels, fmt).upper()} {labels}"
+    if file_template:
+        if "file" in lmap.chosen:
+            raise ValueError(f"{where}: give columns.file or file_template, not both")
+        table = apply_file_template(table, file_template, where)
+        lmap = replace(lmap, chosen={**lmap.chosen, "file": TEMPLATE_COLUMN})
+    cols = lmap.resolve_columns([c for c in table.columns if c != "_line"], where)
     images_out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(images_out, ".{name}.work.*")
     with tempfile.TemporaryDirectory(
@@ -429,6 +581,11 @@ def ingest(
     manifest = _manifest(rows)
     rejected = rejects_frame(rejects)
     summary = _summary(table, entries, manifest, rejected, cols, source)
+    summary["unknown_labels"] = {
+        attr: sum(normalise(v) in values for v in table[cols[attr]])
+        for attr, values in sorted(lmap.unknown.items())
+        if attr in cols
+    }
     return manifest, rejected, summary
 
 
@@ -478,10 +635,21 @@ def run(
     rejects_out: str | os.PathLike,
 ) -> dict[str, Any]:
     """Ingest one external set given by its params (``path``, ``labels``, optional ``columns``,
-    ``values``, ``max_member_mb``, ``max_total_gb``); write the images, manifest and rejects."""
-    lmap = LabelMap.load(columns=cfg.get("columns"), values=cfg.get("values"))
+    ``values``, ``unknown``, ``format``, ``file_template``, ``max_member_mb``, ``max_total_gb``);
+    write the images, manifest and rejects."""
+    lmap = LabelMap.load(
+        columns=cfg.get("columns"), values=cfg.get("values"), unknown=cfg.get("unknown")
+    )
     limits = ArchiveLimits.from_params(dict(cfg))
-    manifest, rejects, summary = ingest(cfg["path"], cfg["labels"], images_out, lmap, limits)
+    manifest, rejects, summary = ingest(
+        cfg["path"],
+        cfg["labels"],
+        images_out,
+        lmap,
+        limits,
+        cfg.get("format", "auto"),
+        cfg.get("file_template") or None,
+    )
     write_table(manifest_out, manifest)
     write_table(rejects_out, rejects)
     if manifest.empty:

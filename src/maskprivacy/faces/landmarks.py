@@ -9,7 +9,8 @@ Two tables hold landmarks as ``x0, y0, ..., x67, y67`` columns (:data:`LANDMARK_
   :mod:`maskprivacy.faces.find_landmarks` (``align``'s detection cascade run on each input).
   ``align`` with ``align.landmarks`` set looks each input up by the sha256 of its bytes (renamed
   files still match) instead of detecting: the warp, the tables and everything after are the
-  same as with detection. A ``no_face`` or ``decode_error`` row replays that reject. An input
+  same as with detection. A ``no_face``, ``landmarks_implausible`` or ``decode_error`` row replays
+  that reject. An input
   the table lacks stops ``align`` with an error naming it (the table was made from other
   files), so a GPU node without dlib never falls back to detection unnoticed.
 """
@@ -26,7 +27,8 @@ import pandas as pd
 
 LANDMARK_COLUMNS = [f"{axis}{i}" for i in range(68) for axis in ("x", "y")]
 TABLE_COLUMNS = ["sha256", "route", "detail", *LANDMARK_COLUMNS]
-NOT_FOUND = ("no_face", "decode_error")  # routes of rows without landmarks: align's rejects
+# routes of rows without landmarks: align's rejects
+NOT_FOUND = ("no_face", "landmarks_implausible", "decode_error")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # one input's face: its (68, 2) landmarks or None, the route that found them, why not

@@ -1,5 +1,8 @@
 """The ``align`` stage: each input of this shard ends aligned in the landmarks table, or in
-rejects with a reason (:mod:`maskprivacy.faces.align` does the work).
+rejects with a reason (:mod:`maskprivacy.faces.align` does the work). The report counts the
+faces each step of the detection cascade found (``routes``, and ``found_by``: cascade, prior box
+or CNN) and the photos where the detector found several faces (``several_faces``; one is kept,
+:func:`maskprivacy.faces.detect.choose_face`).
 
 With ``align.landmarks`` (the rule's ``landmarks`` input), each input's face is looked up by the
 sha256 of its bytes in that table (:mod:`maskprivacy.faces.landmarks`) instead of detected.
@@ -17,6 +20,7 @@ from maskprivacy.core.io import read_table, rejects_frame, write_table
 from maskprivacy.core.plumbing import atomic_dir, explain_full_disk
 from maskprivacy.core.shards import select
 from maskprivacy.faces import align
+from maskprivacy.faces import detect as faces
 from maskprivacy.faces import landmarks as lm
 from maskprivacy.stages.entry import Files, StageConfig
 
@@ -41,12 +45,21 @@ def known_faces(table: str, paths: list[Path]) -> dict[str, lm.Face]:
     return known
 
 
+def found_by(routes: pd.Series) -> dict[str, int]:
+    """Faces by the step that found them: ``cascade`` (HOG), ``prior_box``, ``cnn``."""
+    step = routes.map(
+        lambda r: "cnn" if r.startswith("cnn") else r if r == "prior_box" else "cascade"
+    )
+    return {k: int((step == k).sum()) for k in ("cascade", "prior_box", "cnn")}
+
+
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     cfg = dict(config.params)
     shard, shards = int(config.wildcards.get("shard", 0)), int(cfg.get("shards", 1))
     files = select(read_table(inputs.manifest)["file"].tolist(), shard, shards)
     paths = [Path(inputs.images) / f for f in files]
     align.check_prior_box(cfg)
+    faces.check_detector(cfg.get("detector", faces.DEFAULT_DETECTOR))
     table = inputs.get("landmarks") or None
     known = known_faces(table, paths) if table else None
     if known is not None:
@@ -55,8 +68,8 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         rows = align.align_files(paths, tmp, cfg, known, config.compute.threads)
     ok = [r for r in rows if r["ok"]]
     aligned = pd.DataFrame(
-        [[r["file"], r["route"], *r["landmarks"]] for r in ok],
-        columns=["file", "route", *lm.LANDMARK_COLUMNS],
+        [[r["file"], r["route"], r["faces"], *r["landmarks"]] for r in ok],
+        columns=["file", "route", "faces", *lm.LANDMARK_COLUMNS],
     ).sort_values("file", kind="stable")
     rejects = rejects_frame(
         [
@@ -74,7 +87,10 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         "n_aligned": len(ok),
         "n_rejects": len(rejects),
         "aligned_fraction": round(len(ok) / len(files), 6) if files else None,
+        "detector": cfg.get("detector", faces.DEFAULT_DETECTOR),
         "routes": dict(sorted(aligned["route"].value_counts().to_dict().items())),
+        "found_by": found_by(aligned["route"]),
+        "several_faces": int((aligned["faces"] > 1).sum()),
         "rejects_by_reason": rejects["reason"].value_counts().to_dict(),
         "prealigned": bool(cfg.get("prealigned", False)),
         **({"landmarks_table": str(table)} if table else {}),

@@ -21,6 +21,25 @@ from maskprivacy.masks.sheet import contact_sheet
 from maskprivacy.stages.entry import Files, StageConfig
 
 SHEET_FACES = 5  # faces on the contact sheet
+FALLBACK_SHEET_FACES = 10  # and up to this many of the faces the CNN fallback found
+
+
+def sheet_rows(table: pd.DataFrame, masked: np.ndarray, picks) -> list[int]:
+    """The contact sheet's rows: ``picks`` (faces spread over the table), then up to
+    :data:`FALLBACK_SHEET_FACES` masked faces the CNN fallback found (route ``cnn_*``), so the
+    faces the cascade missed can be checked by eye with their masks."""
+    rows = [int(i) for i in picks]
+    if "route" in table.columns:
+        cnn = [int(i) for i in masked if str(table["route"].iloc[i]).startswith("cnn")]
+        rows += [i for i in cnn if i not in rows][:FALLBACK_SHEET_FACES]
+    return rows
+
+
+def sheet_label(table: pd.DataFrame, i: int) -> str:
+    """A face's caption on the contact sheet: its file, after its route if the CNN found it."""
+    route = str(table["route"].iloc[i]) if "route" in table.columns else ""
+    name = table["file"].iloc[i]
+    return f"{route.replace('_upsample', '')}: {name}" if route.startswith("cnn") else name
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
@@ -29,7 +48,8 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     its sets); each face ends in the masks table or in rejects with a reason.
 
     The landmarks come from the align stage (computed once, reused by every set and type). The
-    contact sheet (``outputs.sheet``, PNG) shows :data:`SHEET_FACES` faces with every type.
+    contact sheet (``outputs.sheet``, PNG) shows :data:`SHEET_FACES` faces with every type, and
+    up to :data:`FALLBACK_SHEET_FACES` of the faces the CNN fallback found (captioned ``cnn0:``).
     """
     ((name, types),) = config.extra["maskset"].items()  # this job's set of mask.sets
     cfg = {**config.params, "types": types}
@@ -80,10 +100,10 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         )
     ]
     faces = []
-    for i in picks if len(masked) else []:
+    for i in sheet_rows(table, masked, picks if len(masked) else []):
         f = table["file"].iloc[i]
         with Image.open(Path(inputs.images) / f) as im:
-            faces.append((f, im.convert("RGB"), lms[i]))
+            faces.append((sheet_label(table, i), im.convert("RGB"), lms[i]))
     sheet = (
         contact_sheet(faces, choices["_types"], int(cfg["seed"]))
         if faces
