@@ -101,7 +101,7 @@ def test_a_face_without_a_descriptor_is_left_out_or_guessed_and_listed():
         (lost_train, "no_descriptor"),
     }
     row = preds[("masked", 0)].set_index("file").loc[lost_test]
-    train = split[split["split"] == "train"]
+    train = split[(split["split"] == "train") & (split["file"] != lost_train)]  # the heads' own
     assert row["age_pred"] == np.median(train["age"])
     assert row["race_pred"] == np.bincount(train["race"]).argmax()
     assert len(preds[("unmasked_to_masked", 0)]) == len(test)
@@ -164,6 +164,36 @@ def test_recognize_stage_writes_what_evaluate_writes(tmp_path):
         assert {"sex", "race", "age", "n_test"} <= set(metrics)
         assert {"accuracy", "accuracy_low", "accuracy_high"} <= set(metrics["sex"])
     assert read_table(out / "rejects.csv").empty
+    # compare reads them as the CNN's: same statistics, its own Holm family, a report section
+    from maskprivacy.analysis import compare
+    from maskprivacy.report import html
+    from maskprivacy.stages.compare import recognizer_statistics
+
+    cfg = {"baseline": "unmasked", "alpha": 0.05, "bootstrap": 100, "permutations": 99, "seed": 0}
+    rec = recognizer_statistics(
+        Files(
+            recognizer_predictions=pred_files,
+            recognizer_metrics=metric_files,
+            recognizer_rejects=out / "rejects.csv",
+        ),
+        split[split["split"] == "test"].reset_index(drop=True),
+        split,
+        [c["name"] for c in CONDITIONS],
+        [0, 1],
+        cfg,
+        CONDITIONS,
+        {},
+    )
+    assert set(rec["comparisons"]) == {f"{c['name']}_vs_unmasked" for c in CONDITIONS[1:]}
+    assert rec["answer"]["comparison"] == "masked_vs_unmasked"
+    assert rec["multiple_testing"]["m"] >= 9 and rec["no_descriptor"]["n"] == 0
+    flat = compare.metrics_summary({"data_source": "path", **rec})
+    assert (
+        flat["masked"]["sex"]["accuracy"] == rec["conditions"]["masked"]["mean"]["sex"]["accuracy"]
+    )
+    assert "race_p_holm" in flat["masked_vs_unmasked"]
+    page = html.recognizer_section(rec)
+    assert "Second attacker" in page and "tests of the recognizer" in page
     with pytest.raises(ValueError, match="neither an identity nor a describe table"):
         recognize_stage.version_of("data/align/0/landmarks.csv")
 
@@ -246,3 +276,28 @@ def test_describe_resumes_after_a_kill(masked_demo, tmp_path, monkeypatch):
     assert s["n_resumed_from_checkpoint"] == 4
     assert not (tmp_path / ".m.csv.partial").exists()
     pd.testing.assert_frame_equal(read_table(out), read_table(tmp / "m.csv"))
+
+
+# --------------------------------------------------------------------------------------------
+# The workflow (the end-to-end run is tests/test_pipeline.py's)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_switching_the_recognizer_off_removes_its_stages(tmp_path, demo_folder):
+    """recognize.enabled: false plans no describe, recognize or identity job, and dvc.yaml
+    has no such stage; on (the default) plans them all."""
+    import yaml
+    from test_pipeline import BIN, make_copy, sh, tiny_params
+
+    p = tiny_params(demo_folder, seeds=[0])
+    on = make_copy(tmp_path / "on", p)
+    plan = sh(on, str(BIN / "snakemake"), "-n", "--quiet", "rules").stdout
+    assert all(f"\n{r} " in plan for r in ("describe", "recognize", "identity"))
+    p["recognize"]["enabled"] = False
+    off = make_copy(tmp_path / "off", p)
+    plan = sh(off, str(BIN / "snakemake"), "-n", "--quiet", "rules").stdout
+    assert not any(f"\n{r} " in plan for r in ("describe", "recognize", "identity"))
+    assert "compare" in plan
+    stages = yaml.safe_load((off / "dvc.yaml").read_text())["stages"]
+    assert not {"describe", "recognize", "identity"} & set(stages)

@@ -191,6 +191,13 @@ def recognize(
     """Heads per training set and seed, tested on every condition's test set: the predictions
     per (condition, seed) on the split's test part (in its order), the rejects (faces without
     a descriptor) and a summary (faces used, the strengths chosen)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(max(1, int(threads))):  # BLAS as wide as the job's cores, no wider
+        return _recognize(split, versions, conditions, seeds, cfg, threads, log)
+
+
+def _recognize(split, versions, conditions, seeds, cfg, threads, log):
     train = split[split["split"] == "train"]
     test = split[split["split"] == "test"].reset_index(drop=True)
     if test.empty or train.empty:

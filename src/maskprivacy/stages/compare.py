@@ -5,7 +5,10 @@ them), the train jobs' histories and reports (training set-major, seed-minor), e
 rejects and the mask tables (per mask set); the statistics come from
 :mod:`maskprivacy.analysis.compare`, the figures from :mod:`maskprivacy.report.plots` and the HTML
 report from :mod:`maskprivacy.report.html` (with :mod:`maskprivacy.report.study` for the mask
-study). No torch here: compare runs in a light environment.
+study). With ``recognize.enabled``, the recognizer attacker's predictions (the ``recognize``
+job's, in evaluate's format) get the same statistics under ``statistics["recognizer"]`` and
+``metrics["recognizer"]``, with a Holm family of their own, and a section of the report
+(docs/recognizer.md). No torch here: compare runs in a light environment.
 """
 
 from __future__ import annotations
