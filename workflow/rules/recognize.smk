@@ -21,7 +21,7 @@ rule recognize:
     params:
         cfg=section_without("recognize", "enabled"),
         seeds=config["train"]["seeds"],
-        # the conditions and their metrics' bootstrap and seed (whole: a cheap job)
-        evaluate=config["evaluate"],
+        # the conditions and their metrics' bootstrap and seed (not the external sets)
+        evaluate=section_without("evaluate", "external"),
     script:
         "../scripts/recognize.py"
