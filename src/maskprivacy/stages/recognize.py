@@ -27,9 +27,9 @@ def version_of(path: str) -> str:
     ``data/identity/<shard>/descriptors.csv``, the mask set for
     ``data/describe/<set>/<shard>/descriptors.csv``."""
     parts = Path(path).parts
-    if len(parts) >= 4 and parts[-4] == "identity":
+    if len(parts) >= 3 and parts[-3] == "identity":
         return "unmasked"
-    if len(parts) >= 5 and parts[-5] == "describe":
+    if len(parts) >= 4 and parts[-4] == "describe":
         return parts[-3]
     raise ValueError(f"recognize: {path} is neither an identity nor a describe table")
 
