@@ -4,6 +4,9 @@
 #   split.group_by: identity)
 #   -> split -> train (one model per training set and seed) -> evaluate (one job per condition
 #   and seed) -> compare (paired statistics over faces and seeds, the seed ensemble, metrics, report)
+# the recognizer attacker (recognize.enabled): identity (unmasked) and describe (one per mask set
+#   and shard): dlib's face descriptors -> recognize (heads per training set and seed, every
+#   condition) -> compare (both attackers in one report)
 #
 # The one description of the DAG: dvc.yaml is generated from it
 # (`python -m maskprivacy_workflow.dvcgen`, checked by `python -m maskprivacy_workflow.dvcgen --check`).
@@ -57,6 +60,8 @@ TRAIN_SETS = sorted({c["train"] for c in config["evaluate"]["conditions"]})
 SHARDS = [str(i) for i in range(config["align"].get("shards", 1))]
 # one model per training set and seed (train.seeds): its own init, augmentation and data order
 SEEDS = [str(s) for s in config["train"]["seeds"]]
+# the second attacker, an off-the-shelf face recognizer (docs/recognizer.md); on by default
+RECOGNIZE = bool(config.get("recognize", {}).get("enabled", True))
 
 
 wildcard_constraints:
@@ -72,9 +77,11 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/mask.smk"
 include: "workflow/rules/identity.smk"
+include: "workflow/rules/describe.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/recognize.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/evaluate_external.smk"
 include: "workflow/rules/compare.smk"

@@ -163,7 +163,7 @@ def test_a_tracked_parameter_reruns_its_stage_and_compare(done):
 
     with edited(done, "params.yaml", new_split_seed):
         reruns = snakemake_reruns(done)
-        assert set(reruns) == {"split", "train", "evaluate", "compare"}, reruns
+        assert set(reruns) == {"split", "recognize", "train", "evaluate", "compare"}, reruns
         assert set(dvc_changed(done)) == {"split", "compare"}
 
 
@@ -184,7 +184,8 @@ def test_adding_a_condition_evaluates_only_the_new_one(done):
     (and compare), and the evaluations there were stay (both runners)."""
     before = (done / "dvc.yaml").read_text()
     with edited(done, "params.yaml", add_condition):
-        assert snakemake_reruns(done) == {"evaluate": 1, "compare": 1}
+        # and the recognizer's one job (its heads cost seconds)
+        assert snakemake_reruns(done) == {"evaluate": 1, "recognize": 1, "compare": 1}
         run(done, sys.executable, "-m", "maskprivacy_workflow.dvcgen", "--root", str(done))
         try:
             changed = dvc_changed(done)
@@ -203,7 +204,7 @@ def test_adding_a_seed_trains_only_the_new_seeds_models(done):
     with edited(done, "params.yaml", add_seed):
         reruns = snakemake_reruns(done)
         # seed 1's two models and four evaluations (seed 0's would make it 4 and 8), and compare
-        assert reruns == {"train": 2, "evaluate": 4, "compare": 1}, reruns
+        assert reruns == {"train": 2, "evaluate": 4, "recognize": 1, "compare": 1}, reruns
         run(done, sys.executable, "-m", "maskprivacy_workflow.dvcgen", "--root", str(done))
         try:
             changed = dvc_changed(done)

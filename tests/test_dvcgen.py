@@ -41,7 +41,19 @@ def test_stale_dvc_yaml_fails_the_check(tmp_path):
 
 def test_stages_mirror_the_snakefile():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(dvc) == ["download", "align", "mask", "split", "train", "evaluate", "compare"]
+    # the recognizer (recognize.enabled, the default): identity and describe, then recognize
+    assert list(dvc) == [
+        "download",
+        "align",
+        "identity",
+        "mask",
+        "describe",
+        "split",
+        "recognize",
+        "train",
+        "evaluate",
+        "compare",
+    ]
     train = dvc["train"]
     # one stage per training set and seed (train.seeds: [0] in the demo params)
     assert {k: (i["dataset"], i["seed"]) for k, i in train["foreach"].items()} == {
@@ -71,6 +83,7 @@ def test_stages_mirror_the_snakefile():
         "evaluate",
         "identity",
         "mask",
+        "recognize",
         "split",
         "train",
     ]

@@ -28,6 +28,7 @@ CONDA_NAME = {
     "skimage": "scikit-image",
     "matplotlib": "matplotlib-base",
     "face_recognition_models": "face-recognition-models",
+    "sklearn": "scikit-learn",
 }
 # env entries that are not imported modules: the interpreter and the installer of the pip section
 NOT_IMPORTED = {"python", "pip"}

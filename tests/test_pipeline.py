@@ -101,6 +101,8 @@ UPSTREAM = [
     "data/split/split.csv",
 ]
 DOWNSTREAM = ["results/train/*/seed*/model.pt", "results/metrics.json"]
+RECOGNIZER = ["data/identity/*/descriptors.csv", "data/describe/*/*/descriptors.csv"]
+RECOGNIZER += ["results/recognize/*/seed*/predictions.csv"]
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +237,35 @@ def test_every_input_is_output_or_reject_with_reason(snake_run, demo_folder):
     assert stats["accounting"]["balanced"] and stats["accounting"]["inputs"] == len(inputs)
 
 
+def test_the_recognizer_runs_beside_the_cnn_into_one_report(snake_run):
+    """recognize.enabled (the default): descriptors of every version, the heads' predictions
+    for every condition and seed, and both attackers in metrics.json and the report."""
+    root, _ = snake_run
+    for shard in ("0", "1"):
+        unmasked = pd.read_csv(root / f"data/identity/{shard}/descriptors.csv")
+        masked = pd.read_csv(root / f"data/describe/masked/{shard}/descriptors.csv")
+        assert unmasked["file"].tolist() == masked["file"].tolist()
+        assert len(unmasked) == len(pd.read_csv(root / f"data/align/{shard}/landmarks.csv"))
+    test = pd.read_csv(root / "data/split/split.csv").query("split == 'test'")
+    for cond in ("unmasked", "masked", "unmasked_to_masked", "masked_to_unmasked"):
+        for seed in (0, 1):
+            preds = pd.read_csv(root / f"results/recognize/{cond}/seed{seed}/predictions.csv")
+            assert preds["file"].tolist() == test["file"].tolist()
+    metrics = json.loads((root / "results/metrics.json").read_text())
+    rec = metrics["recognizer"]
+    assert {"unmasked", "masked", "masked_vs_unmasked", "n_seeds"} <= set(rec)
+    assert 0 <= rec["masked"]["sex"]["accuracy"] <= 1 and "sex_p_holm" in rec["masked_vs_unmasked"]
+    assert "sex" in metrics["masked"]  # the CNN's keys stay where they were
+    stats = json.loads((root / "results/compare/statistics.json").read_text())
+    # one Holm family per attacker, each at most the tests over images and across seeds of
+    # its 3 comparisons x 3 attributes (linear heads' seeds may give no test across seeds)
+    assert 9 <= stats["recognizer"]["multiple_testing"]["m"] <= 18
+    assert stats["multiple_testing"]["m"] <= 18
+    page = (root / "results/report.html").read_text()
+    assert "Second attacker: an off-the-shelf face recognizer" in page
+    assert "tests of the recognizer" in page
+
+
 def test_second_snakemake_run_does_nothing(snake_run):
     root, _ = snake_run
     before = mtimes(root, UPSTREAM + DOWNSTREAM)
@@ -250,9 +281,9 @@ def test_changing_epochs_reruns_only_downstream(snake_run):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["epochs"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    up, down = mtimes(root, UPSTREAM), mtimes(root, DOWNSTREAM)
+    up, down = mtimes(root, UPSTREAM + RECOGNIZER), mtimes(root, DOWNSTREAM)
     sh(root, str(BIN / "snakemake"), "--cores", "2")
-    assert mtimes(root, UPSTREAM) == up
+    assert mtimes(root, UPSTREAM + RECOGNIZER) == up  # no descriptor or head depends on epochs
     after = mtimes(root, DOWNSTREAM)
     assert all(after[k] != down[k] for k in down), (down, after)
     hist = pd.read_csv(root / "results/train/masked/seed1/history.csv")

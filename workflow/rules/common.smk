@@ -21,7 +21,7 @@ def section_without(name, *keys):
     """A params.yaml section without ``keys``: what one job of the stage computes with (train's
     jobs take their seed from the wildcard, so adding a seed to train.seeds reruns no model that
     exists). DVC tracks the same keys, one by one."""
-    return {k: v for k, v in config[name].items() if k not in keys}
+    return {k: v for k, v in config.get(name, {}).items() if k not in keys}
 
 
 def download_inputs(wildcards):
@@ -133,3 +133,37 @@ def plot_subcategory(wildcards):
     if wildcards.figure.startswith("groups_"):
         return "group heat maps"
     return None
+
+
+def descriptor_tables(dataset):
+    """The descriptor tables (one per shard) of a data set's faces: the identity stage's for the
+    unmasked faces (the ones split.group_by: identity reads: described once), the describe
+    stage's for a mask set's."""
+    if dataset == "unmasked":
+        return shard_tables("identity", "descriptors.csv")
+    return expand(
+        "data/describe/{maskset}/{shard}/descriptors.csv", maskset=dataset, shard=SHARDS
+    )
+
+
+def recognizer_outputs(name):
+    """recognize's per-condition, per-seed files (condition-major, seed-minor, as compare reads
+    them): results/recognize/<condition>/seed<seed>/<name>."""
+    return expand(
+        "results/recognize/{condition}/seed{seed}/{name}",
+        condition=CONDITIONS,
+        seed=SEEDS,
+        name=name,
+    )
+
+
+def recognizer_inputs():
+    """recognize.enabled: the recognizer's predictions, metrics and rejects, for compare; else
+    none (no describe or recognize job runs)."""
+    if not RECOGNIZE:
+        return {}
+    return dict(
+        recognizer_predictions=recognizer_outputs("predictions.csv"),
+        recognizer_metrics=recognizer_outputs("metrics.json"),
+        recognizer_rejects="results/recognize/rejects.csv",
+    )

@@ -2,7 +2,8 @@ rule compare:
     input:
         **identity_outputs(),  # split.group_by: identity: the identities' contact sheet
         **study_inputs(),  # more than one mask set: the landmarks, for what each mask covers
-        **EXTERNAL_INPUTS,  # evaluate.external: the external test sets' tables and predictions
+        **EXTERNAL_INPUTS,
+        **recognizer_inputs(),  # recognize.enabled: the second attacker's predictions  # evaluate.external: the external test sets' tables and predictions
         split="data/split/split.csv",
         # condition-major, seed-minor: the order workflow/scripts/compare.py reads them in
         predictions=expand(

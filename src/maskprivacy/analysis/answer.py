@@ -223,5 +223,5 @@ def sentence(statistics: dict[str, Any]) -> str:
     )
     return (
         f"{head}{body}. At alpha = {v['alpha']:g}, with Holm-Bonferroni over all {v['n_tests']} "
-        f"tests of this report, {'; '.join(verdict)} {rule}."
+        f"tests of {statistics.get('holm_scope', 'this report')}, {'; '.join(verdict)} {rule}."
     )

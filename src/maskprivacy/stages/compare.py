@@ -5,7 +5,10 @@ them), the train jobs' histories and reports (training set-major, seed-minor), e
 rejects and the mask tables (per mask set); the statistics come from
 :mod:`maskprivacy.analysis.compare`, the figures from :mod:`maskprivacy.report.plots` and the HTML
 report from :mod:`maskprivacy.report.html` (with :mod:`maskprivacy.report.study` for the mask
-study). No torch here: compare runs in a light environment.
+study). With ``recognize.enabled``, the recognizer attacker's predictions (the ``recognize``
+job's, in evaluate's format) get the same statistics under ``statistics["recognizer"]`` and
+``metrics["recognizer"]``, with a Holm family of their own, and a section of the report
+(docs/recognizer.md). No torch here: compare runs in a light environment.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from maskprivacy.analysis.conditions import group_differences, group_table, test
 from maskprivacy.core.io import read_table, write_json, write_table, write_text
 from maskprivacy.core.plumbing import atomic_dir
 from maskprivacy.faces.landmarks import landmarks_array
-from maskprivacy.masks.sets import by_set, used_sets
+from maskprivacy.masks.sets import by_set, data_sets, used_sets
 from maskprivacy.report import html as html_report
 from maskprivacy.report import plots, study
 from maskprivacy.stages.entry import Files, StageConfig
@@ -48,6 +51,72 @@ def by_model(files: Sequence[str], datasets: list[str], seeds: list[int]) -> dic
     return dict(zip(models, files, strict=True))
 
 
+def read_attacker(
+    prediction_files: Sequence[str],
+    metric_files: Sequence[str],
+    names: list[str],
+    seeds: list[int],
+    test: pd.DataFrame,
+    attacker: str,
+) -> tuple[dict[str, dict[int, pd.DataFrame]], dict[str, dict[int, dict[str, Any]]]]:
+    """One attacker's per-image predictions and per-seed metrics ({condition: {seed: ...}}),
+    from the rule's lists (evaluate's for the CNN, recognize's for the recognizer); the
+    predictions must be on the split's test images, in its order."""
+    preds = {
+        n: {s: read_table(f) for s, f in by_seed.items()}
+        for n, by_seed in by_condition_and_seed(prediction_files, names, seeds).items()
+    }
+    for name, by_seed in preds.items():
+        for s, df in by_seed.items():
+            if df["file"].tolist() != test["file"].tolist():
+                raise ValueError(
+                    f"compare: {attacker}predictions of {name!r} (seed {s}) are not on the "
+                    "split's test images"
+                )
+    per_seed = {  # the jobs' metrics, less what names the job
+        n: {
+            s: {
+                k: v
+                for k, v in json.loads(Path(f).read_text()).items()
+                if k not in ("condition", "data_source", "seed")
+            }
+            for s, f in by_seed.items()
+        }
+        for n, by_seed in by_condition_and_seed(metric_files, names, seeds).items()
+    }
+    return preds, per_seed
+
+
+def recognizer_statistics(
+    inputs: Files,
+    test: pd.DataFrame,
+    split: pd.DataFrame,
+    names: list[str],
+    seeds: list[int],
+    cfg: dict[str, Any],
+    conditions: list[dict[str, str]],
+    masks: dict[str, pd.DataFrame],
+) -> dict[str, Any]:
+    """The recognizer attacker's statistics (recognize.enabled): the CNN's, computed the same
+    way from the recognize job's predictions, with a Holm family of its own (each attacker
+    answers its own question; the CNN's p-values stay what they were without it)."""
+    preds, per_seed = read_attacker(
+        inputs.recognizer_predictions, inputs.recognizer_metrics, names, seeds, test, "recognizer "
+    )
+    core, ens = compare.compare_conditions(test, split, preds, per_seed, cfg["baseline"], cfg)
+    rejects = read_table(inputs.recognizer_rejects)
+    return {
+        "attacker": "dlib face recognizer descriptors + scikit-learn heads",
+        **core,
+        "holm_scope": "the recognizer (its own family, apart from the CNN's)",
+        "by_mask_type": compare.by_mask_type(test, ens, conditions, masks),
+        "no_descriptor": {
+            "n": int(len(rejects)),
+            "by_detail": rejects["detail"].value_counts().to_dict() if len(rejects) else {},
+        },
+    }
+
+
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     """Compare every condition with ``compare.baseline``; write statistics, metrics, tables,
     plots and the HTML report. With more than one mask set, the mask study too
@@ -63,28 +132,7 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     demo = data_source == "demo"
     split = read_table(inputs.split)
     test = test_part(inputs.split)
-    preds = {
-        n: {s: read_table(f) for s, f in by_seed.items()}
-        for n, by_seed in by_condition_and_seed(inputs.predictions, names, seeds).items()
-    }
-    for name, by_seed in preds.items():
-        for s, df in by_seed.items():
-            if df["file"].tolist() != test["file"].tolist():
-                raise ValueError(
-                    f"compare: predictions of {name!r} (seed {s}) are not on the split's test "
-                    "images"
-                )
-    per_seed = {  # the evaluate jobs' metrics, less what names the job
-        n: {
-            s: {
-                k: v
-                for k, v in json.loads(Path(f).read_text()).items()
-                if k not in ("condition", "data_source", "seed")
-            }
-            for s, f in by_seed.items()
-        }
-        for n, by_seed in by_condition_and_seed(inputs.metrics, names, seeds).items()
-    }
+    preds, per_seed = read_attacker(inputs.predictions, inputs.metrics, names, seeds, test, "")
     base = cfg["baseline"]
     core, ens = compare.compare_conditions(test, split, preds, per_seed, base, cfg)
     rejects = pd.concat([read_table(t) for t in inputs.rejects], ignore_index=True)
@@ -107,7 +155,15 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     }
     if "external_reports" in inputs:  # evaluate.external: the external test sets
         statistics["external"] = external.from_inputs(inputs, cfg["bootstrap"], cfg["seed"])
+    if "recognizer_predictions" in inputs:  # recognize.enabled: the second attacker
+        statistics["recognizer"] = recognizer_statistics(
+            inputs, test, split, names, seeds, cfg, conditions, masks
+        )
     metrics = compare.metrics_summary(statistics)
+    if "recognizer" in statistics:
+        metrics["recognizer"] = compare.metrics_summary(
+            {"data_source": data_source, **statistics["recognizer"]}
+        )
     if "external" in statistics:
         metrics["external"] = external.metrics_summary(statistics["external"])
     histories = by_model(inputs.histories, datasets, seeds)
@@ -122,6 +178,10 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
                 statistics, conditions, sets, landmarks_array(marks), size, tmp, demo
             )
             metrics["study"] = matrix.matrix_metrics(statistics["study"]["matrix"])
+            if "recognizer" in statistics:
+                rec = statistics["recognizer"]
+                rec["study"] = {"matrix": matrix.study_matrix(rec, conditions, data_sets(sets))}
+                metrics["recognizer"]["study"] = matrix.matrix_metrics(rec["study"]["matrix"])
         plots.learning_curves_png(
             {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
         )

@@ -1,5 +1,6 @@
 """The ``identity`` stage: dlib's descriptor of every aligned face of one shard, checkpointed as
-it goes so a killed job resumes (:mod:`maskprivacy.faces.identity` does the work)."""
+it goes so a killed job resumes (:mod:`maskprivacy.faces.identity` does the work). The
+``describe`` stage (:mod:`maskprivacy.stages.describe`) is the same job on a mask set's faces."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ from maskprivacy.stages.entry import Files, StageConfig
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
+    return describe_shard(config, inputs, outputs, "identity")
+
+
+def describe_shard(
+    config: StageConfig, inputs: Files, outputs: Files, stage: str
+) -> dict[str, Any]:
+    """Describe one shard's faces (``inputs.images`` with ``inputs.landmarks``) under the
+    ``identity:`` parameters; write the descriptors and the rejects (of ``stage``)."""
     cfg = dict(config.params)
     table = read_table(inputs.landmarks)
     out = Path(outputs.descriptors)
     checkpoint = out.with_name(f".{out.name}.partial")
-    descriptors, rejects, resumed = identity.describe_faces(cfg, inputs.images, table, checkpoint)
+    descriptors, rejects, resumed = identity.describe_faces(
+        cfg, inputs.images, table, checkpoint, stage=stage
+    )
     identity.write_descriptors(out, descriptors)
     rej = rejects_frame(rejects)
     write_table(outputs.rejects, rej)
