@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_evaluate import fake, statistics_for, two_conditions  # noqa: F401 (fake: a fixture)
+from test_evaluate import N, fake, statistics_for, two_conditions  # noqa: F401 (fake: a fixture)
 
 from maskprivacy.analysis import compare
 from maskprivacy_workflow import published
@@ -55,14 +55,18 @@ def test_add_keeps_metrics_statistics_and_provenance(tmp_path, finished_run):
 
 def test_render_fills_every_block_from_the_published_figures(tmp_path, finished_run, capsys):
     run, st = finished_run
-    root = repo_with_pages(tmp_path, "cpu-study", "paper-cpu")
+    root = repo_with_pages(tmp_path, "cpu-study", "paper-cpu", "cpu-study.short")
     args = ["--root", root, "add", "cpu-study", "--workdir", run, "--command", "snakemake"]
     main(*args, "--machine", "m")
     assert main("--root", root, "render", "--check") == 1  # stale before rendering
     assert "stale published blocks" in capsys.readouterr().err
     assert main("--root", root, "render") == 0
     readme = (root / "README.md").read_text()
-    assert "old text" not in readme and readme.count("<!-- END published:") == 2
+    assert "old text" not in readme and readme.count("<!-- END published:") == 3
+    # the front page's two sentences: the verdict word from compare's answer, and the figures
+    verdict = st["answer"]["attributes"]
+    word = "No" if all(verdict[a]["far_above_chance"] for a in verdict) else "Not entirely"
+    assert f"**{word}.** On {N:,} real test faces" in readme
     # the figures are the run's own: the masked condition's seed-mean sex accuracy
     sex = st["conditions"]["masked"]["seed_mean"]["sex"]["estimate"]
     assert f"{100 * sex:.1f}%" in readme

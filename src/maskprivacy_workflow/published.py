@@ -232,7 +232,47 @@ def render_run(folder: Path, shown: str) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def short_answer(folder: Path) -> str:
+    """Two sentences for a front page: whether the mask stopped the attacker (every attribute
+    still far above chance, compare's verdict), the masked and unmasked figures and chance."""
+    st = json.loads((folder / "statistics.json").read_text())
+    run = json.loads((folder / "run.json").read_text())
+    verdict = st["answer"]["attributes"]
+    cond, base = st["answer"]["condition"], st["answer"]["baseline"]
+    m, b = st["conditions"][cond]["seed_mean"], st["conditions"][base]["seed_mean"]
+    ch = st["chance"]
+    readable = [a for a in ("sex", "race", "age") if verdict[a]["far_above_chance"]]
+    word = "No" if len(readable) == 3 else "Not entirely" if readable else "Yes"
+    acc = [
+        f"{a} from {_pct(m[a]['estimate'])} of masked faces (unmasked {_pct(b[a]['estimate'])}, "
+        f"chance {_pct(ch[a]['accuracy'])})"
+        for a in ("sex", "race")
+    ]
+    age = (
+        f"age within {m['age']['estimate']:.2f} years (unmasked {b['age']['estimate']:.2f}, "
+        f"chance {ch['age']['mae']:.2f})"
+    )
+    n = st["conditions"][cond]["n_test"]
+    naive = st["conditions"].get("unmasked_to_masked", {}).get("seed_mean")
+    tail = (
+        f" A model that never saw a mask does worse on masked faces (race "
+        f"{_pct(naive['race']['estimate'])}, age MAE {naive['age']['estimate']:.2f})."
+        if naive
+        else ""
+    )
+    return (
+        f"**{word}.** On {n:,} real test faces ({run['date']}), a network trained on masked faces "
+        f"still read {acc[0]}, {acc[1]} and {age}: "
+        f"{', '.join(readable) or 'none'} far above chance.{tail}\n"
+    )
+
+
 def render_block(name: str, root: Path) -> str:
+    if name.endswith(".short"):
+        folder = root / REFERENCE / name.removesuffix(".short")
+        if not (folder / "run.json").is_file():
+            return f"*(no published run `{name.removesuffix('.short')}` yet)*\n"
+        return short_answer(folder)
     folder = root / REFERENCE / name
     if not (folder / "run.json").is_file():
         return (
