@@ -71,9 +71,9 @@ def test_readme_slurm_command_runs_the_demo_through_sbatch(cluster, tmp_path, de
     assert "profiles/default" not in out  # the workstation profile (gpu: 1) is not loaded
     # every job went through sbatch: one SLURM job id per job, and slurmctld saw each finish
     submitted = [line for line in out.splitlines() if "has been submitted with SLURM jobid" in line]
-    n_jobs = (
-        1 + 2 + 2 + 1 + 2 + 2 + 1
-    )  # download, align x2, mask x2, split, train x2, evaluate x2, compare
+    # download, align x2, mask x2, split, train x2, evaluate x2, compare; and the recognizer
+    # (recognize.enabled): identity x2 and describe x2 (descriptors per shard), recognize
+    n_jobs = 1 + 2 + 2 + 1 + 2 + 2 + 1 + 2 + 2 + 1
     assert len(submitted) == n_jobs, out[-4000:]
     ctld = (cluster.tmp / "slurmctld.log").read_text()
     assert ctld.count("WEXITSTATUS 0") >= n_jobs, ctld[-3000:]
