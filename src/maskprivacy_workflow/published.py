@@ -106,6 +106,10 @@ def add(
         "wall_min": wall_min,
         "commit": _git_commit(workdir),
         "answer": sentence(statistics),
+        # the second attacker (recognize.enabled): its own sentence, Holm over its own tests
+        "recognizer_answer": sentence(statistics["recognizer"])
+        if "recognizer" in statistics
+        else None,
         "note": note,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
@@ -221,8 +225,8 @@ def render_run(folder: Path, shown: str) -> str:
     if st.get("recognizer"):
         rec = st["recognizer"]
         parts += ["", "The face recognizer's embedding (second attacker):", ""]
-        if rec.get("answer_sentence"):
-            parts += [f"> {rec['answer_sentence']}", ""]
+        if run.get("recognizer_answer"):
+            parts += [f"> {run['recognizer_answer']}", ""]
         if "conditions" in rec:
             parts += [condition_table(rec, " (recognizer)"), ""]
         if "comparisons" in rec:
