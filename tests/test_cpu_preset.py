@@ -45,3 +45,44 @@ def test_cpu_preset_plans_six_models_and_twelve_evaluations(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
     assert counts["train"] == "6" and counts["evaluate"] == "12" and counts["compare"] == "1"
     assert counts["align"] == "16"  # align.shards
+
+
+def test_cpu_attacker_overlay_is_the_cpu_presets_network():
+    """presets/cpu_attacker.yaml layered on utkface.yaml gives cpu.yaml: the same attacker on
+    any preset (the mask study, the paper's protocol) by one more --configfile."""
+    from snakemake.utils import update_config
+
+    merged = preset("utkface.yaml")
+    update_config(merged, preset("cpu_attacker.yaml"))
+    cpu = preset("cpu.yaml")
+    assert merged["train"] == cpu["train"] and merged["compute"] == cpu["compute"]
+    # on the mask study it changes the network only: its sets, conditions and seeds stay
+    study = preset("mask_study.yaml")
+    merged = preset("mask_study.yaml")
+    update_config(merged, preset("cpu_attacker.yaml"))
+    validate(merged)
+    assert merged["mask"] == study["mask"] and merged["evaluate"] == study["evaluate"]
+    assert merged["train"]["seeds"] == study["train"]["seeds"]
+    assert (merged["train"]["arch"], merged["train"]["image_size"]) == ("resnet18", 64)
+
+
+def test_overlays_plan_one_model_per_set_and_no_recognizer(tmp_path):
+    """The mask study with the CPU attacker, one seed, the CNN only, as a user layers them."""
+    copy_repo(tmp_path, [*COPY, "presets"])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/UTKFace.tar.gz").write_bytes(b"a stand-in: a dry run reads no input")
+    overlays = ["cpu_attacker.yaml", "one_seed.yaml", "cnn_only.yaml"]
+    res = sh(
+        tmp_path,
+        str(BIN / "snakemake"),
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "presets/mask_study.yaml",
+        *[f"presets/{o}" for o in overlays],
+    )
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    assert counts["train"] == "7" and counts["evaluate"] == "49"  # unmasked + 6 sets, seed 0
+    assert "describe" not in counts and "recognize" not in counts
+    assert "train/unmasked/seed0" in res.stdout and "seed1" not in res.stdout

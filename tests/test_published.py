@@ -118,3 +118,67 @@ def test_dvc_yaml_lists_every_published_metrics_file():
     )
     listed = yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("metrics", [])
     assert listed == found
+
+
+def publish(root, run, name, st=None, machine="m"):
+    """Publish the run folder ``run`` as ``name`` (after writing ``st`` as its statistics)."""
+    if st is not None:
+        (run / "results/compare/statistics.json").write_text(json.dumps(st))
+        (run / "results/metrics.json").write_text(json.dumps(compare.metrics_summary(st)))
+    args = ["--root", root, "add", name, "--workdir", run, "--command", "snakemake"]
+    assert main(*args, "--machine", machine) == 0
+
+
+def test_mask_study_renders_as_matrices_and_per_set_verdicts(tmp_path, fake):  # noqa: F811
+    """A mask study's page shows per attribute the train x test matrix of seed means and, per
+    mask set, its own model minus the baseline with the Holm p, not 49 rows per table."""
+    from maskprivacy.analysis import matrix
+    from maskprivacy.masks import sets
+
+    test, split, preds = fake
+    study_sets = {"surgical": {"surgical": 1.0}, "cloth": {"cloth": 1.0}}
+    conds = sets.study_conditions(study_sets)
+    quality = {"unmasked": (0.05, 4), "surgical": (0.15, 8), "cloth": (0.30, 12)}
+    by = {c["name"]: {0: preds(*quality[c["test"]], k)} for k, c in enumerate(conds)}
+    st = statistics_for(test, split, by)
+    st["study"] = {"matrix": matrix.study_matrix(st, conds, sets.data_sets(study_sets))}
+    run = tmp_path / "run"
+    (run / "results/compare").mkdir(parents=True)
+    root = repo_with_pages(tmp_path, "mask-study")
+    publish(root, run, "mask-study", st)
+    assert main("--root", root, "render") == 0
+    page = (root / "README.md").read_text()
+    assert "| trained on | unmasked | surgical | cloth |" in page
+    cell = st["study"]["matrix"]["cells"]["cloth"]["cloth"]
+    sex = cell["metrics"]["sex"]["estimate"]
+    assert f"**{100 * sex:.1f}**" in page  # the diagonal: trained and tested on cloth
+    diff = cell["difference"]["race"]["difference"]
+    assert "| cloth | " in page and f"{100 * diff:+.1f} pt, p_Holm" in page
+    assert "cloth_to_surgical" not in page  # the 9 conditions are not listed row by row
+
+
+def test_two_splits_side_by_side_on_their_shared_seeds(tmp_path, fake):  # noqa: F811
+    """`A.vs.B` sets two published runs side by side (e.g. identity-disjoint against
+    duplicate-grouped split) on the seeds both trained, each with its own test faces."""
+    test, split, preds = fake
+    run = tmp_path / "run"
+    (run / "results/compare").mkdir(parents=True)
+    root = repo_with_pages(tmp_path, "identity-split.vs.cpu-study")
+    assert main("--root", root, "render") == 0
+    assert "no published run `identity-split`, `cpu-study` yet" in (root / "README.md").read_text()
+    three = statistics_for(test, split, two_conditions(preds, seeds=(0, 1, 2)))
+    publish(root, run, "cpu-study", three)
+    one = statistics_for(
+        test, split, two_conditions(lambda e, a, s: preds(2 * e, a, s), seeds=(0,))
+    )
+    one["split_counts"] = {"train": 900, "test": 400}
+    publish(root, run, "identity-split", one)
+    assert main("--root", root, "render") == 0
+    page = (root / "README.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| masked |")]
+    assert [r.split(" | ")[1] for r in rows] == ["identity-split", "cpu-study"]
+    assert "(seed 0)" in page and "| 900 / 400 |" in page
+    # seed 0 only, from each run's own per-seed figures
+    for st, row in zip((one, three), rows, strict=True):
+        acc = st["conditions"]["masked"]["per_seed"]["0"]["sex"]["accuracy"]
+        assert f"| {100 * acc:.1f}% [" in row

@@ -18,8 +18,10 @@ Commands (from the repository root):
     python -m maskprivacy_workflow.published render --check  # exit 1 if a block is stale
 
 A published block in README.md or docs/*.md is the text between
-``<!-- BEGIN published: NAME -->`` and ``<!-- END published: NAME -->``: NAME is a published
-run's folder name; a block whose run is not published says so.
+``<!-- BEGIN published: NAME -->`` and ``<!-- END published: NAME -->``. NAME is a published
+run's folder name (its tables; for the mask study its matrices), ``RUN.short`` (two sentences
+for a front page) or ``A.vs.B`` (two runs that differ in their split, side by side); a block
+whose run is not published says so.
 """
 
 from __future__ import annotations
@@ -202,6 +204,120 @@ def chance_line(st: Mapping[str, Any]) -> str:
     )
 
 
+def _value(attr: str, m: Mapping[str, Any]) -> str:
+    return f"{m['estimate']:.2f}" if attr == "age" else f"{100 * m['estimate']:.1f}"
+
+
+def study_tables(study: Mapping[str, Any]) -> str:
+    """The mask study (compare's ``statistics["study"]``), short enough for a page: per
+    attribute the train-set x test-set matrix of seed means, then per mask set the model
+    trained and tested on it against the baseline (paired difference, Holm-adjusted p over
+    faces, the verdict). Every condition's intervals are in the HTML report and statistics.json."""
+    from maskprivacy.analysis.paper_protocol import markdown
+
+    mat = study["matrix"]
+    sets, cells = mat["data_sets"], mat["cells"]
+    out = []
+    for attr, what in (
+        ("sex", "sex accuracy, %"),
+        ("race", "race accuracy, %"),
+        ("age", "age MAE, years"),
+    ):
+        body = []
+        for tr in sets:
+            row = cells.get(tr, {})
+            vals = []
+            for te in sets:
+                cell = row.get(te)
+                v = "-" if cell is None else _value(attr, cell["metrics"][attr])
+                vals.append(f"**{v}**" if tr == te and cell is not None else v)
+            body.append([tr, *vals])
+        out += [f"{what.capitalize()} (rows: trained on; columns: tested on; seed mean):", ""]
+        out += [markdown(body, ["trained on", *sets]), ""]
+    words = {
+        "protects": "protects",
+        "significant_but_readable": "significant, still readable",
+        "helps_the_attacker": "helps the attacker",
+        "not_significant": "not significant",
+    }
+    body = []
+    for s in sets:
+        d = cells.get(s, {}).get(s, {}).get("difference")
+        if not d:
+            continue
+        row = [s]
+        for attr in ("sex", "race", "age"):
+            c = d[attr]
+            unit, fmt, u = (1, "+.2f", "") if attr == "age" else (100, "+.1f", " pt")
+            row.append(
+                f"{unit * c['difference']:{fmt}}{u}, p_Holm {_p(c['p_images_holm'])} "
+                f"({words.get(c['status'], c['status'])})"
+            )
+        body.append(row)
+    base = mat["baseline"]["condition"]
+    out += [
+        f"Trained and tested on each mask set, minus `{base}` on the same {mat['n_test']:,} faces:",
+        "",
+        markdown(body, ["mask set", "sex accuracy", "race accuracy", "age MAE"]),
+    ]
+    return "\n".join(out)
+
+
+def split_comparison(a: Path, b: Path) -> str:
+    """Two published runs that differ in how faces were split (e.g. identity-disjoint against
+    duplicate-grouped): each condition both have, on the seeds both trained, per run. The test
+    faces differ, so the figures are compared with their 95% intervals, not paired."""
+    from maskprivacy.analysis.paper_protocol import markdown
+
+    runs = []
+    for folder in (a, b):
+        runs.append(
+            (
+                folder.name,
+                json.loads((folder / "statistics.json").read_text()),
+            )
+        )
+    seeds = sorted(set(runs[0][1]["seeds"]) & set(runs[1][1]["seeds"]), key=int)
+    if not seeds:
+        return f"*({a.name} and {b.name} share no seed: nothing to compare)*\n"
+    shared = [c for c in runs[0][1]["conditions"] if c in runs[1][1]["conditions"]]
+    body = []
+    for cond in shared:
+        for name, st in runs:
+            counts = st.get("split_counts", {})
+            per = [st["conditions"][cond]["per_seed"][str(s)] for s in seeds]
+
+            def mean(attr: str, key: str, per: list = per) -> float:
+                return sum(p[attr][key] for p in per) / len(per)
+
+            cells = [
+                f"{100 * mean(a, 'accuracy'):.1f}% [{100 * mean(a, 'accuracy_low'):.1f}, "
+                f"{100 * mean(a, 'accuracy_high'):.1f}]"
+                for a in ("sex", "race")
+            ]
+            cells.append(
+                f"{mean('age', 'mae'):.2f} [{mean('age', 'mae_low'):.2f}, {mean('age', 'mae_high'):.2f}]"
+            )
+            body.append(
+                [cond, name, f"{counts.get('train', 0):,} / {counts.get('test', 0):,}", *cells]
+            )
+    which = "seed " + ", ".join(str(s) for s in seeds)
+    return (
+        markdown(
+            body,
+            [
+                "condition",
+                "run",
+                "train / test faces",
+                f"sex acc. [95% CI] ({which})",
+                "race acc. [95% CI]",
+                "age MAE [95% CI]",
+            ],
+        )
+        + "\n"
+    )
+
+
 def render_run(folder: Path, shown: str) -> str:
     """The Markdown of one published run (``shown``: its folder as the page names it)."""
     run = json.loads((folder / "run.json").read_text())
@@ -216,9 +332,11 @@ def render_run(folder: Path, shown: str) -> str:
         "",
         f"> {run['answer']}",
         "",
-        condition_table(st),
-        "",
-        comparison_table(st),
+        *(
+            [study_tables(st["study"])]
+            if st.get("study")
+            else [condition_table(st), "", comparison_table(st)]
+        ),
         "",
         chance_line(st),
     ]
@@ -227,10 +345,13 @@ def render_run(folder: Path, shown: str) -> str:
         parts += ["", "The face recognizer's embedding (second attacker):", ""]
         if run.get("recognizer_answer"):
             parts += [f"> {run['recognizer_answer']}", ""]
-        if "conditions" in rec:
-            parts += [condition_table(rec, " (recognizer)"), ""]
-        if "comparisons" in rec:
-            parts += [comparison_table(rec)]
+        if rec.get("study"):
+            parts += [study_tables(rec["study"])]
+        else:
+            if "conditions" in rec:
+                parts += [condition_table(rec, " (recognizer)"), ""]
+            if "comparisons" in rec:
+                parts += [comparison_table(rec)]
     if run.get("note"):
         parts += ["", run["note"]]
     return "\n".join(parts).rstrip() + "\n"
@@ -272,6 +393,12 @@ def short_answer(folder: Path) -> str:
 
 
 def render_block(name: str, root: Path) -> str:
+    if ".vs." in name:  # two published runs side by side (split_comparison)
+        a, b = (root / REFERENCE / n for n in name.split(".vs.", 1))
+        missing = [f.name for f in (a, b) if not (f / "run.json").is_file()]
+        if missing:
+            return f"*(no published run `{'`, `'.join(missing)}` yet)*\n"
+        return split_comparison(a, b)
     if name.endswith(".short"):
         folder = root / REFERENCE / name.removesuffix(".short")
         if not (folder / "run.json").is_file():
