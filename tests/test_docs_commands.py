@@ -100,6 +100,10 @@ DRY_RUN = [
     "snakemake --cores all --configfile presets/utkface.yaml presets/identity.yaml",
     "snakemake --cores all --configfile presets/utkface.yaml presets/identity.yaml --until split",
     "snakemake --cores all --configfile presets/mask_study.yaml",
+    "snakemake --cores all --configfile presets/mask_study.yaml presets/cpu_attacker.yaml "
+    "presets/one_seed.yaml presets/cnn_only.yaml",
+    "snakemake --cores all --configfile presets/cpu.yaml presets/identity.yaml "
+    "presets/one_seed.yaml presets/cnn_only.yaml",
     "snakemake --cores all --configfile presets/paper.yaml",
     "snakemake --cores all --configfile presets/paper_keepdups.yaml",
 ]
