@@ -129,25 +129,41 @@ def publish(root, run, name, st=None, machine="m"):
     assert main(*args, "--machine", machine) == 0
 
 
-def test_mask_study_renders_as_matrices_and_per_set_verdicts(tmp_path, fake):  # noqa: F811
-    """A mask study's page shows per attribute the train x test matrix of seed means and, per
-    mask set, its own model minus the baseline with the Holm p, not 49 rows per table."""
+@pytest.fixture
+def study_statistics(fake):  # noqa: F811
+    """compare's statistics of a small mask study: unmasked, surgical and cloth, 3 x 3, seed 0;
+    a cloth mask hides age from the chance of a median guess, the rest stays readable."""
     from maskprivacy.analysis import matrix
     from maskprivacy.masks import sets
 
     test, split, preds = fake
     study_sets = {"surgical": {"surgical": 1.0}, "cloth": {"cloth": 1.0}}
     conds = sets.study_conditions(study_sets)
-    quality = {"unmasked": (0.05, 4), "surgical": (0.15, 8), "cloth": (0.30, 12)}
+    quality = {"unmasked": (0.05, 4), "surgical": (0.15, 8), "cloth": (0.30, 40)}
     by = {c["name"]: {0: preds(*quality[c["test"]], k)} for k, c in enumerate(conds)}
     st = statistics_for(test, split, by)
-    st["study"] = {"matrix": matrix.study_matrix(st, conds, sets.data_sets(study_sets))}
+    mat = matrix.study_matrix(st, conds, sets.data_sets(study_sets))
+    st["study"] = {"matrix": mat, "sentences": matrix.sentences(mat, list(study_sets))}
+    return st
+
+
+def test_mask_study_renders_as_matrices_and_per_set_verdicts(tmp_path, study_statistics):
+    """A mask study's page shows per attribute the train x test matrix of seed means and, per
+    mask set, its own model minus the baseline with the Holm p, not 49 rows per table; its
+    front-page block says which set protects what."""
+    st = study_statistics
     run = tmp_path / "run"
     (run / "results/compare").mkdir(parents=True)
-    root = repo_with_pages(tmp_path, "mask-study")
+    root = repo_with_pages(tmp_path, "mask-study", "mask-study.short")
     publish(root, run, "mask-study", st)
     assert main("--root", root, "render") == 0
     page = (root / "README.md").read_text()
+    # each set's sentence, not the first comparison's answer (the unmasked model on a mask)
+    assert all(f"- {t}" in page for t in st["study"]["sentences"].values())
+    cells = st["study"]["matrix"]["cells"]
+    status = {s: cells[s][s]["difference"]["age"]["status"] for s in ("surgical", "cloth")}
+    assert status == {"surgical": "significant_but_readable", "cloth": "protects"}
+    assert "**cloth protects age; no other set protects an attribute** from a network" in page
     assert "| trained on | unmasked | surgical | cloth |" in page
     cell = st["study"]["matrix"]["cells"]["cloth"]["cloth"]
     sex = cell["metrics"]["sex"]["estimate"]

@@ -330,7 +330,11 @@ def render_run(folder: Path, shown: str) -> str:
         f"{run.get('commit') or '?'}; split (train / val / test) {split}; metrics in "
         f"`{shown}/`.*",
         "",
-        f"> {run['answer']}",
+        *(
+            [f"- {t}" for t in st["study"]["sentences"].values()]
+            if st.get("study", {}).get("sentences")
+            else [f"> {run['answer']}"]
+        ),
         "",
         *(
             [study_tables(st["study"])]
@@ -357,11 +361,50 @@ def render_run(folder: Path, shown: str) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def study_short(st: Mapping[str, Any], run: Mapping[str, Any]) -> str:
+    """A mask study for a front page: which mask sets protect which attribute from a network
+    trained on them (the verdicts of its own cell against the baseline), and what it read."""
+    mat = st["study"]["matrix"]
+    cells, base = mat["cells"], mat["baseline"]
+    own = {s: cells[s][s] for s in mat["data_sets"] if "difference" in cells.get(s, {}).get(s, {})}
+    protects = {
+        s: [a for a in ("sex", "race", "age") if c["difference"][a]["status"] == "protects"]
+        for s, c in own.items()
+    }
+    if any(protects.values()):
+        head = (
+            "; ".join(f"{s} protects {' and '.join(a)}" for s, a in protects.items() if a)
+            + "; no other set protects an attribute"
+        )
+    else:
+        head = f"None of the {len(own)} mask sets protects sex, race or age"
+
+    def figures(c: Mapping[str, Any]) -> str:
+        m = c["metrics"]
+        return (
+            f"{_pct(m['sex']['estimate'])} / {_pct(m['race']['estimate'])} / "
+            f"{m['age']['estimate']:.2f}"
+        )
+
+    ch = st["chance"]
+    n_seeds = mat["n_seeds"]
+    seeds = "one seed" if n_seeds == 1 else f"mean of {n_seeds} seeds"
+    listed = "; ".join(f"{s} {figures(c)}" for s, c in own.items())
+    return (
+        f"**{head}** from a network trained on masked faces. On {mat['n_test']:,} real test "
+        f"faces ({run['date']}, {seeds}), it read sex / race / age MAE from: {listed} "
+        f"(unmasked {figures(cells[base['train']][base['test']])}; chance "
+        f"{_pct(ch['sex']['accuracy'])} / {_pct(ch['race']['accuracy'])} / {ch['age']['mae']:.2f}).\n"
+    )
+
+
 def short_answer(folder: Path) -> str:
     """Two sentences for a front page: whether the mask stopped the attacker (every attribute
     still far above chance, compare's verdict), the masked and unmasked figures and chance."""
     st = json.loads((folder / "statistics.json").read_text())
     run = json.loads((folder / "run.json").read_text())
+    if st.get("study"):
+        return study_short(st, run)
     verdict = st["answer"]["attributes"]
     cond, base = st["answer"]["condition"], st["answer"]["baseline"]
     m, b = st["conditions"][cond]["seed_mean"], st["conditions"][base]["seed_mean"]
