@@ -197,4 +197,4 @@ def test_two_splits_side_by_side_on_their_shared_seeds(tmp_path, fake):  # noqa:
     # seed 0 only, from each run's own per-seed figures
     for st, row in zip((one, three), rows, strict=True):
         acc = st["conditions"]["masked"]["per_seed"]["0"]["sex"]["accuracy"]
-        assert f"| {100 * acc:.1f}% [" in row
+        assert f"| {100 * acc:.1f} [" in row

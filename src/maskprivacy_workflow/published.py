@@ -267,7 +267,7 @@ def split_comparison(a: Path, b: Path) -> str:
     """Two published runs that differ in how faces were split (e.g. identity-disjoint against
     duplicate-grouped): each condition both have, on the seeds both trained, per run. The test
     faces differ, so the figures are compared with their 95% intervals, not paired."""
-    from maskprivacy.analysis.paper_protocol import markdown
+    from maskprivacy.analysis.paper_protocol import markdown, pct_ci, years_ci
 
     runs = []
     for folder in (a, b):
@@ -286,18 +286,15 @@ def split_comparison(a: Path, b: Path) -> str:
         for name, st in runs:
             counts = st.get("split_counts", {})
             per = [st["conditions"][cond]["per_seed"][str(s)] for s in seeds]
-
-            def mean(attr: str, key: str, per: list = per) -> float:
-                return sum(p[attr][key] for p in per) / len(per)
-
-            cells = [
-                f"{100 * mean(a, 'accuracy'):.1f}% [{100 * mean(a, 'accuracy_low'):.1f}, "
-                f"{100 * mean(a, 'accuracy_high'):.1f}]"
-                for a in ("sex", "race")
-            ]
-            cells.append(
-                f"{mean('age', 'mae'):.2f} [{mean('age', 'mae_low'):.2f}, {mean('age', 'mae_high'):.2f}]"
-            )
+            mean = {  # the shared seeds' mean of each figure and of its interval's ends
+                attr: {
+                    k: sum(p[attr][k] for p in per) / len(per)
+                    for k, v in per[0][attr].items()
+                    if isinstance(v, int | float)
+                }
+                for attr in ("sex", "race", "age")
+            }
+            cells = [pct_ci(mean["sex"]), pct_ci(mean["race"]), years_ci(mean["age"], "mae")]
             body.append(
                 [cond, name, f"{counts.get('train', 0):,} / {counts.get('test', 0):,}", *cells]
             )
@@ -309,8 +306,8 @@ def split_comparison(a: Path, b: Path) -> str:
                 "condition",
                 "run",
                 "train / test faces",
-                f"sex acc. [95% CI] ({which})",
-                "race acc. [95% CI]",
+                f"sex acc. % [95% CI] ({which})",
+                "race acc. % [95% CI]",
                 "age MAE [95% CI]",
             ],
         )

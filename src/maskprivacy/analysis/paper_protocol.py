@@ -175,7 +175,7 @@ def is_paper_protocol(params: Mapping[str, Any]) -> bool:
 # Rows
 
 
-def _pct(m: Mapping[str, Any] | None, key: str = "accuracy") -> str:
+def pct_ci(m: Mapping[str, Any] | None, key: str = "accuracy") -> str:
     if not m or m.get(key) is None:
         return "-"
     if m.get(f"{key}_low") is None:
@@ -183,7 +183,7 @@ def _pct(m: Mapping[str, Any] | None, key: str = "accuracy") -> str:
     return f"{100 * m[key]:.1f} [{100 * m[f'{key}_low']:.1f}, {100 * m[f'{key}_high']:.1f}]"
 
 
-def _years(m: Mapping[str, Any], key: str) -> str:
+def years_ci(m: Mapping[str, Any], key: str) -> str:
     if m.get(f"{key}_low") is None:
         return f"{m[key]:.2f}"
     return f"{m[key]:.2f} [{m[f'{key}_low']:.2f}, {m[f'{key}_high']:.2f}]"
@@ -221,11 +221,11 @@ def condition_row(label: str, name: str, m: Mapping[str, Any]) -> list[str]:
     return [
         label,
         name if not n_seeds else f"{name} (mean of {n_seeds} seeds)",
-        _pct(m["sex"]),
-        _pct(m["race"]),
-        _years(m["age"], "mae"),
-        _years(m["age"], "rmse"),
-        _pct(m.get("age_group")) if m.get("age_group") else "- (no 7-group model)",
+        pct_ci(m["sex"]),
+        pct_ci(m["race"]),
+        years_ci(m["age"], "mae"),
+        years_ci(m["age"], "rmse"),
+        pct_ci(m.get("age_group")) if m.get("age_group") else "- (no 7-group model)",
         f"{m['n_test']:,}",
     ]
 
