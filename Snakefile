@@ -6,7 +6,8 @@
 #   and seed) -> compare (paired statistics over faces and seeds, the seed ensemble, metrics, report)
 # the recognizer attacker (recognize.enabled): identity (unmasked) and describe (one per mask set
 #   and shard): dlib's face descriptors -> recognize (heads per training set and seed, every
-#   condition) -> compare (both attackers in one report)
+#   condition) -> compare (both attackers in one report); with external test sets, describe_external
+#   (per set, version and shard) -> recognize_external (recognize's fitted heads, per set)
 #
 # The one description of the DAG: dvc.yaml is generated from it
 # (`python -m maskprivacy_workflow.dvcgen`, checked by `python -m maskprivacy_workflow.dvcgen --check`).
@@ -84,6 +85,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/recognize.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/evaluate_external.smk"
+include: "workflow/rules/recognize_external.smk"
 include: "workflow/rules/compare.smk"
 
 

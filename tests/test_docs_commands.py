@@ -97,6 +97,7 @@ DRY_RUN = [
     "snakemake --cores all --configfile presets/cpu.yaml",
     "snakemake results/recognize/report.json --cores all --configfile presets/cpu.yaml",
     "snakemake --cores all results/recognize/report.json",
+    "snakemake --cores all --configfile presets/cpu.yaml presets/recognizer_mlp.yaml",
     "snakemake --cores all --configfile presets/utkface.yaml presets/identity.yaml",
     "snakemake --cores all --configfile presets/utkface.yaml presets/identity.yaml --until split",
     "snakemake --cores all --configfile presets/mask_study.yaml",

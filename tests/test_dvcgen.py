@@ -246,6 +246,17 @@ def test_config_paths_names_selections_of_keys():
     assert dvcgen.config_paths({"seed": 0}, config) == []  # in two sections: ambiguous
     # ... unless one of them is the rule's own section
     assert dvcgen.config_paths({"seed": 0}, config, "mask") == ["mask.seed"]
+    # an external set's stage takes evaluate's (evaluate.external configures the sets)
+    both = {
+        "evaluate": {"seed": 0, "bootstrap": 100, "conditions": []},
+        "compare": {"seed": 0, "bootstrap": 100, "alpha": 0.05},
+    }
+    picked = {"seed": 0, "bootstrap": 100}
+    assert dvcgen.config_paths(picked, both, "recognize") == []  # ambiguous
+    assert dvcgen.config_paths(picked, both, "recognize_external") == [
+        "evaluate.bootstrap",
+        "evaluate.seed",
+    ]
     one = {"mask": {"sets": {"a": {"paper": 1.0}}}}
     assert dvcgen.config_paths({"a": {"paper": 1.0}}, one) == ["mask.sets.a"]  # not mask.sets
     job = {"wildcards": {"maskset": "b", "shard": "0"}}

@@ -1,6 +1,8 @@
 """End to end: the reduced demo with an external test set (demo faces in FairFace's convention,
-as a zip) through Snakemake: read, aligned and masked by their own jobs, scored by every model,
-reported next to UTKFace's test set; every row and file accounted for; dvc.yaml lists its stages."""
+as a zip) through Snakemake: read, aligned and masked by their own jobs, scored by every model
+and by the recognizer attacker (recognize.enabled, the default: its descriptors by their own
+jobs, recognize's fitted heads), reported next to UTKFace's test set; every row and file
+accounted for; dvc.yaml lists its stages."""
 
 from __future__ import annotations
 
@@ -66,6 +68,17 @@ def test_external_set_through_the_pipeline(tmp_path, demo_folder):
     assert "unmasked-ff-0-masked" in dvc["evaluate_external"]["foreach"]  # model, set, seed, faces
     assert "masked-ff-0-cloth" in dvc["evaluate_external"]["foreach"]
     assert {"ff-cloth-0", "ff-masked-0"} <= set(dvc["mask_external"]["foreach"])
+    # the recognizer: descriptors of every version (set, shard, version), one scoring job per set
+    # with recognize's heads (kept as files)
+    assert set(dvc["describe_external"]["foreach"]) == {
+        "ff-0-unmasked",
+        "ff-0-masked",
+        "ff-0-cloth",
+    }
+    assert set(dvc["recognize_external"]["foreach"]) == {"ff"}
+    # (its params, evaluate.bootstrap and seed: tests/test_dvcgen.py's config_paths test)
+    assert "results/recognize/heads/unmasked/seed0.joblib" in dvc["recognize"]["outs"]
+    assert "results/recognize/heads/masked/seed0.joblib" in dvc["recognize_external"]["do"]["deps"]
     sh(root, str(BIN / "snakemake"), "--cores", "2")
 
     manifest = pd.read_csv(root / "data/external/ff/manifest.csv")
@@ -115,3 +128,41 @@ def test_external_set_through_the_pipeline(tmp_path, demo_folder):
     page = (root / "results/report.html").read_text()
     assert "<h2>External test sets</h2>" in page and "<h3>ff</h3>" in page
     assert "UTKFace test" in page
+
+    # the recognizer attacker on the same faces, with the CNN's statistics, beside it
+    rec = json.loads((root / "results/compare/statistics.json").read_text())["recognizer"]
+    rec_ff = rec["external"]["ff"]
+    assert rec_ff["accounting"] == stats["accounting"]  # the same faces
+    assert {(r["version"], r["train"]) for r in rec_ff["results"]} == {
+        (v, t) for v in ("unmasked", "masked", "cloth") for t in ("unmasked", "masked")
+    }
+    for r in rec_ff["results"]:
+        assert {"accuracy", "accuracy_low", "accuracy_high"} <= set(r["ensemble"]["sex"])
+        assert r["seeds"] == [0] and set(r["per_seed"]) == {"0"}
+    described = read_csvs(root, "data/external/ff/describe/*/0/descriptors.csv")
+    no_descriptor = pd.read_csv(root / "results/recognize_external/ff/rejects.csv")
+    assert rec_ff["no_descriptor"]["n"] == len(no_descriptor)
+    for version in ("unmasked", "masked", "cloth"):
+        preds = pd.read_csv(
+            root / f"results/recognize_external/ff/{version}/masked/seed0/predictions.csv"
+        )
+        assert preds["file"].tolist() == scored
+        have = set(described[described["version"] == version]["file"])
+        lost = set(no_descriptor[no_descriptor["detail"].str.startswith(f"{version}:")]["file"])
+        assert set(scored) == (have & set(scored)) | lost  # described, or listed as a reject
+    rec_metrics = json.loads((root / "results/metrics.json").read_text())["recognizer"]
+    assert set(rec_metrics["external"]["ff"]["masked_trained_on_unmasked"]) == set(
+        metrics["masked_trained_on_unmasked"]
+    )
+    assert "<td>recognizer</td><td>ff</td><td>masked</td>" in page
+    assert "<td>recognizer</td><td>UTKFace test</td>" in page
+    assert "<td>CNN</td><td>ff</td><td>masked</td>" in page
+
+
+def read_csvs(root: Path, pattern: str) -> pd.DataFrame:
+    """The tables under ``root`` matching ``pattern``, each row with its version (the folder
+    two above the file: data/external/<set>/describe/<version>/<shard>/...)."""
+    return pd.concat(
+        [pd.read_csv(p).assign(version=p.parts[-3]) for p in sorted(root.glob(pattern))],
+        ignore_index=True,
+    )

@@ -72,7 +72,7 @@ def test_sections_match_stages():
     # identity is a stage only when split.group_by: identity (test_identity_pipeline checks it);
     # the external test sets' stages only with evaluate.external, whose parameters they take
     # (test_external_pipeline checks them)
-    external = {"external", "evaluate_external"}
+    external = {"external", "evaluate_external", "recognize_external"}
     stages = set(dvc["stages"]) | {"identity"} | external
     # describe is identity's job on the masked faces, with identity's parameters (one network
     # and one setting for every version of a face): no section of its own

@@ -119,6 +119,34 @@ def test_a_class_rarer_than_the_folds_still_gets_heads_one_class_is_an_error():
         recognizer.recognize(split, versions, CONDITIONS[:1], [0], CFG)
 
 
+def test_the_mlp_head_is_used_when_asked_and_seeded_by_the_seed():
+    """recognize.head: mlp fits scikit-learn MLPs (one hidden layer, early stopping) in place of
+    the linear heads; the seed draws them, so one seed gives the same predictions twice."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    split, versions = synthetic(n=200)
+    cfg = {"cv": 2, "strengths": [0.1, 1.0], "head": "mlp"}
+    keep: dict = {}
+    preds, _, summary = recognizer.recognize(split, versions, CONDITIONS[:1], [0], cfg, keep=keep)
+    heads = keep[("unmasked", 0)]
+    for head in (heads.sex, heads.race):
+        mlp = head[-1].best_estimator_
+        assert isinstance(mlp, MLPClassifier) and mlp.early_stopping
+        assert mlp.hidden_layer_sizes == (recognizer.HIDDEN,) and mlp.random_state == 0
+    assert isinstance(heads.age[-1].best_estimator_.regressor_, MLPRegressor)
+    assert summary["heads"]["unmasked seed 0"]["strength_chosen"]["race"] in (0.1, 1.0)
+    df = preds[("unmasked", 0)]
+    assert list(df.columns) == EVALUATE_COLUMNS
+    test = split[split["split"] == "test"]
+    assert (df["sex_pred"].to_numpy() == test["sex"].to_numpy()).mean() > 0.8
+    again, _, _ = recognizer.recognize(split, versions, CONDITIONS[:1], [0], cfg)
+    pd.testing.assert_frame_equal(again[("unmasked", 0)], df)
+    linear, _, _ = recognizer.recognize(split, versions, CONDITIONS[:1], [0], CFG)
+    assert not np.allclose(linear[("unmasked", 0)]["age_pred"], df["age_pred"])
+    with pytest.raises(ValueError, match="head 'svm' is not one of"):
+        recognizer.fit_heads(np.zeros((4, 128)), split.iloc[:4], {"head": "svm"}, 0)
+
+
 def write_version(path, frame):
     table = frame.reset_index().rename(columns=dict(enumerate(DESCRIPTOR_COLUMNS)))
     table.insert(1, "sha256", "0" * 64)
@@ -126,19 +154,29 @@ def write_version(path, frame):
     table.to_csv(path, index=False)
 
 
+def recognize_inputs(root):
+    """The synthetic split and versions written as the recognize job reads them: the split,
+    the download report, the identity (unmasked) and describe (masked) tables under ``root``."""
+    split, versions = synthetic()
+    split.to_csv(root / "split.csv", index=False)
+    (root / "download.json").write_text(json.dumps({"source": "path"}))
+    tables = [
+        root / "data/identity/0/descriptors.csv",
+        root / "data/describe/masked/0/descriptors.csv",
+    ]
+    write_version(tables[0], versions["unmasked"])
+    write_version(tables[1], versions["masked"])
+    inputs = Files(
+        split=root / "split.csv", descriptors=tables, download_report=root / "download.json"
+    )
+    return split, versions, inputs
+
+
 def test_recognize_stage_writes_what_evaluate_writes(tmp_path):
     """Per condition and seed: predictions and a metrics.json shaped as evaluate's, so that
     compare reads both attackers alike; the versions come from the identity and describe
     tables' paths."""
-    split, versions = synthetic()
-    split.to_csv(tmp_path / "split.csv", index=False)
-    (tmp_path / "download.json").write_text(json.dumps({"source": "path"}))
-    tables = [
-        tmp_path / "data/identity/0/descriptors.csv",
-        tmp_path / "data/describe/masked/0/descriptors.csv",
-    ]
-    write_version(tables[0], versions["unmasked"])
-    write_version(tables[1], versions["masked"])
+    split, versions, inputs = recognize_inputs(tmp_path)
     out = tmp_path / "results/recognize"
     names = [(c["name"], s) for c in CONDITIONS for s in (0, 1)]
     pred_files = [out / f"{c}/seed{s}/predictions.csv" for c, s in names]
@@ -152,11 +190,7 @@ def test_recognize_stage_writes_what_evaluate_writes(tmp_path):
             },
             compute=Compute(threads=1),
         ),
-        Files(
-            split=tmp_path / "split.csv",
-            descriptors=tables,
-            download_report=tmp_path / "download.json",
-        ),
+        inputs,
         Files(predictions=pred_files, metrics=metric_files, rejects=out / "rejects.csv"),
         logging.getLogger("test"),
     )
@@ -200,6 +234,104 @@ def test_recognize_stage_writes_what_evaluate_writes(tmp_path):
     assert "Second attacker" in page and "tests of the recognizer" in page
     with pytest.raises(ValueError, match="neither an identity nor a describe table"):
         recognize_stage.version_of("data/align/0/landmarks.csv")
+
+
+def test_recognize_keeps_its_heads_and_recognize_external_scores_with_them(tmp_path):
+    """With external sets, recognize writes its fitted heads; recognize_external applies those
+    very heads (no refit) to an external set's versions, on the faces that passed align and
+    every mask set, in evaluate_external's format; a face without a descriptor is predicted from
+    the training prior and listed."""
+    from maskprivacy.stages import recognize_external
+
+    split, versions, inputs = recognize_inputs(tmp_path)
+    conds = CONDITIONS[:2]
+    heads = [tmp_path / f"results/recognize/heads/{d}/seed0.joblib" for d in ("masked", "unmasked")]
+    out = tmp_path / "results/recognize"
+    recognize_stage.run(
+        StageConfig(
+            params=CFG,
+            extra={"seeds": [0], "evaluate": {"conditions": conds, "bootstrap": 100, "seed": 0}},
+        ),
+        inputs,
+        Files(
+            predictions=[out / f"{c['name']}/seed0/predictions.csv" for c in conds],
+            metrics=[out / f"{c['name']}/seed0/metrics.json" for c in conds],
+            rejects=out / "rejects.csv",
+            heads=heads,
+        ),
+        logging.getLogger("test"),
+    )
+    kept = recognizer.load_heads(heads[1])
+    assert kept.chosen and isinstance(kept, recognizer.Heads)
+
+    # the external set "ff": 30 faces of the synthetic set (their descriptors, other names);
+    # align lost one, mask another; the masked version has no descriptor of a third
+    ext = tmp_path / "data/external/ff"
+    files = [f"ff_{i}.jpg" for i in range(30)]
+    source = split.iloc[:30]
+    age = source["age"].to_numpy()
+    labels = pd.DataFrame(
+        {
+            "file": files,
+            "sex": source["sex"].to_numpy(),
+            "race": source["race"].to_numpy(),
+            "age": np.nan,  # an age range only, as FairFace gives
+            "age_low": age - 5,
+            "age_high": age + 5,
+        }
+    )
+    ext.mkdir(parents=True)
+    labels.to_csv(ext / "manifest.csv", index=False)
+    pd.DataFrame({"file": files[1:]}).to_csv(ext / "landmarks.csv", index=False)
+    (ext / "mask/masked/0").mkdir(parents=True)
+    pd.DataFrame({"file": files[:29]}).to_csv(ext / "mask/masked/0/masks.csv", index=False)
+    described = {}
+    for version in ("unmasked", "masked"):
+        frame = versions[version].iloc[:30].set_axis(pd.Index(files, name="file"))
+        if version == "masked":
+            frame = frame.drop(files[5])
+        described[version] = frame
+        write_version(ext / f"describe/{version}/0/descriptors.csv", frame)
+    res = tmp_path / "results/recognize_external/ff"
+    jobs = [(v, d) for v in ("unmasked", "masked") for d in ("masked", "unmasked")]
+    summary = recognize_external.run(
+        StageConfig(params={"bootstrap": 100, "seed": 0}, wildcards={"ext": "ff"}),
+        Files(
+            manifest=ext / "manifest.csv",
+            landmarks=[ext / "landmarks.csv"],
+            masks=[ext / "mask/masked/0/masks.csv"],
+            descriptors=[ext / f"describe/{v}/0/descriptors.csv" for v in ("unmasked", "masked")],
+            heads=heads,
+            download_report=tmp_path / "download.json",
+        ),
+        Files(
+            predictions=[res / f"{v}/{d}/seed0/predictions.csv" for v, d in jobs],
+            metrics=[res / f"{v}/{d}/seed0/metrics.json" for v, d in jobs],
+            rejects=res / "rejects.csv",
+        ),
+        logging.getLogger("test"),
+    )
+    scored = files[1:29]
+    assert summary["n_faces"] == len(scored) and summary["n_no_descriptor"] == 1
+    for version, train in jobs:
+        preds = read_table(res / f"{version}/{train}/seed0/predictions.csv")
+        assert list(preds.columns) == EVALUATE_COLUMNS and preds["file"].tolist() == scored
+        # the very heads recognize fitted: the same predictions from the kept file
+        want, missing = recognizer.predict(
+            recognizer.load_heads(res.parents[1] / f"recognize/heads/{train}/seed0.joblib"),
+            scored,
+            described[version],
+            preds["condition"].iat[0],
+        )
+        pd.testing.assert_frame_equal(preds, want, check_dtype=False)
+        assert missing == ([files[5]] if version == "masked" else [])
+        m = json.loads((res / f"{version}/{train}/seed0/metrics.json").read_text())
+        assert (m["set"], m["version"], m["train"], m["seed"]) == ("ff", version, train, 0)
+        assert {"sex", "race", "age_range"} <= set(m) and m["n_faces"] == len(scored)
+    rejects = read_table(res / "rejects.csv")
+    assert rejects[["file", "stage", "reason"]].values.tolist() == [
+        [files[5], "recognize_external", "no_descriptor"]
+    ]
 
 
 # --------------------------------------------------------------------------------------------

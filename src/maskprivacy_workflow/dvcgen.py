@@ -76,7 +76,8 @@ def config_paths(value: Any, config: dict[str, Any], rule: str = "") -> list[str
     rule's ``mask.seed``, ... and its set's ``mask.sets.<set>``, even when that set is the only
     one), or a key of a section (``evaluate.conditions``); [] if none, or if the keys of the
     selection are in more than one mapping and none of them is the ``rule``'s own section
-    (evaluate's ``bootstrap`` and ``seed`` are also compare's: evaluate's are meant)."""
+    (evaluate's ``bootstrap`` and ``seed`` are also compare's: evaluate's are meant, also for
+    the external sets' ``*_external`` stages)."""
     for sec, cfg in config.items():
         if isinstance(value, dict | list) and value == cfg:
             return [sec]
@@ -90,8 +91,10 @@ def config_paths(value: Any, config: dict[str, Any], rule: str = "") -> list[str
             if all(k in node and node[k] == v for k, v in value.items())
         ]
         if len(found) > 1 and rule:
-            # the rule's own section (align_external's is align's)
-            found = [f for f in found if f[0].split(".")[0] in (rule, rule.split("_")[0])]
+            # the rule's own section (align_external's is align's; an external set's stage takes
+            # evaluate's, as evaluate.external configures the sets: recognize_external's)
+            own = {rule, rule.split("_")[0], *(["evaluate"] if rule.endswith("_external") else [])}
+            found = [f for f in found if f[0].split(".")[0] in own]
         if len(found) == 1:
             return found[0]
     for sec, cfg in config.items():

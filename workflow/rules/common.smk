@@ -167,3 +167,43 @@ def recognizer_inputs():
         recognizer_metrics=recognizer_outputs("metrics.json"),
         recognizer_rejects="results/recognize/rejects.csv",
     )
+
+
+def recognizer_heads():
+    """recognize.enabled with external test sets (evaluate.external): recognize keeps its fitted
+    heads, one file per training set and seed, for recognize_external; else none."""
+    if not (RECOGNIZE and config["evaluate"].get("external")):
+        return {}
+    return dict(heads=heads_files())
+
+
+def heads_files():
+    """recognize's fitted heads: results/recognize/heads/<training set>/seed<seed>.joblib."""
+    return expand(
+        "results/recognize/heads/{dataset}/seed{seed}.joblib", dataset=TRAIN_SETS, seed=SEEDS
+    )
+
+
+def external_images(ext, version, shards):
+    """An external set's image folders, one per shard, of one version: as aligned (unmasked) or
+    under a mask set."""
+    stage = "align" if version == "unmasked" else f"mask/{version}"
+    return expand(
+        "data/external/{ext}/{stage}/{shard}/images", ext=ext, stage=stage, shard=shards
+    )
+
+
+def external_faces():
+    """An external set's manifest and the tables of the faces every version has (align's
+    landmarks, each mask set's masks): the faces evaluate_external and recognize_external score."""
+    return dict(
+        manifest="data/external/{ext}/manifest.csv",
+        landmarks=expand(
+            "data/external/{{ext}}/align/{shard}/landmarks.csv", shard=SHARDS
+        ),
+        masks=expand(
+            "data/external/{{ext}}/mask/{maskset}/{shard}/masks.csv",
+            maskset=MASK_SETS,
+            shard=SHARDS,
+        ),
+    )

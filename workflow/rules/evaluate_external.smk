@@ -2,27 +2,9 @@
 # faces under each mask set (sets, versions and paths: external.smk); the same faces for every model and version.
 rule evaluate_external:
     input:
-        manifest="data/external/{ext}/manifest.csv",
-        # the faces every version has
-        landmarks=expand(
-            "data/external/{{ext}}/align/{shard}/landmarks.csv", shard=SHARDS
-        ),
-        masks=expand(
-            "data/external/{{ext}}/mask/{maskset}/{shard}/masks.csv",
-            maskset=MASK_SETS,
-            shard=SHARDS,
-        ),
+        **external_faces(),  # the manifest and the faces every version has
         model="results/train/{dataset}/seed{seed}/model.pt",
-        images=lambda wildcards: expand(
-            "data/external/{ext}/{stage}/{shard}/images",
-            ext=wildcards.ext,
-            stage=(
-                "align"
-                if wildcards.version == "unmasked"
-                else f"mask/{wildcards.version}"
-            ),
-            shard=SHARDS,
-        ),
+        images=lambda wildcards: external_images(wildcards.ext, wildcards.version, SHARDS),
         download_report="data/download/report.json",
         code=code("evaluate_external"),
     output:

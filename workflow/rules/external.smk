@@ -3,7 +3,9 @@
 # the same parameters, as jobs of its own (align_external: one per set and shard; mask_external:
 # one per set, mask set and shard),
 # then every trained model (training set, seed) scores its unmasked and its masked faces
-# (evaluate_external.smk). compare reports them next to UTKFace's test set.
+# (evaluate_external.smk). compare reports them next to UTKFace's test set. With recognize.enabled,
+# the recognizer attacker too: describe_external (one job per set, version and shard) gives dlib's
+# descriptors of every version, recognize_external (one per set) applies recognize's fitted heads.
 EXTERNAL_SETS = config["evaluate"].get("external") or {}
 EXTERNAL = sorted(EXTERNAL_SETS)
 # the versions of a set's faces: as aligned (unmasked), and under each mask set (mask.sets)
@@ -37,6 +39,22 @@ EXTERNAL_INPUTS = (
             version=EXTERNAL_VERSIONS,
             dataset=TRAIN_SETS,
             seed=SEEDS,
+        ),
+        **(
+            dict(
+                recognizer_external_predictions=expand(
+                    "results/recognize_external/{ext}/{version}/{dataset}/seed{seed}/predictions.csv",
+                    ext=EXTERNAL,
+                    version=EXTERNAL_VERSIONS,
+                    dataset=TRAIN_SETS,
+                    seed=SEEDS,
+                ),
+                recognizer_external_rejects=expand(
+                    "results/recognize_external/{ext}/rejects.csv", ext=EXTERNAL
+                ),
+            )
+            if RECOGNIZE
+            else {}
         ),
     )
     if EXTERNAL
@@ -108,3 +126,20 @@ use rule mask as mask_external with:
         ),
     log:
         "logs/external/{ext}/mask/{maskset}/{shard}.log",
+
+
+# the recognizer attacker (recognize.enabled): dlib's descriptor of each version of a set's faces
+# (unmasked: as aligned; each mask set's), the describe job with the identity: parameters
+use rule describe as describe_external with:
+    input:
+        images=lambda wildcards: external_images(
+            wildcards.ext, wildcards.version, [wildcards.shard]
+        )[0],
+        landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
+        code=code("describe"),
+    output:
+        descriptors="data/external/{ext}/describe/{version}/{shard}/descriptors.csv",
+        rejects="data/external/{ext}/describe/{version}/{shard}/rejects.csv",
+        report="data/external/{ext}/describe/{version}/{shard}/report.json",
+    log:
+        "logs/external/{ext}/describe/{version}/{shard}.log",

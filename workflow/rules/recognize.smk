@@ -10,6 +10,7 @@ rule recognize:
         metrics=recognizer_outputs("metrics.json"),
         rejects="results/recognize/rejects.csv",
         report="results/recognize/report.json",
+        **recognizer_heads(),  # evaluate.external: the fitted heads, for recognize_external
     log:
         "logs/recognize.log",
     conda:

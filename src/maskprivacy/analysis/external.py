@@ -18,7 +18,8 @@ label, each metric with a seeded percentile bootstrap 95% interval over those fa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import pandas as pd
 from maskprivacy.analysis import stats
 from maskprivacy.analysis.conditions import classification_with_intervals, ensemble_predictions
 from maskprivacy.analysis.metrics import mae, rmse
-from maskprivacy.core.io import read_table
+from maskprivacy.core.io import read_table, write_json, write_table
 from maskprivacy.core.labels import RACES, SEXES
 
 ATTRIBUTES = ("sex", "race", "age", "age_range")
@@ -133,6 +134,44 @@ def faces_in_every_version(
     return manifest[keep].reset_index(drop=True)
 
 
+def scored_faces(
+    manifest: str | os.PathLike,
+    landmarks: Sequence[str | os.PathLike],
+    masks: Sequence[str | os.PathLike],
+    name: str,
+    stage: str,
+) -> pd.DataFrame:
+    """The faces of external set ``name`` every model, attacker and version is scored on: those
+    of its ``manifest`` that passed align (``landmarks``: one table per shard) and every mask set
+    (``masks``: ``data/external/<set>/mask/<mask set>/<shard>/masks.csv``)."""
+    versions: dict[str, list[pd.DataFrame]] = {"unmasked": [read_table(t) for t in landmarks]}
+    for table in masks:
+        versions.setdefault(Path(table).parts[-3], []).append(read_table(table))
+    faces = faces_in_every_version(read_table(manifest), versions)
+    if faces.empty:
+        raise ValueError(
+            f"{stage}: no face of external set {name!r} passed align and every mask set"
+        )
+    return faces
+
+
+def write_scores(
+    outputs: Mapping[str, Any],
+    faces: pd.DataFrame,
+    preds: pd.DataFrame,
+    n_boot: int,
+    seed: int,
+    job: dict[str, Any],
+) -> dict[str, Any]:
+    """Write one model's ``preds`` on an external set's ``faces`` (``outputs["predictions"]``)
+    and their :func:`external_metrics` after ``job`` (set, version, train, seed, data_source:
+    ``outputs["metrics"]``); return the metrics."""
+    metrics = external_metrics(faces, preds, n_boot, seed)
+    write_table(outputs["predictions"], preds)
+    write_json(outputs["metrics"], {**job, **metrics})
+    return metrics
+
+
 def summarise(
     manifest: pd.DataFrame,
     predictions: dict[tuple[str, str], dict[int, pd.DataFrame]],
@@ -182,14 +221,19 @@ def summarise(
     }
 
 
-def from_inputs(inputs: Mapping[str, Any], n_boot: int, seed: int) -> dict[str, Any]:
+def from_inputs(
+    inputs: Mapping[str, Any], n_boot: int, seed: int, attacker: str = "external_predictions"
+) -> dict[str, Any]:
     """Every external set's :func:`summarise`, by name, from compare's inputs: each set's
     ``external_reports`` and ``external_manifests`` (``data/external/<set>/{report.json,
     manifest.csv}``), ``external_rejects`` (``data/external/<set>/.../rejects.csv``: the
-    ingest's, align's and mask's) and ``external_predictions``
-    (``results/external/<set>/<version>/<training set>/seed<seed>/predictions.csv``)."""
+    ingest's, align's and mask's) and the ``attacker``'s predictions: the CNN's
+    ``external_predictions``
+    (``results/external/<set>/<version>/<training set>/seed<seed>/predictions.csv``), or the
+    recognizer's ``recognizer_external_predictions`` (``results/recognize_external/...``, the
+    same layout)."""
     reports, manifests = inputs["external_reports"], inputs["external_manifests"]
-    rejects, predictions = inputs["external_rejects"], inputs["external_predictions"]
+    rejects, predictions = inputs["external_rejects"], inputs[attacker]
 
     def set_of(path: str) -> str:
         return Path(path).parts[2]

@@ -38,9 +38,13 @@ import numpy as np
 import pandas as pd
 
 from maskprivacy.core.labels import AGE_MAX, RACES, SEXES
+from maskprivacy.core.plumbing import atomic_path
 from maskprivacy.faces.descriptors import read_descriptors
 
-DEFAULTS: dict[str, Any] = {"cv": 3, "strengths": [0.01, 0.1, 1.0, 10.0, 100.0]}
+DEFAULTS: dict[str, Any] = {"cv": 3, "strengths": [0.01, 0.1, 1.0, 10.0, 100.0], "head": "linear"}
+HEADS = ("linear", "mlp")
+HIDDEN = 128  # the MLP head's one hidden layer (ReLU units)
+MLP_BATCH = 32  # its minibatch (clipped to the training part's size)
 
 
 @dataclass
@@ -66,18 +70,52 @@ def load_versions(tables: dict[str, Sequence[str | os.PathLike]]) -> dict[str, p
     return out
 
 
+def _folds(cfg: dict[str, Any], seed: int, stratified: bool):
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    kind = StratifiedKFold if stratified else KFold
+    return kind(int(cfg["cv"]), shuffle=True, random_state=seed)
+
+
+def _mlp(kind: str, seed: int):
+    """One hidden layer of ``HIDDEN`` ReLU units (adam on batches of ``MLP_BATCH``: scikit-learn's
+    default, 200, takes one step an epoch on a small set and early stopping then ends it before
+    it learns), early stopping when a held-out tenth of the training data
+    (``validation_fraction``) has not improved for 10 epochs; weights, batches and that tenth
+    drawn from ``seed``."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    model = MLPClassifier if kind == "classifier" else MLPRegressor
+    return model(
+        hidden_layer_sizes=(HIDDEN,),
+        early_stopping=True,
+        validation_fraction=0.1,
+        batch_size=MLP_BATCH,
+        n_iter_no_change=10,
+        max_iter=500,
+        random_state=seed,
+    )
+
+
 def _classifier(cfg: dict[str, Any], seed: int, threads: int):
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    cs = [1.0 / s for s in cfg["strengths"]]
-    folds = StratifiedKFold(int(cfg["cv"]), shuffle=True, random_state=seed)
+    folds = _folds(cfg, seed, stratified=True)
+    if cfg["head"] == "mlp":  # its L2 strength (alpha) chosen by the same cross-validation
+        from sklearn.model_selection import GridSearchCV
+
+        grid = {"alpha": [float(s) for s in cfg["strengths"]]}
+        head = GridSearchCV(
+            _mlp("classifier", seed), grid, cv=folds, scoring="accuracy", n_jobs=threads
+        )
+        return make_pipeline(StandardScaler(), head)
+    from sklearn.linear_model import LogisticRegressionCV
+
     return make_pipeline(
         StandardScaler(),
         LogisticRegressionCV(
-            Cs=cs,
+            Cs=[1.0 / s for s in cfg["strengths"]],
             cv=folds,
             max_iter=2000,
             n_jobs=threads,
@@ -88,17 +126,41 @@ def _classifier(cfg: dict[str, Any], seed: int, threads: int):
     )
 
 
-def _regressor(cfg: dict[str, Any], seed: int):
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold
+def _regressor(cfg: dict[str, Any], seed: int, threads: int = 1):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    folds = KFold(int(cfg["cv"]), shuffle=True, random_state=seed)
+    folds = _folds(cfg, seed, stratified=False)
     alphas = [float(s) for s in cfg["strengths"]]
+    if cfg["head"] == "mlp":  # on standardised ages (back to years on predict)
+        from sklearn.compose import TransformedTargetRegressor
+        from sklearn.model_selection import GridSearchCV
+
+        mlp = TransformedTargetRegressor(_mlp("regressor", seed), transformer=StandardScaler())
+        head = GridSearchCV(
+            mlp,
+            {"regressor__alpha": alphas},
+            cv=folds,
+            scoring="neg_mean_absolute_error",
+            n_jobs=threads,
+        )
+        return make_pipeline(StandardScaler(), head)
+    from sklearn.linear_model import RidgeCV
+
     return make_pipeline(
         StandardScaler(), RidgeCV(alphas=alphas, cv=folds, scoring="neg_mean_absolute_error")
     )
+
+
+def _strength(model: Any) -> float:
+    """The L2 strength cross-validation chose for a fitted head (as ``recognize.strengths``
+    names it)."""
+    head = model[-1]
+    if hasattr(head, "best_params_"):  # mlp: GridSearchCV over alpha
+        return float(next(iter(head.best_params_.values())))
+    if hasattr(head, "C_"):  # logistic: C = 1 / strength
+        return 1.0 / float(np.ravel(head.C_)[0])
+    return float(head.alpha_)  # ridge
 
 
 def _frequencies(y: np.ndarray, n: int) -> np.ndarray:
@@ -111,6 +173,8 @@ def fit_heads(
 ) -> Heads:
     """Fit the three heads on descriptors ``x`` (N, 128) and ``labels`` (sex, race, age)."""
     cfg = {**DEFAULTS, **(cfg or {})}
+    if cfg["head"] not in HEADS:
+        raise ValueError(f"recognize: head {cfg['head']!r} is not one of {HEADS}")
     x = np.asarray(x, dtype=np.float64)  # lbfgs converges faster in float64 here
     sex, race = labels["sex"].to_numpy(int), labels["race"].to_numpy(int)
     age = labels["age"].to_numpy(float)
@@ -125,7 +189,7 @@ def fit_heads(
         # scikit-learn fits every class in every fold all the same
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         heads = [_classifier(cfg, seed, threads).fit(x, y) for y in (sex, race)]
-        ridge = _regressor(cfg, seed).fit(x, age)
+        ridge = _regressor(cfg, seed, threads).fit(x, age)
     return Heads(
         sex=heads[0],
         race=heads[1],
@@ -133,12 +197,26 @@ def fit_heads(
         prior_sex=_frequencies(sex, len(SEXES)),
         prior_race=_frequencies(race, len(RACES)),
         median_age=float(np.median(age)),
-        chosen={
-            "sex": 1.0 / float(np.ravel(heads[0][-1].C_)[0]),
-            "race": 1.0 / float(np.ravel(heads[1][-1].C_)[0]),
-            "age": float(ridge[-1].alpha_),
-        },
+        chosen={"sex": _strength(heads[0]), "race": _strength(heads[1]), "age": _strength(ridge)},
     )
+
+
+def save_heads(path: str | os.PathLike, heads: Heads) -> None:
+    """Write fitted heads (joblib's pickle, atomically): ``recognize`` keeps them so that the
+    external test sets are scored by the very heads the UTKFace conditions were (no refit)."""
+    import joblib
+
+    with atomic_path(path, suffix=".joblib") as tmp:
+        joblib.dump(heads, tmp)
+
+
+def load_heads(path: str | os.PathLike) -> Heads:
+    import joblib
+
+    heads = joblib.load(path)
+    if not isinstance(heads, Heads):
+        raise ValueError(f"recognize: {path} holds no fitted heads")
+    return heads
 
 
 def _probabilities(model: Any, x: np.ndarray, n: int) -> np.ndarray:
@@ -184,17 +262,19 @@ def recognize(
     cfg: dict[str, Any],
     threads: int = 1,
     log: Any = None,
+    keep: dict[tuple[str, int], Heads] | None = None,
 ) -> tuple[dict[tuple[str, int], pd.DataFrame], list[dict[str, str]], dict[str, Any]]:
     """Heads per training set and seed, tested on every condition's test set: the predictions
     per (condition, seed) on the split's test part (in its order), the rejects (faces without
-    a descriptor) and a summary (faces used, the strengths chosen)."""
+    a descriptor) and a summary (faces used, the strengths chosen). ``keep``: a dict that gets
+    the fitted heads by (training set, seed)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(max(1, int(threads))):  # BLAS as wide as the job's cores, no wider
-        return _recognize(split, versions, conditions, seeds, cfg, threads, log)
+        return _recognize(split, versions, conditions, seeds, cfg, threads, log, keep)
 
 
-def _recognize(split, versions, conditions, seeds, cfg, threads, log):
+def _recognize(split, versions, conditions, seeds, cfg, threads, log, keep):
     train = split[split["split"] == "train"]
     test = split[split["split"] == "test"].reset_index(drop=True)
     if test.empty or train.empty:
@@ -206,10 +286,12 @@ def _recognize(split, versions, conditions, seeds, cfg, threads, log):
         version = versions[dataset]
         used = train[train["file"].isin(version.index)]
         for f in train.loc[~train["file"].isin(version.index), "file"]:
-            rejects[(dataset, f)] = _reject(f, dataset, "train")
+            rejects[(dataset, f)] = no_descriptor(f, dataset, "train")
         x = version.loc[used["file"]].to_numpy(np.float32)
         for seed in seeds:
             heads = fit_heads(x, used, cfg, seed, threads)
+            if keep is not None:
+                keep[(dataset, seed)] = heads
             summary["heads"][f"{dataset} seed {seed}"] = {
                 "n_train": int(len(used)),
                 "strength_chosen": heads.chosen,
@@ -224,12 +306,14 @@ def _recognize(split, versions, conditions, seeds, cfg, threads, log):
                 )
                 preds[(cond["name"], seed)] = df
                 for f in missing:
-                    rejects[(cond["test"], f)] = _reject(f, cond["test"], "test")
+                    rejects[(cond["test"], f)] = no_descriptor(f, cond["test"], "test")
     summary["n_no_descriptor"] = len(rejects)
     return preds, list(rejects.values()), summary
 
 
-def _reject(file: str, version: str, part: str) -> dict[str, str]:
+def no_descriptor(file: str, version: str, part: str, stage: str = "recognize") -> dict[str, str]:
+    """The reject row of a face without a descriptor in ``version``: left out of training
+    (``part`` train), else predicted from the training prior."""
     what = (
         "left out of the heads' training"
         if part == "train"
@@ -237,7 +321,7 @@ def _reject(file: str, version: str, part: str) -> dict[str, str]:
     )
     return {
         "file": file,
-        "stage": "recognize",
+        "stage": stage,
         "reason": "no_descriptor",
         "detail": f"{version}: no descriptor ({part} part); {what}",
     }

@@ -401,7 +401,7 @@ def render(
 {study_section}
 {_recognizer_answer(statistics)}
 {_answer_tables(statistics)}
-{external_report.section(statistics.get("external"), statistics.get("condition_definitions", []), conds)}
+{external_report.section(statistics.get("external"), statistics.get("condition_definitions", []), conds, statistics.get("recognizer"))}
 {recognizer_section(statistics.get("recognizer"))}
 {_chance_section(statistics)}
 {_method_section(statistics)}

@@ -8,7 +8,8 @@ report from :mod:`maskprivacy.report.html` (with :mod:`maskprivacy.report.study`
 study). With ``recognize.enabled``, the recognizer attacker's predictions (the ``recognize``
 job's, in evaluate's format) get the same statistics under ``statistics["recognizer"]`` and
 ``metrics["recognizer"]``, with a Holm family of their own, and a section of the report
-(docs/recognizer.md). No torch here: compare runs in a light environment.
+(docs/recognizer.md); with external test sets, the recognizer's results on them too
+(``statistics["recognizer"]["external"]``, beside the CNN's in the report's external table). No torch here: compare runs in a light environment.
 """
 
 from __future__ import annotations
@@ -104,17 +105,36 @@ def recognizer_statistics(
         inputs.recognizer_predictions, inputs.recognizer_metrics, names, seeds, test, "recognizer "
     )
     core, ens = compare.compare_conditions(test, split, preds, per_seed, cfg["baseline"], cfg)
-    rejects = read_table(inputs.recognizer_rejects)
-    return {
+    out = {
         "attacker": "dlib face recognizer descriptors + scikit-learn heads",
         **core,
         "holm_scope": "the recognizer (its own family, apart from the CNN's)",
         "by_mask_type": compare.by_mask_type(test, ens, conditions, masks),
-        "no_descriptor": {
-            "n": int(len(rejects)),
-            "by_detail": rejects["detail"].value_counts().to_dict() if len(rejects) else {},
-        },
+        "no_descriptor": no_descriptor(read_table(inputs.recognizer_rejects)),
     }
+    if "recognizer_external_predictions" in inputs:  # evaluate.external: the same heads on them
+        out["external"] = recognizer_external(inputs, cfg)
+    return out
+
+
+def no_descriptor(rejects: pd.DataFrame) -> dict[str, Any]:
+    """The recognizer's faces without a descriptor (its rejects): how many, by detail."""
+    return {
+        "n": int(len(rejects)),
+        "by_detail": rejects["detail"].value_counts().to_dict() if len(rejects) else {},
+    }
+
+
+def recognizer_external(inputs: Files, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The recognizer on the external test sets (the recognize_external jobs' predictions): per
+    set, the CNN's statistics (:func:`maskprivacy.analysis.external.summarise`) and the faces
+    without a descriptor (predicted from the training prior)."""
+    out = external.from_inputs(
+        inputs, cfg["bootstrap"], cfg["seed"], "recognizer_external_predictions"
+    )
+    for path in inputs.recognizer_external_rejects:  # results/recognize_external/<set>/rejects.csv
+        out[Path(path).parts[-2]]["no_descriptor"] = no_descriptor(read_table(path))
+    return out
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
@@ -166,6 +186,10 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         )
     if "external" in statistics:
         metrics["external"] = external.metrics_summary(statistics["external"])
+    if "external" in statistics.get("recognizer", {}):
+        metrics["recognizer"]["external"] = external.metrics_summary(
+            statistics["recognizer"]["external"]
+        )
     histories = by_model(inputs.histories, datasets, seeds)
     sets = used_sets(config.extra["all"]["mask"]["sets"], conditions)
     section = ""

@@ -34,6 +34,13 @@ def version_of(path: str) -> str:
     raise ValueError(f"recognize: {path} is neither an identity nor a describe table")
 
 
+def heads_of(path: str | Path) -> tuple[str, int]:
+    """(training set, seed) of a heads file ``recognize`` keeps for the external test sets:
+    ``results/recognize/heads/<training set>/seed<seed>.joblib``."""
+    p = Path(path)
+    return p.parent.name, int(p.stem.removeprefix("seed"))
+
+
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     cfg = dict(config.params)
     ev = config.extra["evaluate"]
@@ -49,9 +56,12 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     split = read_table(inputs.split)
     test = test_part(inputs.split)
     data_source = json.loads(Path(inputs.download_report).read_text())["source"]
+    fitted: dict[tuple[str, int], recognizer.Heads] = {}
     preds, rejects, summary = recognizer.recognize(
-        split, versions, conditions, seeds, cfg, config.compute.threads, log
+        split, versions, conditions, seeds, cfg, config.compute.threads, log, fitted
     )
+    for path in outputs.get("heads", []):  # evaluate.external: kept for recognize_external
+        recognizer.save_heads(path, fitted[heads_of(path)])
     files = iter(zip(outputs.predictions, outputs.metrics, strict=True))
     headlines: dict[str, Any] = {}
     for cond in conditions:  # condition-major, seed-minor: the rule's expand() order
