@@ -46,6 +46,10 @@ def test_choose_face_keeps_the_largest_and_breaks_ties_by_the_centre():
     # two of like size (within TIE_AREA): the one nearer the centre
     assert faces.choose_face([(0, 0, 80, 80), (60, 60, 138, 138)], 200, 200) == 1
     assert faces.choose_face([(60, 60, 138, 138), (0, 0, 80, 80)], 200, 200) == 0
+    # a face cut by the edge counts by its part inside the image: dlib's box reaches past the
+    # edge (a neighbour's face cut by the crop), so the whole box would outsize the subject's
+    assert faces.choose_face([(-100, 50, 60, 210), (110, 60, 230, 180)], 300, 300) == 1
+    assert faces.choose_face([(110, 60, 230, 180), (250, 50, 410, 210)], 300, 300) == 0
     assert faces.several_faces_note(1) == "" and faces.faces_in("") == 1
     assert faces.faces_in(faces.several_faces_note(3)) == 3
 
