@@ -172,3 +172,26 @@ def test_mask_contact_sheet_adds_the_faces_the_fallback_found():
     rows = mask.sheet_rows(table, masked, [0, 4, 8])
     assert rows == [0, 4, 8, 9]  # the spread, then the fallback's masked faces not yet shown
     assert mask.sheet_label(table, 9) == "cnn1: 9.jpg" and mask.sheet_label(table, 0) == "0.jpg"
+
+
+def test_an_external_set_gets_no_prior_box(tmp_path, monkeypatch):
+    """align.prealigned is UTKFace's framing: align_external's jobs (wildcard ext) detect."""
+    seen = []
+    monkeypatch.setattr(
+        align_stage.align, "align_files", lambda paths, out, cfg, *a, **k: seen.append(cfg) or []
+    )
+    pd.DataFrame({"file": ["a.jpg"]}).to_csv(tmp_path / "m.csv", index=False)
+    cfg = {"size": 64, "upsample": [0], "predictor": "", "prealigned": True, "jpeg_quality": 90}
+    for wildcards, prior in [({"shard": "0"}, True), ({"shard": "0", "ext": "ff"}, False)]:
+        summary = align_stage.run(
+            StageConfig(params=cfg, wildcards=wildcards, compute=Compute(threads=1)),
+            Files(images=tmp_path, manifest=tmp_path / "m.csv", landmarks=[]),
+            Files(
+                images=tmp_path / "out",
+                landmarks=tmp_path / "lm.csv",
+                rejects=tmp_path / "rej.csv",
+            ),
+            logging.getLogger("test"),
+        )
+        assert seen.pop()["prealigned"] is prior and summary["prealigned"] is prior
+    assert cfg["prealigned"] is True  # the params themselves are left alone
