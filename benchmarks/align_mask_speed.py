@@ -24,7 +24,9 @@ images), then measures, in this process and one core unless said otherwise:
 
 Each measurement is repeated ``--repeat`` times, bare and pipeline alternating, and the best
 (least disturbed) run is reported, with the load average, since a shared machine drifts. The
-ratio compares the pipeline with bare ``detect+landmarks`` measured in the same run.
+ratio compares the pipeline with bare ``detect+landmarks`` measured in the same run; it is
+also given by CPU seconds (this process's, and the CNN helper's for the pipeline), which other
+jobs on a shared machine change far less than wall time.
 
     python benchmarks/align_mask_speed.py ../shared/data/UTKFace.tar.gz --n 1000 \\
         --params presets/utkface.yaml --json results/bench/align_mask_speed.json
