@@ -280,7 +280,7 @@ def compose(
     picture and where its face is (``face_x``, ``face_y``: centre; ``face_side``: the pasted
     crop's side, pixels; for ``two_faces`` also ``second_x``, ``second_y``, ``second_side``)."""
     p = _draw_kind(kind, rng, size)
-    canvas = (back or Image.new("RGB", (size, size), (128, 128, 128))).copy()
+    canvas = (back if back is not None else Image.new("RGB", (size, size), (128, 128, 128))).copy()
     truth: dict[str, Any] = {"angle": round(float(p["angle"]), 2), "mirrored": p["mirror"]}
     if p["second"]:
         if second is None:
