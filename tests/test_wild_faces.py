@@ -46,6 +46,10 @@ def test_choose_face_keeps_the_largest_and_breaks_ties_by_the_centre():
     # two of like size (within TIE_AREA): the one nearer the centre
     assert faces.choose_face([(0, 0, 80, 80), (60, 60, 138, 138)], 200, 200) == 1
     assert faces.choose_face([(60, 60, 138, 138), (0, 0, 80, 80)], 200, 200) == 0
+    # a face cut by the edge counts by its part inside the image: dlib's box reaches past the
+    # edge (a neighbour's face cut by the crop), so the whole box would outsize the subject's
+    assert faces.choose_face([(-100, 50, 60, 210), (110, 60, 230, 180)], 300, 300) == 1
+    assert faces.choose_face([(110, 60, 230, 180), (250, 50, 410, 210)], 300, 300) == 0
     assert faces.several_faces_note(1) == "" and faces.faces_in("") == 1
     assert faces.faces_in(faces.several_faces_note(3)) == 3
 
@@ -168,3 +172,26 @@ def test_mask_contact_sheet_adds_the_faces_the_fallback_found():
     rows = mask.sheet_rows(table, masked, [0, 4, 8])
     assert rows == [0, 4, 8, 9]  # the spread, then the fallback's masked faces not yet shown
     assert mask.sheet_label(table, 9) == "cnn1: 9.jpg" and mask.sheet_label(table, 0) == "0.jpg"
+
+
+def test_an_external_set_gets_no_prior_box(tmp_path, monkeypatch):
+    """align.prealigned is UTKFace's framing: align_external's jobs (wildcard ext) detect."""
+    seen = []
+    monkeypatch.setattr(
+        align_stage.align, "align_files", lambda paths, out, cfg, *a, **k: seen.append(cfg) or []
+    )
+    pd.DataFrame({"file": ["a.jpg"]}).to_csv(tmp_path / "m.csv", index=False)
+    cfg = {"size": 64, "upsample": [0], "predictor": "", "prealigned": True, "jpeg_quality": 90}
+    for wildcards, prior in [({"shard": "0"}, True), ({"shard": "0", "ext": "ff"}, False)]:
+        summary = align_stage.run(
+            StageConfig(params=cfg, wildcards=wildcards, compute=Compute(threads=1)),
+            Files(images=tmp_path, manifest=tmp_path / "m.csv", landmarks=[]),
+            Files(
+                images=tmp_path / "out",
+                landmarks=tmp_path / "lm.csv",
+                rejects=tmp_path / "rej.csv",
+            ),
+            logging.getLogger("test"),
+        )
+        assert seen.pop()["prealigned"] is prior and summary["prealigned"] is prior
+    assert cfg["prealigned"] is True  # the params themselves are left alone

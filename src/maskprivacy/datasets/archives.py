@@ -18,7 +18,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -384,3 +384,26 @@ def _tar_member(
     with src:
         limits.copy(archive, member.name, src, target, member.size)
     os.utime(target, (member.mtime, member.mtime))
+
+
+def read_files(
+    source: str | os.PathLike, wanted: Callable[[str], bool]
+) -> Iterator[tuple[str, bytes]]:
+    """``(base name, bytes)`` of each regular file of ``source`` (a folder, walked in sorted
+    order; a zip; or a tar, any compression) whose base name ``wanted`` accepts, read into
+    memory, never written under its own name (for benchmarks and generated sets)."""
+    source = Path(source)
+    if source.is_dir():
+        for p in sorted(source.rglob("*")):
+            if p.is_file() and wanted(p.name):
+                yield p.name, p.read_bytes()
+    elif zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as z:
+            for info in z.infolist():
+                if not info.is_dir() and wanted(posixpath.basename(info.filename)):
+                    yield posixpath.basename(info.filename), z.read(info)
+    else:
+        with tarfile.open(source) as t:
+            for m in t:
+                if m.isfile() and wanted(posixpath.basename(m.name)):
+                    yield posixpath.basename(m.name), t.extractfile(m).read()

@@ -143,8 +143,9 @@ def find_face(image: Image.Image, cfg: dict[str, Any]) -> Face:
 
 
 def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict[str, Any]:
-    """Align one file. Returns {'ok': True, image, landmarks, route, faces} (``faces``: how many
-    the detector found, one kept) or {'ok': False, reason, detail}.
+    """Align one file. Returns {'ok': True, image, landmarks, route, faces, source_landmarks}
+    (``faces``: how many the detector found, one kept; ``source_landmarks``: the landmarks in
+    the input image) or {'ok': False, reason, detail}.
 
     ``face``: its landmarks, route and detail found before (``align.landmarks``); ``None``
     runs the detection cascade.
@@ -166,6 +167,7 @@ def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict
         "landmarks": apply_affine(matrix, pts),
         "route": route,
         "faces": faces.faces_in(detail),
+        "source_landmarks": pts,
     }
 
 

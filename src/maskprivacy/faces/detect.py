@@ -23,8 +23,9 @@ steps ``align.detector`` chooses (:data:`DETECTORS`), in order:
    prior box.
 
 A detector may find several faces (a crop of a crowd holds part of a second face): one is kept
-by :func:`choose_face` (the largest box; boxes of at least :data:`TIE_AREA` of its area are
-ties, broken by the nearness of the box centre to the image centre), and the count is reported.
+by :func:`choose_face` (the largest box by its part inside the image; boxes of at least
+:data:`TIE_AREA` of its area are ties, broken by the nearness of the box centre to the image
+centre), and the count is reported.
 
 The 68-point predictor always returns 68 points, even on a profile where it cannot see the far
 eye; :func:`landmark_check` rejects landmarks whose shape is not a face's (eye distance tiny
@@ -250,10 +251,14 @@ def choose_face(boxes: list[tuple[float, float, float, float]], width: int, heig
 
     The rule: the largest box; every box of at least :data:`TIE_AREA` of its area ties with it,
     and of the ties the one whose centre is nearest the image centre wins (then the first). A
-    crop of one person with part of a neighbour keeps the person: the neighbour is cut by the
-    crop's edge (smaller) or off-centre.
+    box's area is the part of it inside the image: dlib's boxes reach past the edge of a face
+    cut by it, and a crop of one person with part of a neighbour keeps the person because the
+    neighbour is cut by the crop's edge (so shows less of itself) or off-centre.
     """
-    areas = [max(x1 - x0, 0.0) * max(y1 - y0, 0.0) for x0, y0, x1, y1 in boxes]
+    areas = [
+        max(min(x1, width - 1) - max(x0, 0), 0.0) * max(min(y1, height - 1) - max(y0, 0), 0.0)
+        for x0, y0, x1, y1 in boxes
+    ]
     top = max(areas)
     cx, cy = 0.5 * (width - 1), 0.5 * (height - 1)
 

@@ -4,6 +4,9 @@ faces each step of the detection cascade found (``routes``, and ``found_by``: ca
 or CNN) and the photos where the detector found several faces (``several_faces``; one is kept,
 :func:`maskprivacy.faces.detect.choose_face`).
 
+``align.prealigned`` (the prior box: where UTKFace's aligned crops hold the face) does not apply
+to an external test set's jobs (``align_external``, wildcard ``ext``): their faces are detected.
+
 With ``align.landmarks`` (the rule's ``landmarks`` input), each input's face is looked up by the
 sha256 of its bytes in that table (:mod:`maskprivacy.faces.landmarks`) instead of detected.
 """
@@ -59,6 +62,14 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     files = select(read_table(inputs.manifest)["file"].tolist(), shard, shards)
     paths = [Path(inputs.images) / f for f in files]
     align.check_prior_box(cfg)
+    if cfg.get("prealigned") and config.wildcards.get("ext"):
+        # an external set (align_external, wildcard ext) is not UTKFace's crops: the prior box
+        # (where those crops hold the face) would put landmarks, and a mask, where no face is
+        cfg["prealigned"] = False
+        log.info(
+            "align: external set %s: no prior box (align.prealigned is UTKFace's)",
+            config.wildcards["ext"],
+        )
     faces.check_detector(cfg.get("detector", faces.DEFAULT_DETECTOR))
     table = inputs.get("landmarks") or None
     known = known_faces(table, paths) if table else None
