@@ -232,7 +232,10 @@ def study_tables(study: Mapping[str, Any]) -> str:
                 v = "-" if cell is None else _value(attr, cell["metrics"][attr])
                 vals.append(f"**{v}**" if tr == te and cell is not None else v)
             body.append([tr, *vals])
-        out += [f"{what.capitalize()} (rows: trained on; columns: tested on; seed mean):", ""]
+        out += [
+            f"{what[0].upper()}{what[1:]} (rows: trained on; columns: tested on; seed mean):",
+            "",
+        ]
         out += [markdown(body, ["trained on", *sets]), ""]
     words = {
         "protects": "protects",
