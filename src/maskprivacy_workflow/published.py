@@ -161,7 +161,7 @@ def condition_table(st: Mapping[str, Any], attacker: str = "") -> str:
     n_seeds = len(st["seeds"])
     header = [
         f"condition{attacker}",
-        f"sex acc. [95% CI] (mean of {n_seeds} seeds)",
+        f"sex acc. [95% CI] ({'one seed' if n_seeds == 1 else f'mean of {n_seeds} seeds'})",
         "race acc. [95% CI] (balanced)",
         "age MAE, years [95% CI]",
         "seed ensemble: sex / race / MAE",
