@@ -180,7 +180,9 @@ def recognizer_heads():
 def heads_files():
     """recognize's fitted heads: results/recognize/heads/<training set>/seed<seed>.joblib."""
     return expand(
-        "results/recognize/heads/{dataset}/seed{seed}.joblib", dataset=TRAIN_SETS, seed=SEEDS
+        "results/recognize/heads/{dataset}/seed{seed}.joblib",
+        dataset=TRAIN_SETS,
+        seed=SEEDS,
     )
 
 
@@ -195,7 +197,8 @@ def external_images(ext, version, shards):
 
 def external_faces():
     """An external set's manifest and the tables of the faces every version has (align's
-    landmarks, each mask set's masks): the faces evaluate_external and recognize_external score."""
+    landmarks, each mask set's masks): the faces evaluate_external and recognize_external score.
+    """
     return dict(
         manifest="data/external/{ext}/manifest.csv",
         landmarks=expand(

@@ -4,7 +4,9 @@ rule evaluate_external:
     input:
         **external_faces(),  # the manifest and the faces every version has
         model="results/train/{dataset}/seed{seed}/model.pt",
-        images=lambda wildcards: external_images(wildcards.ext, wildcards.version, SHARDS),
+        images=lambda wildcards: external_images(
+            wildcards.ext, wildcards.version, SHARDS
+        ),
         download_report="data/download/report.json",
         code=code("evaluate_external"),
     output:

@@ -6,11 +6,11 @@ rule recognize:
         download_report="data/download/report.json",
         code=code("recognize"),
     output:
+        **recognizer_heads(),  # evaluate.external: the fitted heads, for recognize_external
         predictions=recognizer_outputs("predictions.csv"),
         metrics=recognizer_outputs("metrics.json"),
         rejects="results/recognize/rejects.csv",
         report="results/recognize/report.json",
-        **recognizer_heads(),  # evaluate.external: the fitted heads, for recognize_external
     log:
         "logs/recognize.log",
     conda:
