@@ -216,7 +216,8 @@ def test_adding_a_seed_trains_only_the_new_seeds_models(done):
 
 
 def test_adding_an_external_set_reruns_nothing_of_utkfaces(done):
-    """evaluate.external: a new set is jobs of its own (and compare), no UTKFace evaluation."""
+    """evaluate.external: a new set is jobs of its own (and compare), no UTKFace evaluation;
+    the recognizer scores it with the heads recognize already kept (recognize is not rerun)."""
     (done / "ext").mkdir(exist_ok=True)
     (done / "ext/faces.zip").write_bytes(b"stand-in")
     (done / "ext/labels.csv").write_text("file,gender\n")
@@ -236,6 +237,8 @@ def test_adding_an_external_set_reruns_nothing_of_utkfaces(done):
             "align_external": shards,
             "mask_external": shards,  # one mask set
             "evaluate_external": 2 * 2,  # two training sets (one seed) x two versions
+            "describe_external": 2 * shards,  # two versions
+            "recognize_external": 1,
             "compare": 1,
         }, reruns
     assert snakemake_reruns(done) == {} and dvc_changed(done) == {}

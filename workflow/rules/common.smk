@@ -170,9 +170,10 @@ def recognizer_inputs():
 
 
 def recognizer_heads():
-    """recognize.enabled with external test sets (evaluate.external): recognize keeps its fitted
-    heads, one file per training set and seed, for recognize_external; else none."""
-    if not (RECOGNIZE and config["evaluate"].get("external")):
+    """recognize.enabled: recognize keeps its fitted heads, one file per training set and seed,
+    for recognize_external (the external test sets); kept with or without external sets, so
+    adding one refits nothing."""
+    if not RECOGNIZE:
         return {}
     return dict(heads=heads_files())
 

@@ -6,7 +6,7 @@ rule recognize:
         download_report="data/download/report.json",
         code=code("recognize"),
     output:
-        **recognizer_heads(),  # evaluate.external: the fitted heads, for recognize_external
+        **recognizer_heads(),  # the fitted heads, for recognize_external (evaluate.external)
         predictions=recognizer_outputs("predictions.csv"),
         metrics=recognizer_outputs("metrics.json"),
         rejects="results/recognize/rejects.csv",
