@@ -204,6 +204,11 @@ def chance_line(st: Mapping[str, Any]) -> str:
     )
 
 
+def _change(attr: str, x: float) -> str:
+    """A difference as the tables print it: age in years, accuracies in points."""
+    return f"{x:+.2f}" if attr == "age" else f"{100 * x:+.1f} pt"
+
+
 def _value(attr: str, m: Mapping[str, Any]) -> str:
     return f"{m['estimate']:.2f}" if attr == "age" else f"{100 * m['estimate']:.1f}"
 
@@ -237,12 +242,8 @@ def study_tables(study: Mapping[str, Any]) -> str:
             "",
         ]
         out += [markdown(body, ["trained on", *sets]), ""]
-    words = {
-        "protects": "protects",
-        "significant_but_readable": "significant, still readable",
-        "helps_the_attacker": "helps the attacker",
-        "not_significant": "not significant",
-    }
+    from maskprivacy.report.study import STATUS  # the HTML report's words for each verdict
+
     body = []
     for s in sets:
         d = cells.get(s, {}).get(s, {}).get("difference")
@@ -251,10 +252,9 @@ def study_tables(study: Mapping[str, Any]) -> str:
         row = [s]
         for attr in ("sex", "race", "age"):
             c = d[attr]
-            unit, fmt, u = (1, "+.2f", "") if attr == "age" else (100, "+.1f", " pt")
             row.append(
-                f"{unit * c['difference']:{fmt}}{u}, p_Holm {_p(c['p_images_holm'])} "
-                f"({words.get(c['status'], c['status'])})"
+                f"{_change(attr, c['difference'])}, p_Holm {_p(c['p_images_holm'])} "
+                f"({STATUS.get(c['status'], c['status'])})"
             )
         body.append(row)
     base = mat["baseline"]["condition"]
