@@ -31,9 +31,8 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     faces = scored_faces(inputs.manifest, inputs.landmarks, inputs.masks, ext, "recognize_external")
     files = faces["file"].tolist()
     tables: dict[str, list[str]] = defaultdict(list)
-    for (
-        path
-    ) in inputs.descriptors:  # data/external/<set>/describe/<version>/<shard>/descriptors.csv
+    # data/external/<set>/describe/<version>/<shard>/descriptors.csv, by version
+    for path in inputs.descriptors:
         tables[Path(path).parts[-3]].append(path)
     versions = recognizer.load_versions(tables)
     heads = {heads_of(p): recognizer.load_heads(p) for p in inputs.heads}
