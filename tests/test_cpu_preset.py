@@ -20,8 +20,14 @@ def test_cpu_preset_is_the_utkface_study_with_the_cpu_attacker():
     cpu, gpu = preset("cpu.yaml"), preset("utkface.yaml")
     validate(cpu)
     # the same data, masks, split, conditions and statistics as the GPU preset: comparable runs
-    for section in ("download", "align", "mask", "identity", "split", "evaluate", "compare"):
+    for section in ("download", "align", "mask", "identity", "split", "compare"):
         assert cpu[section] == gpu[section], section
+    without_tta = [{k: v for k, v in p["evaluate"].items() if k != "tta"} for p in (cpu, gpu)]
+    assert without_tta[0] == without_tta[1]
+    # the CPU attacker's predictions: each face and its mirror image (evaluate.tta)
+    assert cpu["evaluate"]["tta"] == "flip"
+    # the hour goes to the CNN; presets/recognizer.yaml adds the second attacker
+    assert cpu["recognize"]["enabled"] is False
     assert cpu["train"]["seeds"] == [0, 1, 2]
     assert {c["name"] for c in cpu["evaluate"]["conditions"]} == {
         "unmasked",
@@ -45,6 +51,21 @@ def test_cpu_preset_plans_six_models_and_twelve_evaluations(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
     assert counts["train"] == "6" and counts["evaluate"] == "12" and counts["compare"] == "1"
     assert counts["align"] == "16"  # align.shards
+    assert "describe" not in counts and "recognize" not in counts and "identity" not in counts
+    # presets/recognizer.yaml adds the second attacker: descriptors of both versions, its heads
+    res = sh(
+        tmp_path,
+        str(BIN / "snakemake"),
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "presets/cpu.yaml",
+        "presets/recognizer.yaml",
+    )
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    assert counts["train"] == "6" and counts["recognize"] == "1"
+    assert counts["identity"] == "16" and counts["describe"] == "16"  # unmasked; masked, per shard
 
 
 def test_cpu_attacker_overlay_is_the_cpu_presets_network():
@@ -56,12 +77,14 @@ def test_cpu_attacker_overlay_is_the_cpu_presets_network():
     update_config(merged, preset("cpu_attacker.yaml"))
     cpu = preset("cpu.yaml")
     assert merged["train"] == cpu["train"] and merged["compute"] == cpu["compute"]
+    assert merged["evaluate"] == cpu["evaluate"]  # tta: flip
     # on the mask study it changes the network only: its sets, conditions and seeds stay
     study = preset("mask_study.yaml")
     merged = preset("mask_study.yaml")
     update_config(merged, preset("cpu_attacker.yaml"))
     validate(merged)
-    assert merged["mask"] == study["mask"] and merged["evaluate"] == study["evaluate"]
+    assert merged["mask"] == study["mask"]
+    assert merged["evaluate"] == {**study["evaluate"], "tta": "flip"}
     assert merged["train"]["seeds"] == study["train"]["seeds"]
     assert (merged["train"]["arch"], merged["train"]["image_size"]) == ("resnet18", 64)
 

@@ -120,6 +120,30 @@ def test_paper_protocol_trains_four_single_task_models(demo_tensors, tmp_path):
     assert pred["age"].shape == (4,)
 
 
+@pytest.mark.parametrize("protocol", ["multitask", "paper"])
+def test_flip_tta_is_the_mean_over_a_face_and_its_mirror(protocol):
+    """evaluate.tta: flip averages the outputs on each face and on its mirror image, so the
+    prediction no longer depends on which way a face looks; an unknown tta is refused."""
+    torch.manual_seed(0)
+    tasks_ = dict(tasks.PROTOCOLS[protocol])
+    models = {t: network.build_model("resnet18", "", n).eval() for t, n in tasks_.items()}
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    aug = images.GPUAugment({}, 32, torch.device("cpu"), 0)
+    cpu = torch.device("cpu")
+    plain = predict.predict(models, x, aug, cpu, 4, "fp32")
+    mirror = predict.predict(models, x.flip(3), aug, cpu, 4, "fp32")
+    flip = predict.predict(models, x, aug, cpu, 4, "fp32", tta="flip")
+    flip_of_mirror = predict.predict(models, x.flip(3), aug, cpu, 4, "fp32", tta="flip")
+    assert set(flip) == set(plain)
+    assert not np.allclose(plain["age"], mirror["age"])  # the network itself is not symmetric
+    for k in plain:
+        np.testing.assert_allclose(flip[k], (plain[k] + mirror[k]) / 2, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(flip[k], flip_of_mirror[k], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(flip["sex_prob"].sum(1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="tta must be one of none, flip"):
+        predict.predict(models, x, aug, cpu, 4, "fp32", tta="rotate")
+
+
 def test_age_groups_match_the_paper_buckets():
     from maskprivacy.core.labels import age_bucket
 
@@ -336,3 +360,29 @@ def test_train_and_evaluate_stages_compute_as_compute_says(tmp_path):
     assert len(read_table(ev / "predictions.csv")) == 8
     assert json.loads((ev / "metrics.json").read_text())["data_source"] == "demo"
     assert (ev / "plots" / "age_unmasked_seed0.png").exists()
+    # evaluate.tta: flip reaches the predictions (each the mean over the face and its mirror)
+    ev_flip = tmp_path / "evaluate_flip"
+    run_stage(
+        "evaluate",
+        evaluate.run,
+        StageConfig(
+            params={"bootstrap": 20, "seed": 0, "tta": "flip"},
+            extra={"condition": {"name": "unmasked", "train": "unmasked", "test": "unmasked"}},
+            wildcards={"condition": "unmasked", "seed": "0"},
+            compute=compute,
+        ),
+        Files(
+            split=str(tmp_path / "split.csv"),
+            model=str(out / "model.pt"),
+            images=images,
+            download_report=str(tmp_path / "download.json"),
+        ),
+        Files(
+            predictions=str(ev_flip / "predictions.csv"),
+            metrics=str(ev_flip / "metrics.json"),
+            plots=str(ev_flip / "plots"),
+        ),
+    )
+    plain_age = read_table(ev / "predictions.csv")["age_pred"].to_numpy()
+    flip_age = read_table(ev_flip / "predictions.csv")["age_pred"].to_numpy()
+    assert len(flip_age) == 8 and not np.allclose(plain_age, flip_age)

@@ -22,7 +22,7 @@ rule recognize:
     params:
         cfg=section_without("recognize", "enabled"),
         seeds=config["train"]["seeds"],
-        # the conditions and their metrics' bootstrap and seed (not the external sets)
-        evaluate=section_without("evaluate", "external"),
+        # the conditions and their metrics' bootstrap and seed (not the external sets, nor the CNN's tta)
+        evaluate=section_without("evaluate", "external", "tta"),
     script:
         "../scripts/recognize.py"

@@ -39,6 +39,6 @@ rule recognize_external:
         runtime=20,
     params:
         # bootstrap and seed of the metrics (as evaluate_external's); the heads carry recognize's
-        cfg=section_without("evaluate", "conditions", "external"),
+        cfg=section_without("evaluate", "conditions", "external", "tta"),
     script:
         "../scripts/recognize_external.py"

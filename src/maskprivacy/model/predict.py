@@ -19,6 +19,9 @@ from maskprivacy.model.images import GPUAugment, load_images
 from maskprivacy.model.network import N_RACE, N_SEX
 from maskprivacy.model.tasks import task_loss, task_outputs
 
+# evaluate.tta: the test-time augmentations predict knows
+TTA = ("none", "flip")
+
 
 @torch.no_grad()
 def predict(
@@ -30,10 +33,17 @@ def predict(
     precision: str = "auto",
     labels: torch.Tensor | None = None,
     cfg: TrainConfig | None = None,
+    tta: str = "none",
 ) -> dict[str, np.ndarray]:
     """Predictions of one multitask model or of several single-task models (keyed by task) for
     uint8 images: ``sex_prob``, ``race_prob``, ``age`` (years), and ``age_group_prob`` when an
-    age-group model is there. With ``labels`` (and ``cfg``), also ``loss``: the summed loss."""
+    age-group model is there. With ``labels`` (and ``cfg``), also ``loss``: the summed loss.
+
+    ``tta`` (test-time augmentation, ``evaluate.tta``): ``none``, or ``flip``: each output is the
+    mean of the model's outputs on the face and on its mirror image (probabilities and age), as
+    the training's random flips make both equally likely to the model."""
+    if tta not in TTA:
+        raise ValueError(f"predict: tta must be one of {', '.join(TTA)}, not {tta!r}")
     if isinstance(models, nn.Module):
         models = {"multitask": models}
     for m in models.values():
@@ -46,7 +56,12 @@ def predict(
         for task, model in models.items():
             with autocast(device, precision):
                 out = model(x)
-            for k, v in task_outputs(task, out).items():
+            outputs = task_outputs(task, out)
+            if tta == "flip":
+                with autocast(device, precision):
+                    mirrored = task_outputs(task, model(x.flip(3)))
+                outputs = {k: (v + mirrored[k]) / 2 for k, v in outputs.items()}
+            for k, v in outputs.items():
                 parts.setdefault(k, []).append(v)
             if labels is not None:
                 y = labels[i : i + batch_size].to(device)
@@ -85,10 +100,11 @@ def predict_condition(
     compute: Compute,
     threads: int = 1,
     progress: bool = True,
+    tta: str = "none",
 ) -> pd.DataFrame:
     """Per-image predictions of the model file's model(s) on the ``test`` rows' images: the
     predicted classes and age, and the class probabilities (so that compare can average the
-    seeds' models, the ensemble)."""
+    seeds' models, the ensemble); ``tta`` as :func:`predict`'s."""
     device = resolve_device(compute.device)
     models, payload = load_checkpoint(model_path, device)
     size = int(payload["image_size"])
@@ -100,6 +116,7 @@ def predict_condition(
         device,
         compute.eval_batch_size,
         compute.precision,
+        tta=tta,
     )
     df = pd.DataFrame(
         {

@@ -37,7 +37,15 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     data_source = json.loads(Path(inputs.download_report).read_text())["source"]
     demo = data_source == "demo"
     test = test_part(inputs.split)
-    preds = predict_condition(condition, test, inputs.model, inputs.images, config.compute, threads)
+    preds = predict_condition(
+        condition,
+        test,
+        inputs.model,
+        inputs.images,
+        config.compute,
+        threads,
+        tta=cfg.get("tta", "none"),
+    )
     full = condition_metrics(test, preds, int(cfg["bootstrap"]), int(cfg["seed"]))
     tag = f"{condition}_seed{seed}"
     with atomic_dir(outputs.plots) as tmp:

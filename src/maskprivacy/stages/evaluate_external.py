@@ -24,10 +24,16 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         inputs.manifest, inputs.landmarks, inputs.masks, w["ext"], "evaluate_external"
     )
     name = f"{w['ext']}: {w['version']}, trained on {w['dataset']}"
-    preds = predict_condition(
-        name, faces, inputs.model, inputs.images, config.compute, config.compute.threads
-    )
     cfg = config.params
+    preds = predict_condition(
+        name,
+        faces,
+        inputs.model,
+        inputs.images,
+        config.compute,
+        config.compute.threads,
+        tta=cfg.get("tta", "none"),
+    )
     job = {
         "set": w["ext"],
         "version": w["version"],
