@@ -133,6 +133,33 @@ def test_four_conditions_three_seeds_at_real_size(real_size, tmp_path):
     assert "Holm-Bonferroni" in page and "seed 2" in page and "DEMO DATA" not in page
 
 
+def test_an_attacker_whose_seeds_agree_is_judged_over_faces(real_size):
+    """Seeds that all give the same predictions (the recognizer's linear heads) leave the test
+    across seeds undefined: the verdict rests on the test over faces, as with one seed."""
+    test, split, median = real_size
+    quality = {
+        "unmasked": (0.08, 6),
+        "masked": (0.12, 8),
+        "unmasked_to_masked": (0.30, 14),
+        "masked_to_unmasked": (0.15, 9),
+    }
+    preds = {
+        c["name"]: {s: predictions(test, *quality[c["name"]], median, 1000 * k) for s in SEEDS}
+        for k, c in enumerate(FOUR)
+    }
+    per_seed = {
+        c: {s: condition_metrics(test, df, CFG["bootstrap"], 0) for s, df in by.items()}
+        for c, by in preds.items()
+    }
+    core, _ = compare.compare_conditions(test, split, preds, per_seed, "unmasked", CFG)
+    seeds_test = core["comparisons"]["masked_vs_unmasked"]["age"]["across_seeds"]
+    assert seeds_test["p_value"] is None and "no spread" in seeds_test["note"]
+    got = answer.verdicts(core)["attributes"]
+    for attr in ("sex", "race", "age"):
+        assert got[attr]["significant"] and got[attr]["status"] == "significant_but_readable"
+    assert "not significant" not in answer.sentence(core)
+
+
 def test_mask_study_49_conditions_three_seeds_at_real_size(real_size, tmp_path):
     """The mask study's matrix, its sentences, metrics and page: 7 x 7 conditions x 3 seeds."""
     test, split, median = real_size

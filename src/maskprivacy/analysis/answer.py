@@ -73,7 +73,13 @@ def verdicts(statistics: dict[str, Any]) -> dict[str, Any]:
         seeds_t = c["across_seeds"]
         multi = seeds_t["n_seeds"] >= 2
         p_seeds = seeds_t.get("p_holm", seeds_t["p_value"]) if multi else None
-        significant = p_images < alpha and (not multi or (p_seeds is not None and p_seeds < alpha))
+        # Over seeds too, when they vary: seeds that all give the same difference (a deterministic
+        # attacker, such as the recognizer's linear heads) leave no spread to test, and training
+        # randomness nothing to explain; the test over faces decides then.
+        no_spread = multi and p_seeds is None and seeds_t.get("sd") == 0
+        significant = p_images < alpha and (
+            not multi or no_spread or (p_seeds is not None and p_seeds < alpha)
+        )
         diff = c["difference"]
         privacy = diff > 0 if attr == "age" else diff < 0  # the attacker does worse
         far, bar = _far_above_chance(attr, cond, chance, margin)
