@@ -88,6 +88,19 @@ def test_heads_predict_every_condition_and_seed_in_evaluates_format():
     assert mae < 0.5 * np.abs(test["age"] - np.median(split["age"])).mean()
 
 
+def test_fits_in_parallel_give_the_heads_of_fits_one_after_another():
+    """recognize's threads fit several (training set, seed) heads at once: the same strengths
+    and predictions as one fit after another, only sooner."""
+    split, versions = synthetic()
+    keep1, keep2 = {}, {}
+    one = recognizer.recognize(split, versions, CONDITIONS, [0, 1], CFG, threads=1, keep=keep1)
+    two = recognizer.recognize(split, versions, CONDITIONS, [0, 1], CFG, threads=2, keep=keep2)
+    assert one[2] == two[2]  # the strengths chosen, the counts
+    assert set(keep1) == set(keep2) == {(d, s) for d in ("masked", "unmasked") for s in (0, 1)}
+    for key, df in one[0].items():
+        pd.testing.assert_frame_equal(df, two[0][key])
+
+
 def test_a_face_without_a_descriptor_is_left_out_or_guessed_and_listed():
     """A training face without a descriptor is left out of training; a test face without one
     is predicted from the training prior (so every condition stays on the same test faces)."""
