@@ -95,7 +95,9 @@ RUN_BY_TEST = {
 # real UTKFace: planned here as written plus -n (test_real_data_commands_plan_the_whole_run)
 DRY_RUN = [
     "snakemake --cores all --configfile presets/cpu.yaml",
-    "snakemake results/recognize/report.json --cores all --configfile presets/cpu.yaml",
+    "snakemake --cores all --configfile presets/cpu.yaml presets/recognizer.yaml",
+    "snakemake results/recognize/report.json --cores all --configfile presets/cpu.yaml "
+    "presets/recognizer.yaml",
     "snakemake --cores all results/recognize/report.json",
     "snakemake --cores all --configfile presets/cpu.yaml presets/recognizer_mlp.yaml",
     "snakemake --cores all --configfile presets/utkface.yaml presets/identity.yaml",

@@ -322,7 +322,7 @@ def render_run(folder: Path, shown: str) -> str:
     """The Markdown of one published run (``shown``: its folder as the page names it)."""
     run = json.loads((folder / "run.json").read_text())
     st = json.loads((folder / "statistics.json").read_text())
-    wall = f", {run['wall_min']:.0f} min wall" if run.get("wall_min") else ""
+    wall = f", {run['wall_min']:g} min wall" if run.get("wall_min") else ""
     counts = st.get("split_counts", {})
     split = " / ".join(f"{counts[k]:,}" for k in ("train", "val", "test") if k in counts)
     parts = [
