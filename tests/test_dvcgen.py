@@ -89,7 +89,13 @@ def test_stages_mirror_the_snakefile():
     ]
     # evaluate: its own condition (a job param; its model and images are inputs), never
     # evaluate.conditions whole; what the model was trained with comes in the model file
-    assert dvc["evaluate"]["do"]["params"] == ["evaluate.bootstrap", "evaluate.seed"]
+    # evaluate.tta: how the CNN predicts; the recognizer's stage does not depend on it
+    assert dvc["evaluate"]["do"]["params"] == [
+        "evaluate.bootstrap",
+        "evaluate.seed",
+        "evaluate.tta",
+    ]
+    assert "evaluate.tta" not in dvc["recognize"]["params"]
     evaluate = dvc["evaluate"]
     assert set(evaluate["foreach"]) == {
         "unmasked-0",
