@@ -16,6 +16,12 @@ def preset(name: str) -> dict:
     return yaml.safe_load((ROOT / "presets" / name).read_text())
 
 
+def plan(folder, *configfiles: str) -> tuple[str, dict[str, str]]:
+    """``snakemake -n`` with these configfiles in a copy: its output and its job counts."""
+    res = sh(folder, str(BIN / "snakemake"), "-n", "--cores", "2", "--configfile", *configfiles)
+    return res.stdout, dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+
+
 def test_cpu_preset_is_the_utkface_study_with_the_cpu_attacker():
     cpu, gpu = preset("cpu.yaml"), preset("utkface.yaml")
     validate(cpu)
@@ -45,25 +51,12 @@ def test_cpu_preset_plans_six_models_and_twelve_evaluations(tmp_path):
     copy_repo(tmp_path, [*COPY, "presets"])
     (tmp_path / "data").mkdir()
     (tmp_path / "data/UTKFace.tar.gz").write_bytes(b"a stand-in: a dry run reads no input")
-    res = sh(
-        tmp_path, str(BIN / "snakemake"), "-n", "--cores", "2", "--configfile", "presets/cpu.yaml"
-    )
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    _, counts = plan(tmp_path, "presets/cpu.yaml")
     assert counts["train"] == "6" and counts["evaluate"] == "12" and counts["compare"] == "1"
     assert counts["align"] == "16"  # align.shards
     assert "describe" not in counts and "recognize" not in counts and "identity" not in counts
     # presets/recognizer.yaml adds the second attacker: descriptors of both versions, its heads
-    res = sh(
-        tmp_path,
-        str(BIN / "snakemake"),
-        "-n",
-        "--cores",
-        "2",
-        "--configfile",
-        "presets/cpu.yaml",
-        "presets/recognizer.yaml",
-    )
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    _, counts = plan(tmp_path, "presets/cpu.yaml", "presets/recognizer.yaml")
     assert counts["train"] == "6" and counts["recognize"] == "1"
     assert counts["identity"] == "16" and counts["describe"] == "16"  # unmasked; masked, per shard
 
@@ -95,17 +88,7 @@ def test_overlays_plan_one_model_per_set_and_no_recognizer(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data/UTKFace.tar.gz").write_bytes(b"a stand-in: a dry run reads no input")
     overlays = ["cpu_attacker.yaml", "one_seed.yaml", "cnn_only.yaml"]
-    res = sh(
-        tmp_path,
-        str(BIN / "snakemake"),
-        "-n",
-        "--cores",
-        "2",
-        "--configfile",
-        "presets/mask_study.yaml",
-        *[f"presets/{o}" for o in overlays],
-    )
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    stdout, counts = plan(tmp_path, "presets/mask_study.yaml", *[f"presets/{o}" for o in overlays])
     assert counts["train"] == "7" and counts["evaluate"] == "49"  # unmasked + 6 sets, seed 0
     assert "describe" not in counts and "recognize" not in counts
-    assert "train/unmasked/seed0" in res.stdout and "seed1" not in res.stdout
+    assert "train/unmasked/seed0" in stdout and "seed1" not in stdout

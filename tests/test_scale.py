@@ -52,6 +52,14 @@ FOUR = [
     {"name": "masked_to_unmasked", "train": "masked", "test": "unmasked"},
 ]
 
+# the four conditions' made-up predictions: (error rate of sex and race, age MAE)
+FOUR_QUALITY = {
+    "unmasked": (0.08, 6),
+    "masked": (0.12, 8),
+    "unmasked_to_masked": (0.30, 14),
+    "masked_to_unmasked": (0.15, 9),
+}
+
 
 def finite_json(obj) -> str:
     """JSON as compare writes it: NaN or infinity anywhere is an error."""
@@ -98,13 +106,7 @@ def test_four_conditions_three_seeds_at_real_size(real_size, tmp_path):
     """compare's statistics, the answer sentence, metrics.json and the HTML report for the CPU
     preset's study: four conditions x three seeds on 2,200 test faces."""
     test, split, median = real_size
-    quality = {
-        "unmasked": (0.08, 6),
-        "masked": (0.12, 8),
-        "unmasked_to_masked": (0.30, 14),
-        "masked_to_unmasked": (0.15, 9),
-    }
-    preds, core, ens = compare_all(test, split, median, FOUR, lambda k, c: quality[c["name"]])
+    preds, core, ens = compare_all(test, split, median, FOUR, lambda k, c: FOUR_QUALITY[c["name"]])
     statistics = {
         "demo": False,
         "data_source": "path",
@@ -137,14 +139,8 @@ def test_an_attacker_whose_seeds_agree_is_judged_over_faces(real_size):
     """Seeds that all give the same predictions (the recognizer's linear heads) leave the test
     across seeds undefined: the verdict rests on the test over faces, as with one seed."""
     test, split, median = real_size
-    quality = {
-        "unmasked": (0.08, 6),
-        "masked": (0.12, 8),
-        "unmasked_to_masked": (0.30, 14),
-        "masked_to_unmasked": (0.15, 9),
-    }
     preds = {
-        c["name"]: {s: predictions(test, *quality[c["name"]], median, 1000 * k) for s in SEEDS}
+        c["name"]: {s: predictions(test, *FOUR_QUALITY[c["name"]], median, 1000 * k) for s in SEEDS}
         for k, c in enumerate(FOUR)
     }
     per_seed = {

@@ -334,55 +334,39 @@ def test_train_and_evaluate_stages_compute_as_compute_says(tmp_path):
     assert report["n_train"] == 24 and report["n_val"] == 8 and report["dataset"] == "unmasked"
     assert report["seed"] == 0  # a number, as before the stage contract (wildcards are strings)
     assert len(read_table(out / "h.csv")) == 1 and not (out / "checkpoint.pt").exists()
+
+    def evaluate_into(ev, **params):
+        return run_stage(
+            "evaluate",
+            evaluate.run,
+            StageConfig(
+                params={"bootstrap": 20, "seed": 0, **params},
+                extra={"condition": {"name": "unmasked", "train": "unmasked", "test": "unmasked"}},
+                wildcards={"condition": "unmasked", "seed": "0"},
+                compute=compute,
+            ),
+            Files(
+                split=str(tmp_path / "split.csv"),
+                model=str(out / "model.pt"),
+                images=images,
+                download_report=str(tmp_path / "download.json"),
+            ),
+            Files(
+                predictions=str(ev / "predictions.csv"),
+                metrics=str(ev / "metrics.json"),
+                plots=str(ev / "plots"),
+            ),
+        )
+
     ev = tmp_path / "evaluate"
-    summary = run_stage(
-        "evaluate",
-        evaluate.run,
-        StageConfig(
-            params={"bootstrap": 20, "seed": 0},
-            extra={"condition": {"name": "unmasked", "train": "unmasked", "test": "unmasked"}},
-            wildcards={"condition": "unmasked", "seed": "0"},
-            compute=compute,
-        ),
-        Files(
-            split=str(tmp_path / "split.csv"),
-            model=str(out / "model.pt"),
-            images=images,
-            download_report=str(tmp_path / "download.json"),
-        ),
-        Files(
-            predictions=str(ev / "predictions.csv"),
-            metrics=str(ev / "metrics.json"),
-            plots=str(ev / "plots"),
-        ),
-    )
+    summary = evaluate_into(ev)
     assert summary["n_test"] == 8 and set(summary) >= {"sex", "race", "age"}
     assert len(read_table(ev / "predictions.csv")) == 8
     assert json.loads((ev / "metrics.json").read_text())["data_source"] == "demo"
     assert (ev / "plots" / "age_unmasked_seed0.png").exists()
     # evaluate.tta: flip reaches the predictions (each the mean over the face and its mirror)
     ev_flip = tmp_path / "evaluate_flip"
-    run_stage(
-        "evaluate",
-        evaluate.run,
-        StageConfig(
-            params={"bootstrap": 20, "seed": 0, "tta": "flip"},
-            extra={"condition": {"name": "unmasked", "train": "unmasked", "test": "unmasked"}},
-            wildcards={"condition": "unmasked", "seed": "0"},
-            compute=compute,
-        ),
-        Files(
-            split=str(tmp_path / "split.csv"),
-            model=str(out / "model.pt"),
-            images=images,
-            download_report=str(tmp_path / "download.json"),
-        ),
-        Files(
-            predictions=str(ev_flip / "predictions.csv"),
-            metrics=str(ev_flip / "metrics.json"),
-            plots=str(ev_flip / "plots"),
-        ),
-    )
+    evaluate_into(ev_flip, tta="flip")
     plain_age = read_table(ev / "predictions.csv")["age_pred"].to_numpy()
     flip_age = read_table(ev_flip / "predictions.csv")["age_pred"].to_numpy()
     assert len(flip_age) == 8 and not np.allclose(plain_age, flip_age)
