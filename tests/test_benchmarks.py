@@ -3,6 +3,7 @@
 import json
 import runpy
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -59,9 +60,8 @@ def test_train_throughput_runs_on_cpu(tmp_path, capsys, demo_folder):
     assert 0 < rows[0]["ratio"]
 
 
-def test_cpu_attacker_sweeps_speed_and_accuracy(tmp_path, capsys):
-    """benchmarks/cpu_attacker.py on a workdir the test makes: every configuration gets its
-    ceiling beside the pipeline's step, an epoch count fitted to the budget, and val metrics."""
+def attacker_workdir(tmp_path: Path) -> Path:
+    """A finished run's folder as cpu_attacker.py reads it: aligned faces and a split."""
     import numpy as np
     import pandas as pd
     from PIL import Image
@@ -84,35 +84,48 @@ def test_cpu_attacker_sweeps_speed_and_accuracy(tmp_path, capsys):
         )
     (tmp_path / "data" / "split").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "data/split/split.csv", index=False)
+    return tmp_path
+
+
+def run_attacker(tmp_path: Path, capsys, configs: list[str], *extra: str) -> tuple[str, list]:
+    """cpu_attacker.py on a workdir the test makes, batch 8, one step per figure: its printout
+    and the rows of its --json."""
+    attacker_workdir(tmp_path)
     out = run_script(
         "cpu_attacker.py",
-        [
-            "--workdir",
-            str(tmp_path),
-            "--configs",
-            "resnet18:32:bf16",
-            "resnet18:32:fp32",
-            "--budget-min",
-            "0.02",
-            "--batch-size",
-            "8",
-            "--steps",
-            "1",
-            "--json",
-            str(tmp_path / "sweep.json"),
-        ],
+        ["--workdir", str(tmp_path), "--configs", *configs, "--batch-size", "8", "--steps", "1"]
+        + [*extra, "--json", str(tmp_path / "out.json")],
         capsys,
     )
+    return out, json.loads((tmp_path / "out.json").read_text())["rows"]
+
+
+def test_cpu_attacker_sweeps_speed_and_accuracy(tmp_path, capsys):
+    """benchmarks/cpu_attacker.py on a workdir the test makes: every configuration gets its
+    ceiling beside the pipeline's step, an epoch count fitted to the budget, and val metrics."""
+    out, got = run_attacker(
+        tmp_path, capsys, ["resnet18:32:bf16", "resnet18:32:fp32"], "--budget-min", "0.02"
+    )
     assert "| network | input | precision | epochs |" in out and "ceiling" in out
-    got = json.loads((tmp_path / "sweep.json").read_text())["rows"]
     assert [(r["arch"], r["precision"]) for r in got] == [
         ("resnet18", "bf16"),
         ("resnet18", "fp32"),
     ]
     for r in got:
         assert r["epochs"] >= 1 and r["ceiling_img_s"] > 0 and r["ratio"] > 0
+        assert r["rounds"] == 5  # the step and its ceiling, measured in alternation
         assert 0 <= r["val_sex_acc"] <= 1 and 0 <= r["val_race_acc"] <= 1
         assert r["val_age_mae"] >= 0
+
+
+def test_cpu_attacker_speed_only_trains_nothing(tmp_path, capsys):
+    """--speed-only: the step against its ceiling, in the rounds asked for; no epoch, no val."""
+    out, (row,) = run_attacker(
+        tmp_path, capsys, ["resnet18:32:bf16"], "--rounds", "3", "--speed-only"
+    )
+    assert "| step / ceiling |" in out and "val sex" not in out
+    assert row["rounds"] == 3 and row["ratio"] > 0 and row["ceiling_contiguous"] > 0
+    assert "epochs" not in row and "val_race_acc" not in row
 
 
 def test_cpu_attacker_refuses_a_malformed_configuration(tmp_path, capsys):

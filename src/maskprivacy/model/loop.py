@@ -117,6 +117,19 @@ class Trainer:
         return loss
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with ``train.lr`` and ``train.weight_decay``; its fused kernel on CPU and CUDA.
+
+    On the CPU, torch's default AdamW updates each parameter tensor in turn: about 30-45 ms a step
+    for a ResNet-18 on 2 cores, against 5 ms fused, so about 8% of a 64 px training step at
+    batch 128 (``benchmarks/cpu_attacker.py`` measures the step against its ceiling). The update
+    is the same algorithm; only the rounding order differs."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None
+    )
+
+
 def make_trainer(
     cfg: TrainConfig,
     compute: Compute,
@@ -133,7 +146,7 @@ def make_trainer(
         torch.backends.cudnn.benchmark = True
     model = build_model(cfg.arch, cfg.weights, n_out).to(device, memory_format=torch.channels_last)
     augment = GPUAugment(cfg.augment, cfg.image_size, device, cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg, device)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
     sched = torch.optim.lr_scheduler.LambdaLR(
