@@ -72,7 +72,7 @@ RUN_BY_TEST = {
     "python benchmarks/cpu_attacker.py --workdir . --budget-min 8 --configs resnet18:64:bf16 "
     "resnet18:80:bf16 resnet34:64:bf16 resnet18:64:fp32": (
         "tests/test_benchmarks.py",
-        '"cpu_attacker.py",\n        [\n            "--workdir",',
+        '"cpu_attacker.py",\n        ["--workdir", str(tmp_path), "--configs", *configs,',
     ),
     "python -m maskprivacy_workflow.published add cpu-study --command "
     '"snakemake --cores all --configfile presets/cpu.yaml" --machine "2-core AMD EPYC" '

@@ -58,6 +58,26 @@ def model_path(cfg: dict[str, Any] | None = None) -> Path:
     return path
 
 
+# dlib's CPU convolutions multiply matrices through BLAS when dlib was built with it; the
+# dlib-bin wheel (pip's dlib here) was not, conda-forge's dlib (the rules' conda envs) was.
+# Measured on 2 cores of an AMD EPYC (2026-12-06): 77 ms a face on one core without BLAS, 17 with
+# OpenBLAS, the descriptors equal to 5e-7 (docs/recognizer.md).
+NO_BLAS = (
+    "dlib here was built without BLAS (pip's dlib-bin): its face descriptor takes about 4.5 times "
+    "as long as with it (77 against 17 ms a face on one core, docs/recognizer.md). `make "
+    "dlib-blas` builds dlib against OpenBLAS into .venv; the rule's conda env (--use-conda) has it"
+)
+
+
+def dlib_has_blas() -> bool | None:
+    """Whether the dlib at hand multiplies through BLAS (None: no dlib)."""
+    try:
+        import dlib
+    except ImportError:
+        return None
+    return bool(getattr(dlib, "DLIB_USE_BLAS", False))
+
+
 @functools.lru_cache(maxsize=2)
 def _model(path: str):
     import dlib

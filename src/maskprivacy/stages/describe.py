@@ -18,4 +18,4 @@ from maskprivacy.stages.identity import describe_shard
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
-    return describe_shard(config, inputs, outputs, "describe")
+    return describe_shard(config, inputs, outputs, "describe", log)

@@ -14,16 +14,20 @@ from maskprivacy.stages.entry import Files, StageConfig
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
-    return describe_shard(config, inputs, outputs, "identity")
+    return describe_shard(config, inputs, outputs, "identity", log)
 
 
 def describe_shard(
-    config: StageConfig, inputs: Files, outputs: Files, stage: str
+    config: StageConfig, inputs: Files, outputs: Files, stage: str, log: logging.Logger
 ) -> dict[str, Any]:
     """Describe one shard's faces (``inputs.images`` with ``inputs.landmarks``) under the
-    ``identity:`` parameters; write the descriptors and the rejects (of ``stage``)."""
+    ``identity:`` parameters; write the descriptors and the rejects (of ``stage``). Warns when
+    dlib has no BLAS (about 4.5 times slower), and says which it was in the report."""
     cfg = dict(config.params)
     table = read_table(inputs.landmarks)
+    blas = identity.dlib_has_blas()
+    if blas is False and len(table):
+        log.warning("%s: %s", stage, identity.NO_BLAS)
     out = Path(outputs.descriptors)
     checkpoint = out.with_name(f".{out.name}.partial")
     descriptors, rejects, resumed = identity.describe_faces(
@@ -36,6 +40,7 @@ def describe_shard(
     return {
         "model": identity.model_path(cfg).name,
         "num_jitters": int(cfg.get("num_jitters", 0)),
+        "dlib_blas": blas,
         "n_inputs": len(table),
         "n_described": len(descriptors),
         "n_resumed_from_checkpoint": resumed,
