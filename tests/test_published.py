@@ -55,14 +55,14 @@ def test_add_keeps_metrics_statistics_and_provenance(tmp_path, finished_run):
 
 def test_render_fills_every_block_from_the_published_figures(tmp_path, finished_run, capsys):
     run, st = finished_run
-    root = repo_with_pages(tmp_path, "cpu-study", "paper-cpu", "cpu-study.short")
+    root = repo_with_pages(tmp_path, "cpu-study", "paper-cpu", "cpu-study.short", "cpu-study.paper")
     args = ["--root", root, "add", "cpu-study", "--workdir", run, "--command", "snakemake"]
     main(*args, "--machine", "m")
     assert main("--root", root, "render", "--check") == 1  # stale before rendering
     assert "stale published blocks" in capsys.readouterr().err
     assert main("--root", root, "render") == 0
     readme = (root / "README.md").read_text()
-    assert "old text" not in readme and readme.count("<!-- END published:") == 3
+    assert "old text" not in readme and readme.count("<!-- END published:") == 4
     # the front page's two sentences: the verdict word from compare's answer, and the figures
     verdict = st["answer"]["attributes"]
     word = "No" if all(verdict[a]["far_above_chance"] for a in verdict) else "Not entirely"
@@ -72,6 +72,9 @@ def test_render_fills_every_block_from_the_published_figures(tmp_path, finished_
     assert f"{100 * sex:.1f}%" in readme
     assert "p_Holm" in readme and "Chance (no face looked at)" in readme
     assert "mean of 3 seeds" in readme
+    # the paper's figures beside the run's, with the run's paired tests
+    assert "Seneviratne et al. 2021" in readme and "| 94.65 | 83.12 | 6.21 | 8.33 |" in readme
+    assert "| cpu-study (" in readme and "masked_vs_unmasked" in readme
     # a run not yet published says so instead of inventing numbers
     assert "no published run `paper-cpu` yet" in readme
     assert (root / "docs/results.md").read_text().endswith("after\n")

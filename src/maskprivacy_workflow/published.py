@@ -20,8 +20,9 @@ Commands (from the repository root):
 A published block in README.md or docs/*.md is the text between
 ``<!-- BEGIN published: NAME -->`` and ``<!-- END published: NAME -->``. NAME is a published
 run's folder name (its tables; for the mask study its matrices), ``RUN.short`` (two sentences
-for a front page) or ``A.vs.B`` (two runs that differ in their split, side by side); a block
-whose run is not published says so.
+for a front page), ``RUN.paper`` (the paper's published figures beside the run's, with the paired
+tests: ``maskprivacy.analysis.paper_protocol.table``) or ``A.vs.B`` (two runs that differ in their
+split, side by side); a block whose run is not published says so.
 """
 
 from __future__ import annotations
@@ -442,6 +443,14 @@ def render_block(name: str, root: Path) -> str:
         if missing:
             return f"*(no published run `{'`, `'.join(missing)}` yet)*\n"
         return split_comparison(a, b)
+    if name.endswith(".paper"):  # the paper's figures beside the run's
+        from maskprivacy.analysis.paper_protocol import table
+
+        folder = root / REFERENCE / name.removesuffix(".paper")
+        if not (folder / "run.json").is_file():
+            return f"*(no published run `{name.removesuffix('.paper')}` yet)*\n"
+        run = json.loads((folder / "run.json").read_text())
+        return table([(f"{run['name']} ({run['date']})", folder / "statistics.json")])
     if name.endswith(".short"):
         folder = root / REFERENCE / name.removesuffix(".short")
         if not (folder / "run.json").is_file():
