@@ -108,6 +108,8 @@ DRY_RUN = [
     "snakemake --cores all --configfile presets/cpu.yaml presets/identity.yaml "
     "presets/one_seed.yaml presets/cnn_only.yaml",
     "snakemake --cores all --configfile presets/paper.yaml",
+    "snakemake --cores all --configfile presets/paper.yaml presets/cpu_attacker.yaml "
+    "presets/cnn_only.yaml",
     "snakemake --cores all --configfile presets/paper_keepdups.yaml",
 ]
 
