@@ -436,26 +436,27 @@ def short_answer(folder: Path) -> str:
     )
 
 
+def _unpublished(*folders: Path) -> str | None:
+    """The block's text when a run it shows is not published yet, else None."""
+    missing = [f.name for f in folders if not (f / "run.json").is_file()]
+    return f"*(no published run `{'`, `'.join(missing)}` yet)*\n" if missing else None
+
+
 def render_block(name: str, root: Path) -> str:
     if ".vs." in name:  # two published runs side by side (split_comparison)
         a, b = (root / REFERENCE / n for n in name.split(".vs.", 1))
-        missing = [f.name for f in (a, b) if not (f / "run.json").is_file()]
-        if missing:
-            return f"*(no published run `{'`, `'.join(missing)}` yet)*\n"
-        return split_comparison(a, b)
+        return _unpublished(a, b) or split_comparison(a, b)
     if name.endswith(".paper"):  # the paper's figures beside the run's
         from maskprivacy.analysis.paper_protocol import table
 
         folder = root / REFERENCE / name.removesuffix(".paper")
-        if not (folder / "run.json").is_file():
-            return f"*(no published run `{name.removesuffix('.paper')}` yet)*\n"
+        if note := _unpublished(folder):
+            return note
         run = json.loads((folder / "run.json").read_text())
         return table([(f"{run['name']} ({run['date']})", folder / "statistics.json")])
     if name.endswith(".short"):
         folder = root / REFERENCE / name.removesuffix(".short")
-        if not (folder / "run.json").is_file():
-            return f"*(no published run `{name.removesuffix('.short')}` yet)*\n"
-        return short_answer(folder)
+        return _unpublished(folder) or short_answer(folder)
     folder = root / REFERENCE / name
     if not (folder / "run.json").is_file():
         return (
