@@ -23,6 +23,8 @@ def test_shipped_params_are_valid():
     [
         (lambda p: p["train"].update(epochs=0), "train.epochs"),
         (lambda p: p["train"].update(arch="vgg16"), "train.arch"),
+        (lambda p: p["align"].update(cnn_upsample=[0, 3]), "align.cnn_upsample"),
+        (lambda p: p["align"].update(cnn_upsample=[]), "align.cnn_upsample"),
         (lambda p: p["download"].update(source="ftp"), "download.source"),
         (lambda p: p["download"].update(source="path", path=""), "download.path"),
         (lambda p: p["split"].update(fractions=[0.5, 0.3, 0.3]), "split.fractions"),

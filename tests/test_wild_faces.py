@@ -100,6 +100,37 @@ def test_the_cnn_finds_what_the_cascade_misses(face, monkeypatch):
         faces.detect_landmarks(np.asarray(image), (0,), detector="hog")
 
 
+def test_cnn_levels_halved_first_and_no_upsampling_of_big_pictures(face, monkeypatch):
+    """``align.cnn_upsample``: a level -1 runs the CNN on the picture halved (its box mapped
+    back to full size, so the landmarks are the same face's); a positive level is skipped on a
+    picture over CNN_UPSAMPLE_MAX_SIDE; the reject's detail names the levels tried."""
+    image, pts = face
+    no_hog(monkeypatch)
+    iod = np.hypot(*np.subtract(*eye_centres(pts)))
+    big = image.resize((400, 400), Image.Resampling.LANCZOS)  # the face about 250 px wide
+    got, route = faces.detect_landmarks(
+        np.asarray(big), (0,), detector="cascade+cnn", cnn_upsample=(-1, 0)
+    )
+    assert route == "cnn_upsample-1"
+    assert np.hypot(*(got - 2 * pts).T).mean() < 0.1 * 2 * iod  # full-size frame, same face
+    calls = []
+    real = faces.cnn.detect
+    monkeypatch.setattr(
+        faces.cnn, "detect", lambda rgb, up=0: calls.append((rgb.shape[:2], up)) or real(rgb, up)
+    )
+    blank = np.full((420, 420, 3), 128, np.uint8)  # over 400 px: level 1 is skipped
+    explain = {}
+    got, route = faces.detect_landmarks(
+        blank, (0,), detector="cascade+cnn", cnn_upsample=(-1, 0, 1), explain=explain
+    )
+    assert got is None and route == "no_face"
+    assert calls == [((210, 210), 0), ((420, 420), 0)]
+    assert "no face by the CNN detector at upsample [-1, 0, 1]" in explain["detail"]
+    calls.clear()
+    faces.detect_landmarks(blank[:200, :200], (0,), detector="cnn", cnn_upsample=(1,))
+    assert calls == [((200, 200), 1)]  # small enough to upsample
+
+
 def test_implausible_landmarks_are_a_reject_not_a_mask(face, monkeypatch):
     image, _ = face
     monkeypatch.setattr(faces, "landmark_check", lambda pts, box: (False, "eye distance 0.01"))

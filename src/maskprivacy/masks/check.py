@@ -7,12 +7,32 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import ndimage
 
 from maskprivacy.masks.geometry import COVERED, EYES, Box, check_size, validate_landmarks
 
 # Geometry check tolerance, as a share of the inter-ocular distance (see coverage_check).
 CHECK_TOLERANCE = 0.05
+
+_COVERED = np.array(COVERED)
+_EYES = np.array(EYES)
+_ANGLES = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
+_RING = np.column_stack([np.cos(_ANGLES), np.sin(_ANGLES)])
+# sample offsets in units of the tolerance r: the point, then rings of radius r and r / 2
+_UNIT_OFFSETS = np.vstack([[0.0, 0.0], _RING, 0.5 * _RING])
+
+
+def _bilinear(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``a`` at ``(x, y)`` (pixel centres at integers), coordinates clamped
+    into ``a``: its border must be zeros for points outside it to read zero."""
+    h, w = a.shape
+    x = np.clip(x, 0.0, w - 1.0)
+    y = np.clip(y, 0.0, h - 1.0)
+    x0 = np.minimum(x.astype(np.intp), w - 2)
+    y0 = np.minimum(y.astype(np.intp), h - 2)
+    fx, fy = x - x0, y - y0
+    top = a[y0, x0] * (1 - fx) + a[y0, x0 + 1] * fx
+    bottom = a[y0 + 1, x0] * (1 - fx) + a[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,23 +85,22 @@ def coverage_check(
             raise ValueError(f"alpha: shape {alpha.shape} does not match box {box}")
         x0, y0 = box.x0, box.y0
     # one pixel of zeros around, so bilinear samples next to the box see the zeros outside it
-    padded = np.pad(alpha.astype(np.float32, copy=False), 1)
+    padded = np.zeros((alpha.shape[0] + 2, alpha.shape[1] + 2), np.float32)
+    padded[1:-1, 1:-1] = alpha
     iod = float(np.hypot(*(lm[42:48].mean(axis=0) - lm[36:42].mean(axis=0))))
     r = max(1.0, tolerance * iod)
-    ang = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
-    ring = np.column_stack([np.cos(ang), np.sin(ang)])
-    offsets = np.vstack([[0.0, 0.0], r * ring, 0.5 * r * ring])
+    offsets = r * _UNIT_OFFSETS
 
     def sample(points: np.ndarray) -> np.ndarray:
         pts = (points[:, None, :] + offsets[None]).reshape(-1, 2)
-        # outside the image: the nearest border pixel; then into the padded box's frame
+        # outside the image: the nearest border pixel; then into the padded box's frame, where
+        # a point outside the box reads the zeros of the padding
         px = np.clip(pts[:, 0], 0, w - 1) - x0 + 1
         py = np.clip(pts[:, 1], 0, h - 1) - y0 + 1
-        vals = ndimage.map_coordinates(padded, [py, px], order=1, mode="constant", cval=0.0)
-        return vals.reshape(len(points), len(offsets))
+        return _bilinear(padded, px, py).reshape(len(points), len(offsets))
 
-    covered = sample(lm[list(COVERED)]).max(axis=1) >= threshold
-    eyes_clear = bool((sample(lm[list(EYES)]).min(axis=1) < threshold).all())
+    covered = sample(lm[_COVERED]).max(axis=1) >= threshold
+    eyes_clear = bool((sample(lm[_EYES]).min(axis=1) < threshold).all())
     return {
         "ok": bool(covered.all() and eyes_clear),
         "covered_fraction": float(covered.mean()),
