@@ -14,8 +14,9 @@ images), then measures, in this process and one core unless said otherwise:
   in parallel processes (``align.shards: 2``, what ``snakemake --cores 2`` runs);
 - the mask stage alone for each mask type (``--per-type``);
 - align + mask, 1 core, with ``align.detector`` set to the HOG cascade alone and to the cascade
-  with the CNN fallback: images per second, its ratio to bare dlib, coverage (the share of images
-  aligned) and the steps that found the faces (``--no-detectors`` skips it);
+  with the CNN fallback, each repeat a bare dlib run and then one of each: images per second, the
+  median ratio to bare dlib of the back-to-back pairs, coverage (the share of images aligned)
+  and the steps that found the faces (``--no-detectors`` skips it);
 - the ``identity`` stage (dlib's 128-D face descriptor of each aligned face, for
   ``split.group_by: identity``) on the faces the best pipeline run aligned, 1 core
   (``--no-identity`` skips it);
@@ -26,7 +27,9 @@ Each measurement is repeated ``--repeat`` times, bare and pipeline alternating, 
 (least disturbed) run is reported, with the load average, since a shared machine drifts. The
 ratio compares the pipeline with bare ``detect+landmarks`` measured in the same run; it is
 also given by CPU seconds (this process's, and the CNN helper's for the pipeline), which other
-jobs on a shared machine change far less than wall time.
+jobs on a shared machine change far less than wall time, and as the median of each repeat's
+back-to-back pair: a VM whose speed swings from one run to the next does not slow bare dlib
+(mostly the HOG detector) and the pipeline (mostly the 68-point predictor, memory-bound) alike.
 
     python benchmarks/align_mask_speed.py ../shared/data/UTKFace.tar.gz --n 1000 \\
         --params presets/utkface.yaml --json results/bench/align_mask_speed.json

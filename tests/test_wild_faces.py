@@ -206,13 +206,15 @@ def test_mask_contact_sheet_adds_the_faces_the_fallback_found():
 
 
 def test_an_external_set_gets_no_prior_box(tmp_path, monkeypatch):
-    """align.prealigned is UTKFace's framing: align_external's jobs (wildcard ext) detect."""
+    """align.prealigned is UTKFace's framing: align_external's jobs (wildcard ext) detect, and
+    their CNN fallback runs at the default levels, not the crops' halved-first ones."""
     seen = []
     monkeypatch.setattr(
         align_stage.align, "align_files", lambda paths, out, cfg, *a, **k: seen.append(cfg) or []
     )
     pd.DataFrame({"file": ["a.jpg"]}).to_csv(tmp_path / "m.csv", index=False)
     cfg = {"size": 64, "upsample": [0], "predictor": "", "prealigned": True, "jpeg_quality": 90}
+    cfg["cnn_upsample"] = [-1, 0]
     for wildcards, prior in [({"shard": "0"}, True), ({"shard": "0", "ext": "ff"}, False)]:
         summary = align_stage.run(
             StageConfig(params=cfg, wildcards=wildcards, compute=Compute(threads=1)),
@@ -224,5 +226,7 @@ def test_an_external_set_gets_no_prior_box(tmp_path, monkeypatch):
             ),
             logging.getLogger("test"),
         )
-        assert seen.pop()["prealigned"] is prior and summary["prealigned"] is prior
-    assert cfg["prealigned"] is True  # the params themselves are left alone
+        used = seen.pop()
+        assert used["prealigned"] is prior and summary["prealigned"] is prior
+        assert used["cnn_upsample"] == ([-1, 0] if prior else [0, 1])
+    assert cfg["prealigned"] is True and cfg["cnn_upsample"] == [-1, 0]  # params left alone

@@ -5,7 +5,9 @@ or CNN) and the photos where the detector found several faces (``several_faces``
 :func:`maskprivacy.faces.detect.choose_face`).
 
 ``align.prealigned`` (the prior box: where UTKFace's aligned crops hold the face) does not apply
-to an external test set's jobs (``align_external``, wildcard ``ext``): their faces are detected.
+to an external test set's jobs (``align_external``, wildcard ``ext``): their faces are detected,
+and the CNN fallback runs at the default levels (:data:`~maskprivacy.faces.detect.CNN_UPSAMPLE`,
+upsampled for small faces), not at the pre-aligned crops' ``align.cnn_upsample``.
 
 With ``align.landmarks`` (the rule's ``landmarks`` input), each input's face is looked up by the
 sha256 of its bytes in that table (:mod:`maskprivacy.faces.landmarks`) instead of detected.
@@ -66,9 +68,12 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         # an external set (align_external, wildcard ext) is not UTKFace's crops: the prior box
         # (where those crops hold the face) would put landmarks, and a mask, where no face is
         cfg["prealigned"] = False
+        cfg["cnn_upsample"] = list(faces.CNN_UPSAMPLE)
         log.info(
-            "align: external set %s: no prior box (align.prealigned is UTKFace's)",
+            "align: external set %s: no prior box and CNN levels %s (align.prealigned and "
+            "align.cnn_upsample are for UTKFace's crops)",
             config.wildcards["ext"],
+            cfg["cnn_upsample"],
         )
     faces.check_detector(cfg.get("detector", faces.DEFAULT_DETECTOR))
     table = inputs.get("landmarks") or None
