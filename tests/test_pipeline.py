@@ -133,6 +133,9 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
     assert "<h1>" in page and "test faces" in page and "data:image/png;base64," in page
     assert "DEMO DATA: synthetic" not in page  # these inputs came from a folder (source: path)
     assert "The masks" in page  # the mask stage's contact sheet, embedded
+    # the split's picture of the inputs align and mask rejected, embedded in the Data section
+    assert "The inputs the align and mask stages rejected" in page
+    assert (root / "results/data/rejects.png").stat().st_size > 0
 
 
 def snakemake_report(root: Path) -> tuple[dict, dict]:
@@ -160,6 +163,7 @@ def test_snakemake_report_shows_the_answer_and_the_plots_with_captions(snake_run
     assert where["results/compare/answer.html"] == "answer"
     assert where["results/report.html"] == "answer"
     assert where["results/data/labels.png"] == "data"
+    assert where["results/data/rejects.png"] == "data"
     assert where["results/data/near_duplicates.png"] == "data"
     assert where["results/mask/masked/0/contact_sheet.png"] == "masks"
     assert where["results/compare/plots/learning_curves.png"] == "training"

@@ -263,6 +263,7 @@ def test_split_stage_accounts_for_every_file(tmp_path):
     inputs = Files(
         manifest=d / "manifest.csv",
         groups=d / "groups.csv",
+        images=d / "images",
         download_report=d / "report.json",
         landmarks=[tmp_path / "landmarks.csv"],
         masks=[tmp_path / "masks.csv"],
@@ -274,6 +275,7 @@ def test_split_stage_accounts_for_every_file(tmp_path):
         report=out / "report.json",
         data_report=out / "data_report.json",
         data_labels=out / "labels.png",
+        data_rejects=out / "rejects.png",
     )
     config = StageConfig(params={"method": "stratified", "fractions": [0.8, 0.1, 0.1], "seed": 0})
     got = split_stage.run(config, inputs, outputs, logging.getLogger("test"))
@@ -285,6 +287,7 @@ def test_split_stage_accounts_for_every_file(tmp_path):
         json.loads((out / "data_report.json").read_text())["identity"]["group_by"] == "duplicates"
     )
     assert (out / "labels.png").stat().st_size > 0
+    assert (out / "rejects.png").stat().st_size > 0
 
 
 def test_a_face_an_earlier_stage_rejected_is_accounted_once():
@@ -320,3 +323,38 @@ def test_a_face_an_earlier_stage_rejected_is_accounted_once():
     assert acc["balanced"] and acc["rejected"] == 4 and acc["in_split"] == 98
     with pytest.raises(RuntimeError, match="not all accounted"):
         accounting(len(t) + 3, out, rejects)
+
+
+def test_rejects_sheet_shows_each_rejected_input_with_its_reason(tmp_path):
+    """The split's picture of the inputs align and mask rejected: each as it came in, in stage,
+    reason, file order; other stages' rejects are not shown; a file that cannot be decoded is a
+    grey cell, not a crash; with nothing rejected, a sheet that says so."""
+    from PIL import Image
+
+    from maskprivacy.core.io import rejects_frame
+    from maskprivacy.report.sheets import CELL, rejects_sheet
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (200, 200), (255, 0, 0)).save(images / "b.jpg", quality=95)
+    Image.new("RGB", (200, 200), (0, 0, 255)).save(images / "a.jpg", quality=95)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    rejects = rejects_frame(
+        [
+            {"file": "b.jpg", "stage": "align", "reason": "no_face", "detail": ""},
+            {"file": "broken.jpg", "stage": "align", "reason": "decode_error", "detail": "x"},
+            {"file": "a.jpg", "stage": "align", "reason": "no_face", "detail": ""},
+            {"file": "c.jpg", "stage": "download", "reason": "bad_label", "detail": ""},
+        ]
+    )
+    out = rejects_sheet(rejects, images, tmp_path / "rejects.png", cols=4)
+    with Image.open(out) as im:
+        sheet = im.convert("RGB")
+    top = 52  # title lines; the cells follow: decode_error first, then no_face a.jpg, b.jpg
+    cell = lambda k: sheet.getpixel((4 + k * CELL + CELL // 2, top + CELL // 2))  # noqa: E731
+    assert cell(0) == (211, 211, 211)  # broken.jpg: light grey
+    assert cell(1)[2] > 200 > cell(1)[0]  # a.jpg: blue
+    assert cell(2)[0] > 200 > cell(2)[2]  # b.jpg: red
+    assert cell(3) == (255, 255, 255)  # the download stage's reject is not shown
+    empty = rejects_sheet(rejects.iloc[:0], images, tmp_path / "none.png")
+    assert Image.open(empty).size[1] < sheet.size[1]

@@ -43,6 +43,7 @@ rule compare:
         ),
         download_report="data/download/report.json",
         data_report="results/data/report.json",
+        data_rejects="results/data/rejects.png",
         code=code("compare"),
     output:
         metrics="results/metrics.json",

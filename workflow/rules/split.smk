@@ -3,6 +3,7 @@ rule split:
         **identity_inputs(),  # split.group_by: identity: descriptors (the identity rule)
         manifest="data/download/manifest.csv",
         groups="data/download/groups.csv",
+        images="data/download/images",  # the rejected inputs' picture
         download_report="data/download/report.json",
         landmarks=shard_tables("align", "landmarks.csv"),
         masks=mask_tables("masks.csv"),
@@ -21,6 +22,11 @@ rule split:
         data_labels=report(
             "results/data/labels.png",
             caption="../report/data_labels.rst",
+            category="data",
+        ),
+        data_rejects=report(
+            "results/data/rejects.png",
+            caption="../report/data_rejects.rst",
             category="data",
         ),
     log:

@@ -342,11 +342,13 @@ def render(
     data_report: dict[str, Any] | None = None,
     identity_sheet: str | Path | None = None,
     study_section: str = "",
+    rejects_sheet: str | Path | None = None,
 ) -> str:
     """The self-contained HTML page; ``contact_sheets`` (the mask stage's PNGs) show the masks;
     ``data_report`` (the split's) and ``identity_sheet`` give the identities section;
     ``study_section`` is the mask study's (:func:`maskprivacy.report.study.build`), after the
-    answer."""
+    answer; ``rejects_sheet`` (the split's picture of the inputs align and mask rejected) follows
+    the data counts."""
     conds = statistics["conditions"]
     recall_rows = []
     from maskprivacy.core.labels import RACES
@@ -388,6 +390,12 @@ def render(
         plot_dirs = [plot_dirs]
     plots = "".join(img(p) for d in plot_dirs for p in sorted(Path(d).glob("*.png")))
     sheets = "".join(img(Path(p)) for p in contact_sheets if Path(p).is_file())
+    rejects_html = (
+        "<p>The inputs the align and mask stages rejected, each with its reason:</p>"
+        + img(Path(rejects_sheet))
+        if rejects_sheet and Path(rejects_sheet).is_file()
+        else ""
+    )
     masks_section = (
         "<h2>The masks</h2><p>Faces of the test run's data with every mask type drawn from their "
         "landmarks (the configured types are starred).</p>" + sheets
@@ -408,7 +416,7 @@ def render(
 {paper_protocol_section(statistics, params)}
 <h2>Race recall per class (%), seed ensemble</h2>{recall_table}
 <h2>By mask type (seed ensemble)</h2>{mask_table}
-<h2>Data</h2>{split_table}{acc_table}
+<h2>Data</h2>{split_table}{acc_table}{rejects_html}
 {identity_section(data_report, identity_sheet)}
 {masks_section}
 <h2>Plots</h2>{plots}

@@ -5,6 +5,8 @@
   closest pairs kept as distinct images, so the threshold can be checked by eye.
 - :func:`identity_sheet` (split stage, ``split.group_by: identity``): the largest identity groups
   of :mod:`maskprivacy.datasets.identity_groups` and the pairs just under and over the threshold.
+- :func:`rejects_sheet` (split stage): the inputs the ``align`` and ``mask`` stages could not use,
+  with the reason each was rejected, so a ``no_face`` can be seen to be no face.
 - :func:`sheet_fonts`, :func:`sheet_header`, :func:`thumb`, :func:`short`: what every contact
   sheet shares.
 """
@@ -87,6 +89,63 @@ def near_duplicate_sheet(
             for n, name in enumerate((r.file_a, r.file_b)):
                 draw.text((x0 + n * CELL, y0 + CELL + 14), short(name), fill="dimgray", font=small)
         y += max(1, -(-len(rows) // cols)) * (CELL + caption) + 8
+    with atomic_path(out, suffix=".png") as tmp:
+        sheet.save(tmp, format="PNG")
+    return Path(out)
+
+
+REJECT_STAGES = ("align", "mask")  # the stages whose rejects the rejects sheet shows
+
+
+def rejects_sheet(
+    rejects: pd.DataFrame,
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    limit: int = 60,
+    cols: int = 10,
+    demo: bool = False,
+) -> Path:
+    """A PNG of the inputs the ``align`` and ``mask`` stages rejected (:data:`REJECT_STAGES`),
+    each as it came in (``images``: the download stage's folder) and captioned with its reason:
+    the first ``limit`` by stage, reason and file, and how many there are by reason. A file that
+    cannot be shown (not decodable) is a grey cell."""
+    from PIL import Image, ImageDraw
+
+    images = Path(images)
+    rows = rejects[rejects["stage"].isin(REJECT_STAGES)] if len(rejects) else rejects
+    rows = rows.sort_values(["stage", "reason", "file"], kind="stable") if len(rows) else rows
+    shown = rows.head(limit)
+    font, small, big = sheet_fonts()
+    caption = 26
+    lines = -(-len(shown) // cols)
+    body = lines * (CELL + caption) if lines else 24
+    sheet = Image.new("RGB", (cols * CELL + 8, 52 + (24 if demo else 0) + body), "white")
+    draw = ImageDraw.Draw(sheet)
+    counts = (
+        ", ".join(
+            f"{n} {stage}/{reason}"
+            for (stage, reason), n in rows.groupby(["stage", "reason"], sort=True).size().items()
+        )
+        if len(rows)
+        else "none"
+    )
+    y = sheet_header(
+        draw,
+        f"Inputs the align and mask stages rejected: {len(rows)} ({counts})",
+        demo,
+        big,
+        28,
+    )
+    if len(shown) < len(rows):
+        draw.text((6, y), f"the first {len(shown)} shown", fill="gray", font=font)
+    y += 20
+    if not len(shown):
+        draw.text((6, y + 4), "(every input was aligned and masked)", fill="gray", font=font)
+    for k, r in enumerate(shown.itertuples(index=False)):
+        x0, y0 = (k % cols) * CELL + 4, y + (k // cols) * (CELL + caption)
+        sheet.paste(thumb(images / str(r.file)), (x0, y0))
+        draw.text((x0, y0 + CELL + 1), str(r.reason), fill="firebrick", font=font)
+        draw.text((x0, y0 + CELL + 14), short(str(r.file)), fill="dimgray", font=small)
     with atomic_path(out, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG")
     return Path(out)

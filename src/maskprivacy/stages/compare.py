@@ -247,6 +247,7 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             json.loads(Path(inputs.data_report).read_text()),
             inputs.get("identities"),  # split.group_by: identity: the identities' contact sheet
             section,
+            inputs.get("data_rejects"),
         ),
     )
     write_text(outputs.answer, html_report.answer_page(statistics))  # Snakemake's report shows it

@@ -81,5 +81,11 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         )
         summary["identity"] = identity_groups.summary(data["identity"])
     report.write_data_report(data, outputs.data_report, outputs.data_labels)
+    sheets.rejects_sheet(
+        pd.concat(upstream, ignore_index=True),
+        inputs.images,
+        outputs.data_rejects,
+        demo=data["source"] == "demo",
+    )
     summary["data_report"] = {"accounting": data["accounting"], "final": data["final"]["n_images"]}
     return summary
