@@ -8,8 +8,9 @@ on 448 px backgrounds, with a labels file in each format the ``external`` stage 
     python benchmarks/wild_hard_cases.py make ../shared/data/UTKFace.tar.gz /work/wild-hard/set --n 420
 
 ``measure``: the package's align + mask on that set with each ``align.detector``, in this
-process (one core): coverage (labelled faces aligned and masked, per kind), images per second,
-and every loss with its reason::
+process (one core), with the ``align`` params an external set's jobs get (no prior box, the
+default CNN levels: :func:`maskprivacy.stages.align.external_params`): coverage (labelled faces
+aligned and masked, per kind), images per second, and every loss with its reason::
 
     python benchmarks/wild_hard_cases.py measure /work/wild-hard/set --params presets/utkface.yaml
 """
@@ -32,6 +33,7 @@ import yaml  # noqa: E402
 from maskprivacy.datasets import hard_cases  # noqa: E402
 from maskprivacy.faces.detect import DETECTORS  # noqa: E402
 from maskprivacy.masks.sets import set_params  # noqa: E402
+from maskprivacy.stages.align import external_params  # noqa: E402
 
 
 def make(args: argparse.Namespace) -> int:
@@ -46,7 +48,9 @@ def measure(args: argparse.Namespace) -> int:
     out: dict[str, dict] = {}
     pd.set_option("display.width", 200)
     for det in args.detectors.split(","):
-        cfg = {**params["align"], "detector": det}
+        cfg, note = external_params({**params["align"], "detector": det})
+        if note:
+            print(f"as an external set: {note}")
         with tempfile.TemporaryDirectory() as work:
             results, seconds = hard_cases.measure(args.set, cfg, mask_cfg, work, args.limit)
         tab = hard_cases.coverage(results)

@@ -58,23 +58,32 @@ def found_by(routes: pd.Series) -> dict[str, int]:
     return {k: int((step == k).sum()) for k in ("cascade", "prior_box", "cnn")}
 
 
+def external_params(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The ``align`` params an external test set's jobs run with, and a note of what changed.
+
+    An external set is not UTKFace's crops: the prior box of ``align.prealigned`` (where those
+    crops hold the face) would put landmarks, and a mask, where no face is, and the CNN levels
+    of pre-aligned crops (``align.cnn_upsample``, no upsampling: their face fills the crop)
+    would lose its small faces. With ``align.prealigned`` both go; ``cfg`` is left alone."""
+    if not cfg.get("prealigned"):
+        return cfg, ""
+    out = {**cfg, "prealigned": False, "cnn_upsample": list(faces.CNN_UPSAMPLE)}
+    return out, (
+        f"no prior box and CNN levels {out['cnn_upsample']} (align.prealigned and "
+        "align.cnn_upsample are for UTKFace's crops)"
+    )
+
+
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     cfg = dict(config.params)
     shard, shards = int(config.wildcards.get("shard", 0)), int(cfg.get("shards", 1))
     files = select(read_table(inputs.manifest)["file"].tolist(), shard, shards)
     paths = [Path(inputs.images) / f for f in files]
     align.check_prior_box(cfg)
-    if cfg.get("prealigned") and config.wildcards.get("ext"):
-        # an external set (align_external, wildcard ext) is not UTKFace's crops: the prior box
-        # (where those crops hold the face) would put landmarks, and a mask, where no face is
-        cfg["prealigned"] = False
-        cfg["cnn_upsample"] = list(faces.CNN_UPSAMPLE)
-        log.info(
-            "align: external set %s: no prior box and CNN levels %s (align.prealigned and "
-            "align.cnn_upsample are for UTKFace's crops)",
-            config.wildcards["ext"],
-            cfg["cnn_upsample"],
-        )
+    if config.wildcards.get("ext"):
+        cfg, note = external_params(cfg)
+        if note:
+            log.info("align: external set %s: %s", config.wildcards["ext"], note)
     faces.check_detector(cfg.get("detector", faces.DEFAULT_DETECTOR))
     table = inputs.get("landmarks") or None
     known = known_faces(table, paths) if table else None
