@@ -293,6 +293,20 @@ def identity_speed(
     }
 
 
+def paired(bare_runs: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, list]:
+    """Each repeat's pipeline run against the bare dlib run just before it: the ratios by wall
+    time (``ratio_paired``) and by CPU time (``ratio_paired_cpu``), sorted."""
+    pairs = list(zip(bare_runs, runs, strict=True))
+    return {
+        "ratio_paired": sorted(
+            round(b["detect_landmarks_s"] / (r["align_s"] + r["mask_s"]), 3) for b, r in pairs
+        ),
+        "ratio_paired_cpu": sorted(
+            round(b["detect_landmarks_cpu_s"] / r["cpu_s"], 3) for b, r in pairs
+        ),
+    }
+
+
 DETECTORS = ("cascade", "cascade+cnn")  # align.detector: the HOG cascade alone, with the CNN
 
 
@@ -327,14 +341,7 @@ def detector_speeds(
         out[det] = {
             "img_s": n / (best["align_s"] + best["mask_s"]),
             "cpu_img_s": n / min(r["cpu_s"] for r in runs[det]),
-            "ratio_paired": sorted(
-                round(b["detect_landmarks_s"] / (r["align_s"] + r["mask_s"]), 3)
-                for b, r in zip(bare_runs, runs[det], strict=True)
-            ),
-            "ratio_paired_cpu": sorted(
-                round(b["detect_landmarks_cpu_s"] / r["cpu_s"], 3)
-                for b, r in zip(bare_runs, runs[det], strict=True)
-            ),
+            **paired(bare_runs, runs[det]),
             "aligned_fraction": best["align"]["n_aligned"] / max(n, 1),
             "found_by": best["align"]["found_by"],
             "rejects_by_reason": best["align"]["rejects_by_reason"],
@@ -426,14 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             "geometry_pass_fraction": pipe["mask"]["geometry_pass_fraction"],
             # each repeat measures bare dlib then the pipeline back to back: the ratio of each
             # pair drifts less with a shared machine's load than the two bests do
-            "ratio_paired": sorted(
-                round(b["detect_landmarks_s"] / (p["align_s"] + p["mask_s"]), 3)
-                for b, p in zip(bare_runs, pipe_runs, strict=True)
-            ),
-            "ratio_paired_cpu": sorted(
-                round(b["detect_landmarks_cpu_s"] / p["cpu_s"], 3)
-                for b, p in zip(bare_runs, pipe_runs, strict=True)
-            ),
+            **paired(bare_runs, pipe_runs),
             "all_runs_s": {
                 "bare_detect_landmarks": [round(r["detect_landmarks_s"], 3) for r in bare_runs],
                 "pipeline": [round(r["align_s"] + r["mask_s"], 3) for r in pipe_runs],

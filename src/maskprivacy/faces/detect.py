@@ -284,30 +284,33 @@ def faces_in(detail: str) -> int:
     return int(head) if head.isdigit() and " faces found" in str(detail) else 1
 
 
+def _at_level(find: Any, image: np.ndarray, up: int) -> list[tuple[int, int, int, int]]:
+    """The boxes ``(x0, y0, x1, y1)`` that ``find(image, upsample)`` gives at level ``up``, in
+    ``image``'s pixels: a negative level runs it at upsample 0 on the image halved ``-up`` times
+    (2 x 2 box filter: big faces, fast), a pixel of which covers ``k x k`` of the image's, so
+    centres map to ``k * i + (k - 1) / 2``."""
+    if up < 0:
+        image, k, up = _halve(image, -up), 2**-up, 0
+    else:
+        k = 1
+    return [(x0 * k, y0 * k, x1 * k + k - 1, y1 * k + k - 1) for x0, y0, x1, y1 in find(image, up)]
+
+
 def _cascade(grey, rgb_of, has_colour, upsample, grey_first, detector):
     """The HOG steps: yield ``(route, boxes)`` of each step that finds a face, in order."""
+
+    def hog(img: np.ndarray, up: int) -> list[tuple[int, int, int, int]]:
+        return [(r.left(), r.top(), r.right(), r.bottom()) for r in detector(img, up)]
+
     for up in upsample:
         up = int(up)
         tries = ["grey"] if grey_first or not has_colour else []
         if has_colour:
             tries.append("rgb")
         for name in tries:
-            img = grey if name == "grey" else rgb_of()
-            if up < 0:  # the image halved (2 x 2 box filter) -up times: big faces, fast
-                img, k = _halve(img, -up), 2**-up
-                rects = detector(img, 0)
-            else:
-                k = 1
-                rects = detector(img, up)
-            if len(rects):
-                # a pixel of the halved image covers k x k pixels: centres map to k*i + (k-1)/2
-                yield (
-                    f"upsample{up}_{name}",
-                    [
-                        (r.left() * k, r.top() * k, r.right() * k + k - 1, r.bottom() * k + k - 1)
-                        for r in rects
-                    ],
-                )
+            boxes = _at_level(hog, grey if name == "grey" else rgb_of(), up)
+            if boxes:
+                yield f"upsample{up}_{name}", boxes
                 return  # a later level would find the same face
 
 
@@ -316,21 +319,16 @@ def _cnn(rgb: np.ndarray, levels: tuple[int, ...] = CNN_UPSAMPLE):
     face. A negative level runs the CNN on the image halved that many times (4x cheaper per
     halving; big faces only); a positive one upsamples, and runs only on images of at most
     :data:`CNN_UPSAMPLE_MAX_SIDE` pixels a side (a 448 px picture upsampled costs ~5 s)."""
+
+    def mmod(img: np.ndarray, up: int) -> list[tuple[int, int, int, int]]:
+        return [d[:4] for d in cnn.detect(img, up)]
+
     for up in levels:
         up = int(up)
         if up > 0 and max(rgb.shape[:2]) > CNN_UPSAMPLE_MAX_SIDE:
             continue
-        if up < 0:
-            img, k = _halve(rgb, -up), 2**-up
-            dets = cnn.detect(img, 0)
-        else:
-            k = 1
-            dets = cnn.detect(rgb, up)
-        if dets:
-            yield (
-                f"cnn_upsample{up}",
-                [(x0 * k, y0 * k, x1 * k + k - 1, y1 * k + k - 1) for x0, y0, x1, y1, _ in dets],
-            )
+        if boxes := _at_level(mmod, rgb, up):
+            yield f"cnn_upsample{up}", boxes
             return
 
 
