@@ -37,6 +37,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/snakemake --cores all
+	@echo "make demo: done. The answer and its evidence: results/report.html (open it in a browser)."
+	@echo "In a new shell, first: source .venv/bin/activate (then snakemake, dvc; README.md, Try it)."
 
 repro: setup
 	$(BIN)/dvc repro

@@ -23,6 +23,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_BY_TEST = {
     "snakemake --cores all": ("tests/usercopy.py", '[str(BIN / "snakemake"), "--cores", "2"]'),
     "snakemake --report report.html": ("tests/test_pipeline.py", '"--report", "report.html"'),
+    "source .venv/bin/activate": ("tests/test_front_page.py", '"source", ".venv/bin/activate"'),
     "snakemake --workflow-profile profiles/slurm": (
         "tests/test_slurm.py",
         '["snakemake", "--workflow-profile", "profiles/slurm"]',

@@ -31,7 +31,7 @@ def test_every_key_of_the_schema_has_a_row_with_its_value_and_comment():
         assert f"### `{section}`" in doc
         for key in sub.get("properties", {}):
             assert f"| `{section}.{key}` |" in doc, f"{section}.{key}"
-    assert "| `train.epochs` | `16` | integer >= 1 |" in doc
+    assert "| `train.epochs` | `8` | integer >= 1 |" in doc
     assert "| `split.method` | `stratified` | stratified \\| uniform \\| random |" in doc
     # a comment carried over two lines of params.yaml is one cell
     assert "compare the files with the committed manifest" in doc and "else off)" in doc
@@ -61,7 +61,7 @@ def test_a_key_added_to_the_schema_makes_the_check_fail_until_regenerated(tmp_pa
 def test_a_changed_comment_or_value_in_params_yaml_makes_the_check_fail(tmp_path):
     root = copy(tmp_path)
     params = root / paramdocs.PARAMS
-    params.write_text(params.read_text().replace("epochs: 16", "epochs: 17", 1))
+    params.write_text(params.read_text().replace("epochs: 8", "epochs: 17", 1))
     assert paramdocs.main(["--root", str(root), "--check"]) == 1
     paramdocs.main(["--root", str(root)])
     params.write_text(params.read_text().replace("seconds per network read", "per read", 1))

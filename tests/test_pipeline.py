@@ -165,7 +165,10 @@ def test_snakemake_report_shows_the_answer_and_the_plots_with_captions(snake_run
     assert where["results/data/labels.png"] == "data"
     assert where["results/data/rejects.png"] == "data"
     assert where["results/data/near_duplicates.png"] == "data"
-    assert where["results/mask/masked/0/contact_sheet.png"] == "masks"
+    assert where["results/compare/plots/masks.png"] == "masks"  # one sheet, no shards
+    assert where["results/compare/plots/verdict.html"] == "answer"
+    assert where["results/compare/plots/forest.png"] == "answer"
+    assert not any("shard" in (r["labels"] or {}) for r in results.values())
     assert where["results/compare/plots/learning_curves.png"] == "training"
     assert where["results/compare/plots/comparison.png"] == "evaluation"
     assert where["results/compare/plots/groups_masked_vs_unmasked.png"] == "evaluation"
@@ -190,13 +193,15 @@ def test_snakemake_report_shows_the_answer_and_the_plots_with_captions(snake_run
     )
     assert "Learning curves" in captions["results/compare/plots/learning_curves.png"]
     assert "Group heat map" in captions["results/compare/plots/groups_masked_vs_unmasked.png"]
-    assert "contact" in captions["results/mask/masked/1/contact_sheet.png"]
+    assert "The masks" in captions["results/compare/plots/masks.png"]
     # the answer entry holds the answer sentence and its tables
     answer = (root / "results/compare/answer.html").read_text()
     assert '<p class="answer">' in answer and "Metrics per condition" in answer
     assert "Paired comparisons with the baseline" in answer and "<h2>Chance</h2>" in answer
-    # the workflow's description heads the page
-    assert "Does a face mask protect sex, race and age" in (root / "report.html").read_text()
+    # the workflow's description heads the page, with the answer table of the run
+    landing = (root / "report.html").read_text()
+    assert "Does a face mask protect sex, race and age" in landing
+    assert "does the mask protect it?" in landing
 
 
 def test_two_seeds_give_two_models_per_training_set_and_a_spread(snake_run):

@@ -73,6 +73,16 @@ def _rows() -> list[dict]:
     return rows
 
 
+def _levels() -> list[dict]:
+    """levels_figure's rows: per condition, each attribute's estimate and interval."""
+    by = {}
+    for r in _rows():
+        by.setdefault(r["condition"], {"label": r["condition"], "attacker": "CNN"})[
+            r["attribute"]
+        ] = r
+    return list(by.values())
+
+
 def _age() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     t = rng.uniform(1, 90, 300)
@@ -98,7 +108,7 @@ CASES = {
         plots.learning_curves_png,
         ({"unmasked": _history(), "masked": _history(0.3, full=False)},),
     ),
-    "bars": (plots.comparison_bars_figure, plots.comparison_bars_png, (_rows(),)),
+    "levels": (plots.levels_figure, plots.levels_png, (_levels(),)),
 }
 
 
@@ -153,4 +163,4 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         plots.learning_curves_figure({"x": pd.DataFrame({"epoch": [1]})})
     with pytest.raises(ValueError):
-        plots.comparison_bars_figure([])
+        plots.levels_figure([])

@@ -23,6 +23,11 @@ run's folder name (its tables; for the mask study its matrices), ``RUN.short`` (
 for a front page), ``RUN.paper`` (the paper's published figures beside the run's, with the paired
 tests: ``maskprivacy.analysis.paper_protocol.table``) or ``A.vs.B`` (two runs that differ in their
 split, side by side); a block whose run is not published says so.
+
+The figures of :data:`FIGURES` (``docs/img/``) are made the same way, by the same command, from
+the same published metrics (the mask strip from the demo set's portrait), and checked the same
+way: each is rendered where a page links to it, and ``render --check`` fails when the committed
+file differs from what the metrics give.
 """
 
 from __future__ import annotations
@@ -390,18 +395,21 @@ def study_short(st: Mapping[str, Any], run: Mapping[str, Any]) -> str:
     ch = st["chance"]
     n_seeds = mat["n_seeds"]
     seeds = "one seed" if n_seeds == 1 else f"mean of {n_seeds} seeds"
-    listed = "; ".join(f"{s} {figures(c)}" for s, c in own.items())
+    listed = "".join(f"- {s}: {figures(c)}\n" for s, c in own.items())
     return (
-        f"**{head}** from a network trained on masked faces. On {mat['n_test']:,} real test "
-        f"faces ({run['date']}, {seeds}), it read sex / race / age MAE from: {listed} "
-        f"(unmasked {figures(cells[base['train']][base['test']])}; chance "
-        f"{_pct(ch['sex']['accuracy'])} / {_pct(ch['race']['accuracy'])} / {ch['age']['mae']:.2f}).\n"
+        f"**{head}** from a network trained on masked faces.\n"
+        f"On {mat['n_test']:,} real test faces ({run['date']}, {seeds}), it read sex / race / "
+        f"age MAE (years) from faces with each mask set:\n\n{listed}\n"
+        f"Unmasked: {figures(cells[base['train']][base['test']])}; chance: "
+        f"{_pct(ch['sex']['accuracy'])} / {_pct(ch['race']['accuracy'])} / {ch['age']['mae']:.2f}.\n"
     )
 
 
 def short_answer(folder: Path) -> str:
     """Two sentences for a front page: whether the mask stopped the attacker (every attribute
     still far above chance, compare's verdict), the masked and unmasked figures and chance."""
+    from maskprivacy.analysis.answer import join_words
+
     st = json.loads((folder / "statistics.json").read_text())
     run = json.loads((folder / "run.json").read_text())
     if st.get("study"):
@@ -412,27 +420,32 @@ def short_answer(folder: Path) -> str:
     ch = st["chance"]
     readable = [a for a in ("sex", "race", "age") if verdict[a]["far_above_chance"]]
     word = "No" if len(readable) == 3 else "Not entirely" if readable else "Yes"
-    acc = [
-        f"{a} from {_pct(m[a]['estimate'])} of masked faces (unmasked {_pct(b[a]['estimate'])}, "
-        f"chance {_pct(ch[a]['accuracy'])})"
+    figures = [
+        f"{a} {_pct(m[a]['estimate'])} (unmasked {_pct(b[a]['estimate'])}, chance "
+        f"{_pct(ch[a]['accuracy'])})"
         for a in ("sex", "race")
     ]
-    age = (
-        f"age within {m['age']['estimate']:.2f} years (unmasked {b['age']['estimate']:.2f}, "
-        f"chance {ch['age']['mae']:.2f})"
+    figures.append(
+        f"age MAE {m['age']['estimate']:.2f} years (unmasked {b['age']['estimate']:.2f}, chance "
+        f"{ch['age']['mae']:.2f})"
     )
     n = st["conditions"][cond]["n_test"]
     naive = st["conditions"].get("unmasked_to_masked", {}).get("seed_mean")
     tail = (
-        f" A model that never saw a mask does worse on masked faces (race "
-        f"{_pct(naive['race']['estimate'])}, age MAE {naive['age']['estimate']:.2f})."
+        f"A model that never saw a mask does worse on masked faces (race "
+        f"{_pct(naive['race']['estimate'])}, age MAE {naive['age']['estimate']:.2f}).\n"
         if naive
         else ""
     )
+    read = (
+        f"still read {join_words(readable)} from masked faces far above chance"
+        if readable
+        else "read none of sex, race and age far above chance"
+    )
+    # one sentence a line, each short enough for a front page
     return (
         f"**{word}.** On {n:,} real test faces ({run['date']}), a network trained on masked faces "
-        f"still read {acc[0]}, {acc[1]} and {age}: "
-        f"{', '.join(readable) or 'none'} far above chance.{tail}\n"
+        f"{read}:\n{', '.join(figures)}.\n{tail}"
     )
 
 
@@ -472,8 +485,146 @@ def pages(root: Path) -> list[Path]:
     return [p for p in out if p.is_file()]
 
 
+# ------------------------------------------------------------------------------------------
+# Figures
+
+# path in the repository -> (what it shows, the published run it is made from)
+FIGURES = {
+    "docs/img/answer.svg": ("answer", "cpu-study-tta"),
+    "docs/img/mask-study.svg": ("study", "mask-study-cpu"),
+    "docs/img/masks.png": ("masks", None),
+}
+ANSWER_CONDITIONS = ("unmasked", "masked", "unmasked_to_masked")
+ATTACKER_NAMES = {
+    "CNN": "CNN trained on the faces",
+    "face recognizer": "face recognizer + linear heads",
+}
+
+
+def mask_strip(image: Any, landmarks: Any, seed: int = 0, thumb: int = 180) -> Any:
+    """One face unmasked and with every mask type drawn from its landmarks, side by side, each
+    named under it (a PIL image). The face is cropped to a square around its landmarks first."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from maskprivacy.masks.choice import image_rng
+    from maskprivacy.masks.geometry import MASK_TYPES
+    from maskprivacy.masks.paint import render
+
+    pts = np.asarray(landmarks, dtype=float)
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    side = 1.5 * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.12 * side
+    box = (cx - side / 2, cy - side / 2)
+    size = 224
+    scale = size / side
+    face = image.convert("RGB").transform(
+        (size, size),
+        Image.Transform.EXTENT,
+        (box[0], box[1], box[0] + side, box[1] + side),
+        Image.Resampling.BICUBIC,
+    )
+    lm = (pts - np.array(box)) * scale
+    cells = [("no mask", face)]
+    for t in MASK_TYPES:
+        cells.append((t, render(face, lm, t, image_rng(seed, f"mask_strip:{t}")).image))
+    font = ImageFont.load_default(size=max(11, thumb // 11))
+    cap = thumb // 6
+    strip = Image.new("RGB", (thumb * len(cells), thumb + cap), "white")
+    draw = ImageDraw.Draw(strip)
+    for j, (name, im) in enumerate(cells):
+        strip.paste(im.resize((thumb, thumb), Image.Resampling.LANCZOS), (j * thumb, 0))
+        w = draw.textlength(name, font=font)
+        draw.text((j * thumb + (thumb - w) / 2, thumb + 3), name, fill=(40, 40, 40), font=font)
+    return strip
+
+
+def figure_bytes(kind: str, folder: Path | None) -> bytes:
+    """The bytes of one figure of :data:`FIGURES`: ``answer`` (what each attacker reads from
+    unmasked and masked faces, and a model that never saw a mask, with chance), ``study``
+    (each mask set's own model against chance) from the published run in ``folder``, or
+    ``masks`` (the demo set's portrait with every mask type)."""
+    import io
+
+    from maskprivacy.report import plots
+
+    if kind == "masks":
+        from maskprivacy.datasets.demo import base_faces
+
+        image, landmarks = base_faces()[0]
+        buf = io.BytesIO()
+        mask_strip(image, landmarks).save(buf, format="png", optimize=True)
+        return buf.getvalue()
+    st = json.loads((folder / "statistics.json").read_text())
+    run = json.loads((folder / "run.json").read_text())
+    if kind == "study":
+        from maskprivacy.report.study import levels_rows
+
+        mat = st["study"]["matrix"]
+        seeds = "one seed" if mat["n_seeds"] == 1 else f"mean of {mat['n_seeds']} seeds"
+        rows = levels_rows(mat, ATTACKER_NAMES["CNN"])
+        title = (
+            f"Each mask set's own CNN (trained and tested on it): {mat['n_test']:,} real UTKFace "
+            f"test faces, {seeds}, 95% intervals"
+        )
+    else:
+        by = {ATTACKER_NAMES["CNN"]: st}
+        if st.get("recognizer"):
+            by[ATTACKER_NAMES["face recognizer"]] = st["recognizer"]
+        rows = plots.condition_rows(by, st.get("condition_definitions", []), ANSWER_CONDITIONS)
+        n = st["conditions"]["masked"]["n_test"]
+        n_seeds = len(st["seeds"])
+        seeds = "one seed" if n_seeds == 1 else f"mean of {n_seeds} seeds"
+        title = f"{n:,} real UTKFace test faces ({run['date']}), {seeds}, 95% intervals"
+    fig = plots.levels_figure(rows, st["chance"], title)
+    return plots.svg_bytes(fig)
+
+
+def _same_figure(path: Path, new: bytes) -> bool:
+    """Whether the committed figure at ``path`` is ``new``: the same bytes, or for a PNG the
+    same picture within rounding (a drawing's floats may differ in their last bit elsewhere)."""
+    if not path.is_file():
+        return False
+    old = path.read_bytes()
+    if old == new or path.suffix != ".png":
+        return old == new
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    a, b = (np.asarray(Image.open(io.BytesIO(x)).convert("RGB"), dtype=int) for x in (old, new))
+    return a.shape == b.shape and float((np.abs(a - b) > 2).mean()) <= 0.001
+
+
+def linked_figures(root: Path) -> list[str]:
+    """The figures of :data:`FIGURES` that a page links to (from README.md or docs/*.md)."""
+    text = "".join(p.read_text() for p in pages(root))
+    return [f for f in FIGURES if Path(f).name in text and f"img/{Path(f).name}" in text]
+
+
+def render_figures(root: Path, check: bool = False) -> list[Path]:
+    """Make every figure a page links to; with ``check`` write nothing and return the stale
+    ones. A figure whose run is not published is left as it is."""
+    stale = []
+    for rel in linked_figures(root):
+        kind, run = FIGURES[rel]
+        folder = root / REFERENCE / run if run else None
+        if folder is not None and not (folder / "run.json").is_file():
+            continue
+        new = figure_bytes(kind, folder)
+        path = root / rel
+        if not _same_figure(path, new):
+            stale.append(path)
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(new)
+    return stale
+
+
 def render(root: Path, check: bool = False) -> list[Path]:
-    """Fill every published block; with ``check`` write nothing and return the stale pages."""
+    """Fill every published block and make every linked figure; with ``check`` write nothing
+    and return the stale pages and figures."""
     stale = []
     for page in pages(root):
         text = page.read_text()
@@ -486,7 +637,7 @@ def render(root: Path, check: bool = False) -> list[Path]:
             stale.append(page)
             if not check:
                 page.write_text(new)
-    return stale
+    return stale + render_figures(root, check)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -513,7 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check and stale:
         names = ", ".join(str(p) for p in stale)
         print(
-            f"stale published blocks in {names}: run python -m maskprivacy_workflow.published render",
+            f"stale published blocks or figures in {names}: run python -m "
+            "maskprivacy_workflow.published render",
             file=sys.stderr,
         )
         return 1

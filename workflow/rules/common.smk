@@ -120,6 +120,11 @@ def reported(files, caption, category):
 
 def plot_category(wildcards):
     """The report category of a figure of results/compare/plots."""
+    # the answer table, and every change from the baseline
+    if wildcards.figure in ("verdict", "forest"):
+        return "answer"
+    if wildcards.figure == "masks":  # the first mask set's faces with every mask type
+        return "masks"
     if wildcards.figure == "learning_curves":
         return "training"
     if wildcards.figure.startswith("study/"):

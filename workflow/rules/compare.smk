@@ -52,7 +52,8 @@ rule compare:
         rejects="results/compare/rejects.csv",
         plots=report(
             directory("results/compare/plots"),
-            patterns=["{figure}.png"],
+            # verdict.html: the answer table, also the landing text (workflow/report/workflow.rst)
+            patterns=["{figure}.png", "{figure}.html"],
             caption="../report/compare_plots.rst",
             category=plot_category,
             subcategory=plot_subcategory,

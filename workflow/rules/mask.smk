@@ -8,13 +8,8 @@ rule mask:
         masks="data/mask/{maskset}/{shard}/masks.csv",
         rejects="data/mask/{maskset}/{shard}/rejects.csv",
         report="data/mask/{maskset}/{shard}/report.json",
-        sheet=report(
-            "results/mask/{maskset}/{shard}/contact_sheet.png",
-            caption="../report/mask_sheet.rst",
-            category="masks",
-            subcategory="{maskset}",
-            labels={"mask set": "{maskset}", "shard": "{shard}"},
-        ),
+        # in Snakemake's report as compare's results/compare/plots/masks.png (no shards there)
+        sheet="results/mask/{maskset}/{shard}/contact_sheet.png",
     log:
         "logs/mask/{maskset}/{shard}.log",
     conda:

@@ -18,9 +18,14 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def img(path: Path) -> str:
+def img(path: Path, caption: str | None = None) -> str:
+    """The PNG at ``path``, embedded, under its caption (default: the sentence
+    :mod:`maskprivacy.report.captions` has for its name, else the name)."""
+    from maskprivacy.report.captions import caption as sentence
+
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
+    text = html.escape(sentence(path.stem) if caption is None else caption)
+    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{text}</figcaption></figure>'
 
 
 def ci(v: float, lo: float | None, hi: float | None, scale: float, digits: int) -> str:

@@ -88,7 +88,8 @@ def heatmap_figure(matrix: Mapping[str, Any], attr: str, demo: bool = False) -> 
     ax.set_xlabel("tested on")
     ax.set_ylabel("trained on")
     ax.set_title(f"{title}, mean of {matrix['n_seeds']} seed(s); under it: minus the baseline")
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    bar = fig.colorbar(im, ax=ax, shrink=0.8)
+    bar.set_label(title, fontsize=8)
     fig.tight_layout()
     if demo:
         demo_banner(fig)
@@ -105,6 +106,19 @@ def heatmaps_png(
         save_figure(heatmap_figure(matrix, attr, demo), path)
         paths.append(path)
     return paths
+
+
+def levels_rows(matrix: Mapping[str, Any], attacker: str = "CNN") -> list[dict[str, Any]]:
+    """Each data set's own model (trained and tested on it) as a row of
+    :func:`maskprivacy.report.plots.levels_figure`: the baseline first, then every mask set."""
+    rows = []
+    for s in matrix["data_sets"]:
+        cell = matrix["cells"].get(s, {}).get(s)
+        if cell is not None:
+            base = s == matrix["baseline"]["test"]
+            label = f"{s} (no mask)" if base else f"{s}"
+            rows.append({"label": label, "attacker": attacker, **cell["metrics"]})
+    return rows
 
 
 def matrix_table(matrix: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from maskprivacy.core.plumbing import atomic_dir
 from maskprivacy.faces.landmarks import landmarks_array
 from maskprivacy.masks.sets import by_set, data_sets, used_sets
 from maskprivacy.report import html as html_report
-from maskprivacy.report import plots, study
+from maskprivacy.report import plots, provenance, study
 from maskprivacy.stages.entry import Files, StageConfig
 
 
@@ -207,21 +208,24 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
                 rec["study"] = {"matrix": matrix.study_matrix(rec, conditions, data_sets(sets))}
                 metrics["recognizer"]["study"] = matrix.matrix_metrics(rec["study"]["matrix"])
         plots.learning_curves_png(
-            {d: read_table(h) for d, h in histories.items()}, tmp / "learning_curves.png", demo=demo
+            {d: read_table(h) for d, h in histories.items()},
+            tmp / "learning_curves.png",
+            demo=demo,
+            chance=statistics["chance"],
         )
-        bars = [
-            {
-                "condition": name,
-                "attribute": attr,
-                "metric": m["metric"],
-                "estimate": m["estimate"],
-                "low": m["low"],
-                "high": m["high"],
-            }
-            for name, c in statistics["conditions"].items()
-            for attr, m in c["seed_mean"].items()
-        ]
-        plots.comparison_bars_png(bars, tmp / "comparison.png", demo=demo)
+        # both attackers: what each reads under every condition, and every change (the forest)
+        by_attacker = html_report.attackers(statistics)
+        plots.levels_png(
+            plots.condition_rows(by_attacker, conditions),
+            tmp / "comparison.png",
+            statistics["chance"],
+            demo=demo,
+        )
+        plots.forest_png(by_attacker, tmp / "forest.png", conditions, demo=demo)
+        # the answer table, for the landing page of Snakemake's report (workflow/report/workflow.rst)
+        write_text(tmp / "verdict.html", html_report.verdict_fragment(statistics))
+        if inputs.sheet:  # the masks, for Snakemake's report (the first mask set's first shard)
+            shutil.copyfile(inputs.sheet[0], tmp / "masks.png")
         for name in preds:
             if name != base:
                 plots.group_heatmap_png(
@@ -237,6 +241,13 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     condition_plots = by_condition_and_seed(inputs.plots, names, seeds)
     first = statistics["seeds"][0]
     plot_dirs = [Path(outputs.plots), *[Path(condition_plots[n][first]) for n in names]]
+    verified = download.get("verification", {}).get("status")
+    run = {  # how this run was made, for the report's first line and its "This run" section
+        **provenance.collect(),
+        "data": f"{data_source} ({download['variant']}), {len(split):,} faces in the split"
+        + (f"; UTKFace files {verified}" if verified else ""),
+        "utkface": verified == "verified",
+    }
     write_text(
         outputs.report,
         html_report.render(
@@ -248,6 +259,7 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             inputs.get("identities"),  # split.group_by: identity: the identities' contact sheet
             section,
             inputs.get("data_rejects"),
+            run,
         ),
     )
     write_text(outputs.answer, html_report.answer_page(statistics))  # Snakemake's report shows it
