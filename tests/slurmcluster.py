@@ -32,19 +32,22 @@ def _ours(conf: Path) -> bool:
 
 
 def missing() -> str | None:
-    """Why no cluster can be started here (None: it can)."""
+    """Why no cluster can be started here (None: it can). Each reason starts with ``no SLURM
+    cluster here``, the words conftest.ALLOWED_SKIPS lets skip under .ci/run."""
     absent = [
         d for d in DAEMONS if not shutil.which(d, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     ]
     if absent:
         return (
-            f"SLURM not installed ({', '.join(absent)} not found): .ci/run installs Debian's "
-            "slurm-wlm and munge with apt-get; that failed or was not run here"
+            f"no SLURM cluster here: SLURM not installed ({', '.join(absent)} not found): "
+            ".ci/run installs Debian's slurm-wlm and munge with apt-get; that failed or was not run"
         )
     if os.geteuid() != 0:
-        return "slurmd must run as root to start jobs; these tests are not root"
+        return (
+            "no SLURM cluster here: slurmd must run as root to start jobs; these tests are not root"
+        )
     if DEFAULT_CONF.exists() and not _ours(DEFAULT_CONF):
-        return f"{DEFAULT_CONF} exists: this machine has a SLURM of its own, no test cluster here"
+        return f"no SLURM cluster here: {DEFAULT_CONF} exists, this machine has a SLURM of its own"
     return None
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from slurmcluster import free_port
 from test_pipeline import BIN, env, mtimes, sh
-from usercopy import commit, killed_and_resumed_run, set_param
+from usercopy import GIT, commit, killed_and_resumed_run, set_param
 
 pytestmark = pytest.mark.slow
 DVC = str(BIN / "dvc")
@@ -61,10 +61,12 @@ def test_kill_9_during_train_then_the_same_command_finishes(run):
 
 @pytest.fixture(scope="module")
 def adopted(run):
-    """`make dvc-adopt` after the Snakemake run, then dvc.lock and the metrics committed."""
+    """`make dvc-adopt` after the Snakemake run, then dvc.lock and the metrics committed as
+    docs/running.md says (`git add dvc.lock results/metrics.json && git commit -m "run"`)."""
     root = run["root"]
     res = sh(root, "make", "dvc-adopt")
-    commit(root, "snakemake run adopted by dvc")
+    sh(root, "git", "add", "dvc.lock", "results/metrics.json")
+    sh(root, *GIT, "commit", "-m", "run")
     return root, res
 
 
@@ -199,7 +201,9 @@ def test_dvc_get_started_loop_diffs_experiments_and_offline_plots(adopted, tmp_p
         assert abs(float(new) - float(old) - float(change)) < 1e-3, (name, old, new, change)
     params = diff_rows(sh(root, DVC, "params", "diff").stdout)
     assert params["train.epochs"] == ["3", "2"], params
-    commit(root, "2 epochs")
+    sh(root, *GIT, "commit", "-am", "2 epochs")
+    # the page's commit leaves nothing of the run behind (a file of it git does not track yet)
+    assert sh(root, "git", "status", "--porcelain").stdout == ""
 
     for epochs in (1, 3):
         sh(root, DVC, "exp", "run", "-S", f"train.epochs={epochs}")
@@ -221,3 +225,6 @@ def test_dvc_get_started_loop_diffs_experiments_and_offline_plots(adopted, tmp_p
     assert "http://" not in page and "https://" not in page  # nothing from the network
     for src in re.findall(r'<img src="([^"]+)"', page):
         assert (out / src).is_file() and (out / src).suffix == ".png", src
+    # without a revision: the workspace against the last commit, into dvc_plots/
+    sh(root, DVC, "plots", "diff")
+    assert (root / "dvc_plots/index.html").read_text().count("<img") >= 2 * 3

@@ -179,7 +179,6 @@ def run_identity(images, landmarks, descriptors, rejects) -> dict:
 @pytest.fixture(scope="module")
 def demo_descriptors(tmp_path_factory):
     """24 demo faces (variants of two portraits, with painted cues) through align and identity."""
-    pytest.importorskip("dlib")
     from test_align import run_align
 
     from maskprivacy.datasets import demo

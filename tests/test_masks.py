@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +20,13 @@ ALIGNED = 224
 @pytest.fixture(scope="module")
 def face() -> tuple[Image.Image, np.ndarray]:
     """Grace Hopper aligned to 224 x 224 (eyes at fixed places) and her 68 landmarks there."""
-    dlib = pytest.importorskip("dlib")
+    import dlib
     import matplotlib.cbook
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("face-recognition-models is not installed")
-    model = (
-        Path(spec.submodule_search_locations[0])
-        / "models"
-        / "shape_predictor_68_face_landmarks.dat"
-    )
+    from maskprivacy.faces.detect import PREDICTOR_NAME
+    from maskprivacy.faces.model_files import model_file
+
+    model = model_file(PREDICTOR_NAME, "align.predictor")
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         image = Image.open(f).convert("RGB")
     rgb = np.asarray(image)

@@ -88,6 +88,23 @@ def make_copy(dst: Path, params: dict) -> Path:
     return dst
 
 
+def from_predictions(root: Path, folder: str, condition: str, seeds) -> dict[str, float]:
+    """Sex accuracy and age MAE of ``condition``, the mean over ``seeds``, counted here from
+    ``<folder>/<condition>/seed<seed>/predictions.csv`` (``results/evaluate``,
+    ``results/recognize``) against the test faces' labels in ``data/split/split.csv``: what
+    metrics.json must say."""
+    split = pd.read_csv(root / "data/split/split.csv")
+    test = split[split["split"] == "test"].set_index("file")
+    sex, mae = [], []
+    for seed in seeds:
+        preds = pd.read_csv(root / folder / condition / f"seed{seed}" / "predictions.csv")
+        assert sorted(preds["file"]) == sorted(test.index)  # every test face, once
+        truth = test.loc[preds["file"]]
+        sex.append(np.mean(preds["sex_pred"].to_numpy() == truth["sex"].to_numpy()))
+        mae.append(np.mean(np.abs(preds["age_pred"].to_numpy() - truth["age"].to_numpy())))
+    return {"sex_accuracy": float(np.mean(sex)), "age_mae": float(np.mean(mae))}
+
+
 def mtimes(root: Path, patterns: list[str]) -> dict[str, float]:
     return {
         str(p.relative_to(root)): p.stat().st_mtime_ns for pat in patterns for p in root.glob(pat)
@@ -117,8 +134,9 @@ def test_snakemake_runs_every_stage_and_writes_results(snake_run):
     metrics = json.loads((root / "results/metrics.json").read_text())
     assert {"unmasked", "masked"} <= set(metrics)
     for cond in ("unmasked", "masked"):
-        assert 0 <= metrics[cond]["sex"]["accuracy"] <= 1
-        assert metrics[cond]["age"]["mae"] >= 0
+        want = from_predictions(root, "results/evaluate", cond, (0, 1))
+        assert metrics[cond]["sex"]["accuracy"] == pytest.approx(want["sex_accuracy"])
+        assert metrics[cond]["age"]["mae"] == pytest.approx(want["age_mae"])
     assert metrics["data_source"] == "path"
     pngs = sorted(p.name for p in (root / "results").rglob("*.png"))
     assert {
@@ -263,7 +281,10 @@ def test_the_recognizer_runs_beside_the_cnn_into_one_report(snake_run):
     metrics = json.loads((root / "results/metrics.json").read_text())
     rec = metrics["recognizer"]
     assert {"unmasked", "masked", "masked_vs_unmasked", "n_seeds"} <= set(rec)
-    assert 0 <= rec["masked"]["sex"]["accuracy"] <= 1 and "sex_p_holm" in rec["masked_vs_unmasked"]
+    want = from_predictions(root, "results/recognize", "masked", (0, 1))
+    assert rec["masked"]["sex"]["accuracy"] == pytest.approx(want["sex_accuracy"])
+    assert rec["masked"]["age"]["mae"] == pytest.approx(want["age_mae"])
+    assert "sex_p_holm" in rec["masked_vs_unmasked"]
     assert "sex" in metrics["masked"]  # the CNN's keys stay where they were
     stats = json.loads((root / "results/compare/statistics.json").read_text())
     # one Holm family per attacker, each at most the tests over images and across seeds of

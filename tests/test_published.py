@@ -8,7 +8,7 @@ import json
 import pytest
 from test_evaluate import N, fake, statistics_for, two_conditions  # noqa: F401 (fake: a fixture)
 
-from maskprivacy.analysis import compare
+from maskprivacy.analysis import answer, compare
 from maskprivacy_workflow import published
 
 BLOCK = "<!-- BEGIN published: {0} -->\nold text\n<!-- END published: {0} -->\n"
@@ -42,15 +42,20 @@ def test_add_keeps_metrics_statistics_and_provenance(tmp_path, finished_run):
     run, st = finished_run
     root = repo_with_pages(tmp_path, "cpu-study")
     cmd = "snakemake --cores all --configfile presets/cpu.yaml"
-    args = ["--root", root, "add", "cpu-study", "--workdir", run, "--command", cmd]
-    assert main(*args, "--machine", "2 cores", "--wall-min", "57.5") == 0
+    assert main("--root", root, "add", "cpu-study", "--workdir", run, "--command", cmd,
+                "--machine", "2 cores", "--wall-min", "57.5") == 0  # fmt: skip
     out = root / "results/reference/cpu-study"
     assert (out / "metrics.json").read_bytes() == (run / "results/metrics.json").read_bytes()
     kept = json.loads((out / "statistics.json").read_text())
     assert kept["conditions"].keys() == st["conditions"].keys() and "accounting" in kept
     info = json.loads((out / "run.json").read_text())
     assert info["command"] == cmd and info["machine"] == "2 cores" and info["wall_min"] == 57.5
-    assert "masked" in info["answer"]  # the answer sentence, as compare words it
+    # the answer sentence, as compare words it, from this run's statistics: its test faces and
+    # the masked condition's seed-mean sex accuracy
+    assert info["answer"] == answer.sentence(st)
+    sex = st["conditions"]["masked"]["seed_mean"]["sex"]["estimate"]
+    assert info["answer"].startswith(f"On the same {N:,} test faces, masked against unmasked")
+    assert f"sex is still read from {100 * sex:.1f}% of masked faces" in info["answer"]
 
 
 def test_render_fills_every_block_from_the_published_figures(tmp_path, finished_run, capsys):

@@ -366,7 +366,6 @@ def run_describe(images, landmarks, descriptors, rejects) -> dict:
 @pytest.fixture(scope="module")
 def masked_demo(tmp_path_factory):
     """12 demo faces aligned, masked (paper), and described unmasked (identity) and masked."""
-    pytest.importorskip("dlib")
     from test_align import run_align
     from test_identity import run_identity
     from test_masks import _run_mask
@@ -390,7 +389,8 @@ def masked_demo(tmp_path_factory):
 
 def test_masked_descriptors_differ_from_unmasked(masked_demo):
     """Every face has a descriptor in both versions; the mask moves it (the recognizer sees
-    another face), less than the distance between two people."""
+    another face): typically further than the variants of one portrait lie apart, less than
+    the distance between the two people."""
     tmp, summary = masked_demo
     assert summary["n_described"] == summary["n_inputs"] >= 8 and summary["n_rejects"] == 0
     fu, xu = read_descriptors([tmp / "u.csv"])
@@ -398,6 +398,16 @@ def test_masked_descriptors_differ_from_unmasked(masked_demo):
     assert fu == fm
     moved = np.linalg.norm(xu - xm, axis=1)
     assert (moved > 0.05).all()
+    # the demo's two people (Grace Hopper, Eileen Collins): dlib's same-person threshold, 0.6,
+    # splits the unmasked descriptors into exactly two groups
+    apart = np.linalg.norm(xu[:, None] - xu[None], axis=2)
+    first = apart[0] < 0.6
+    assert 0 < first.sum() < len(first)
+    for row in apart:
+        assert ((row < 0.6) == first).all() or ((row < 0.6) == ~first).all()
+    same = np.equal.outer(first, first)
+    within = apart[same & ~np.eye(len(first), dtype=bool)]
+    assert np.median(within) < np.median(moved) < np.median(apart[~same])
     assert read_table(tmp / "mr.csv").empty
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from slurmcluster import Cluster, missing
-from test_pipeline import BIN, env, make_copy
+from test_pipeline import BIN, env, from_predictions, make_copy
 from usercopy import killed_and_resumed_run, small_params
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(missing() is not None, reason=str(missing())),
+    pytest.mark.timeout(2400),  # a local run, then the SLURM run (900 s at most) and the resume
 ]
 
 # README, Running, SLURM: the profile, plus the overrides a node without a GPU (2 cores) needs
@@ -83,5 +84,6 @@ def test_readme_slurm_command_runs_the_demo_through_sbatch(cluster, tmp_path, de
     want = json.loads((local / "results/metrics.json").read_text())
     for cond in ("unmasked", "masked"):
         assert got[cond]["n_test"] == want[cond]["n_test"]
-        assert 0 <= got[cond]["sex"]["accuracy"] <= 1
+        counted = from_predictions(root, "results/evaluate", cond, (0,))
+        assert got[cond]["sex"]["accuracy"] == pytest.approx(counted["sex_accuracy"])
     assert (root / "results/report.html").stat().st_size > 0

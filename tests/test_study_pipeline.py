@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from test_pipeline import BIN, make_copy, sh, tiny_params
+from test_pipeline import BIN, from_predictions, make_copy, sh, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,17 @@ def test_matrix_heat_maps_and_report_section(study_run):
     metrics = json.loads((root / "results/metrics.json").read_text())
     flat = metrics["study"]
     assert set(flat["unmasked"]) == {"unmasked", "surgical"}
-    assert 0 <= flat["surgical"]["surgical"]["sex_accuracy"] <= 1
-    assert "age_mae_diff" in flat["unmasked"]["surgical"]
+    # each cell is its condition's figures, counted here from its predictions (one seed)
+    got = {c: from_predictions(root, "results/evaluate", c, (0,)) for c in ("surgical", "unmasked")}
+    got["unmasked_to_surgical"] = from_predictions(
+        root, "results/evaluate", "unmasked_to_surgical", (0,)
+    )
+    assert flat["surgical"]["surgical"]["sex_accuracy"] == pytest.approx(
+        got["surgical"]["sex_accuracy"]
+    )
+    assert flat["unmasked"]["surgical"]["age_mae_diff"] == pytest.approx(
+        got["unmasked_to_surgical"]["age_mae"] - got["unmasked"]["age_mae"]
+    )
     pngs = sorted(p.name for p in (root / "results/compare/plots/study").glob("*.png"))
     assert pngs == ["study_age_mae.png", "study_race_accuracy.png", "study_sex_accuracy.png"]
     with Image.open(root / "results/compare/plots/study/study_sex_accuracy.png") as im:

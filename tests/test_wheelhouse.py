@@ -58,8 +58,9 @@ def test_wheels_install_offline_and_snakemake_runs(tmp_path):
     listed = (wheels / "requirements.txt").read_text().split()
     assert len(list(wheels.glob("*.whl"))) == len(listed)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin/pip"), "install", "-q", "--no-index", "--find-links", str(wheels)]
-    subprocess.run([*pip, "--no-deps", "-r", str(wheels / "requirements.txt")], check=True)
+    pip = [str(venv / "bin/pip"), "install", "-q", "--no-index", "--find-links", str(wheels),
+           "--no-deps", "-r", str(wheels / "requirements.txt")]  # fmt: skip
+    subprocess.run(pip, check=True)
     out = subprocess.run(
         [str(venv / "bin/snakemake"), "--version"], capture_output=True, text=True, check=True
     )

@@ -61,7 +61,7 @@ def train_processes(pid: int) -> list[psutil.Process]:
 
 def run_and_kill_during_train(root: Path, timeout: float = 300) -> dict:
     """Start `snakemake --cores 2`, SIGKILL it and its jobs once `train` has written something."""
-    log = root / "killed_run.log"
+    log = root.parent / "killed_run.log"  # beside the clone: no file of git's in it
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(BIN / "snakemake"), "--cores", "2"],
