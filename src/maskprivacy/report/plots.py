@@ -590,10 +590,12 @@ def group_heatmap_figure(table: pd.DataFrame, title: str, demo: bool = False) ->
                         ha="center",
                         va="center",
                         fontsize=7,
+                        color="white" if abs(grid[i, j]) > 0.6 * lim else "black",
                     )
-        ax.set_xticks(range(len(AGE_BUCKETS)), [b[0] for b in AGE_BUCKETS], rotation=45, ha="right")
+        ages = [f"{lo}-{hi}" if hi < 100 else f"{lo}+" for _, lo, hi in AGE_BUCKETS]
+        ax.set_xticks(range(len(AGE_BUCKETS)), ages, rotation=40, ha="right", fontsize=8)
         ax.set_yticks(range(len(RACES)), RACES)
-        ax.set_xlabel("age (years)")
+        ax.set_xlabel("age group (years)")
         ax.set_title(f"{label} ({unit})")
         bar = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02)
         bar.locator = MaxNLocator(5)
@@ -601,7 +603,7 @@ def group_heatmap_figure(table: pd.DataFrame, title: str, demo: bool = False) ->
         bar.update_ticks()
         bar.set_label(f"{unit}; red: read worse", fontsize=8)
         bar.ax.tick_params(labelsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title + ("\n" if demo else ""))  # on demo data, clear of the banner above
     return _finish(fig, demo)
 
 
