@@ -133,7 +133,9 @@ def test_cnn_levels_halved_first_and_no_upsampling_of_big_pictures(face, monkeyp
 
 def test_implausible_landmarks_are_a_reject_not_a_mask(face, monkeypatch):
     image, _ = face
-    monkeypatch.setattr(faces, "landmark_check", lambda pts, box: (False, "eye distance 0.01"))
+    monkeypatch.setattr(
+        faces, "landmark_check", lambda pts, box, worn=False: (False, "eye distance 0.01")
+    )
     explain = {}
     got, route = faces.detect_landmarks(np.asarray(image), (0,), explain=explain)
     assert got is None and route == "landmarks_implausible"

@@ -1,5 +1,6 @@
 # Helper functions shared by the rules (kept apart from the rules, as the Snakemake linter asks).
 from maskprivacy_workflow.codedeps import stage_code
+from maskprivacy.datasets.external import says_worn
 
 
 def code(stage):
@@ -129,6 +130,8 @@ def plot_category(wildcards):
         return "training"
     if wildcards.figure.startswith("study/"):
         return "mask study"
+    if wildcards.figure.startswith("real_masks"):  # the figures, and the sentences (.html)
+        return "real masks"
     return "evaluation"
 
 
@@ -193,9 +196,9 @@ def heads_files():
 
 
 def external_images(ext, version, shards):
-    """An external set's image folders, one per shard, of one version: as aligned (unmasked) or
-    under a mask set."""
-    stage = "align" if version == "unmasked" else f"mask/{version}"
+    """An external set's image folders, one per shard, of one version: as aligned (unmasked, and
+    worn: the photos that wear a real mask, never painted over) or under a mask set."""
+    stage = "align" if version in ("unmasked", "worn") else f"mask/{version}"
     return expand(
         "data/external/{ext}/{stage}/{shard}/images", ext=ext, stage=stage, shard=shards
     )
@@ -216,3 +219,19 @@ def external_faces():
             shard=SHARDS,
         ),
     )
+
+
+def external_versions(ext):
+    """(EXTERNAL_WORN, EXTERNAL: external.smk) The versions of a set's faces: as aligned (unmasked), under each mask set (mask.sets),
+    and, for a set with real masks, its worn photos as they are (worn)."""
+    return ["unmasked", *MASK_SETS, *(["worn"] if ext in EXTERNAL_WORN else [])]
+
+
+def per_set_version(pattern, **wildcards):
+    """``pattern`` expanded for every set and each of its versions (set-major, then version, then
+    the other wildcards as expand orders them)."""
+    return [
+        f
+        for ext in EXTERNAL
+        for f in expand(pattern, ext=ext, version=external_versions(ext), **wildcards)
+    ]

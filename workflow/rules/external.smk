@@ -8,8 +8,14 @@
 # descriptors of every version, recognize_external (one per set) applies recognize's fitted heads.
 EXTERNAL_SETS = config["evaluate"].get("external") or {}
 EXTERNAL = sorted(EXTERNAL_SETS)
-# the versions of a set's faces: as aligned (unmasked), and under each mask set (mask.sets)
-EXTERNAL_VERSIONS = ["unmasked", *MASK_SETS]
+# the sets whose labels say which photos wear a real mask (a masked column): their worn photos
+# are a version of their own, "worn", scored as they are and never painted over
+EXTERNAL_WORN = [ext for ext in EXTERNAL if says_worn(EXTERNAL_SETS[ext])]
+
+
+# every version of any set (recognize_external writes each for every set: a set without real
+# masks has an empty worn version, which compare does not read)
+EXTERNAL_VERSIONS = ["unmasked", *MASK_SETS, *(["worn"] if EXTERNAL_WORN else [])]
 # compare's inputs (none without external sets): set-major, then version, training set, seed
 EXTERNAL_INPUTS = (
     dict(
@@ -33,19 +39,15 @@ EXTERNAL_INPUTS = (
                 ),
             ]
         ],
-        external_predictions=expand(
+        external_predictions=per_set_version(
             "results/external/{ext}/{version}/{dataset}/seed{seed}/predictions.csv",
-            ext=EXTERNAL,
-            version=EXTERNAL_VERSIONS,
             dataset=TRAIN_SETS,
             seed=SEEDS,
         ),
         **(
             dict(
-                recognizer_external_predictions=expand(
+                recognizer_external_predictions=per_set_version(
                     "results/recognize_external/{ext}/{version}/{dataset}/seed{seed}/predictions.csv",
-                    ext=EXTERNAL,
-                    version=EXTERNAL_VERSIONS,
                     dataset=TRAIN_SETS,
                     seed=SEEDS,
                 ),
@@ -111,19 +113,15 @@ use rule mask as mask_external with:
     input:
         images="data/external/{ext}/align/{shard}/images",
         landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
+        manifest="data/external/{ext}/manifest.csv",  # photos that wear a real mask: not painted
         code=code("mask"),
     output:
         images=directory("data/external/{ext}/mask/{maskset}/{shard}/images"),
         masks="data/external/{ext}/mask/{maskset}/{shard}/masks.csv",
         rejects="data/external/{ext}/mask/{maskset}/{shard}/rejects.csv",
         report="data/external/{ext}/mask/{maskset}/{shard}/report.json",
-        sheet=report(
-            "results/external/{ext}/mask/{maskset}/{shard}/contact_sheet.png",
-            caption="../report/external_sheet.rst",
-            category="external sets",
-            subcategory="{ext}",
-            labels={"set": "{ext}", "mask set": "{maskset}", "shard": "{shard}"},
-        ),
+        # shown in the reports through real masks and the external set's section (no shards)
+        sheet="results/external/{ext}/mask/{maskset}/{shard}/contact_sheet.png",
     log:
         "logs/external/{ext}/mask/{maskset}/{shard}.log",
 
@@ -136,6 +134,7 @@ use rule describe as describe_external with:
             wildcards.ext, wildcards.version, [wildcards.shard]
         )[0],
         landmarks="data/external/{ext}/align/{shard}/landmarks.csv",
+        manifest="data/external/{ext}/manifest.csv",  # the version's photos (worn or not)
         code=code("describe"),
     output:
         descriptors="data/external/{ext}/describe/{version}/{shard}/descriptors.csv",

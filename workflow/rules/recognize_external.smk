@@ -5,9 +5,10 @@
 rule recognize_external:
     input:
         **external_faces(),  # the manifest and the faces every version has
-        descriptors=expand(
-            "data/external/{{ext}}/describe/{version}/{shard}/descriptors.csv",
-            version=EXTERNAL_VERSIONS,
+        descriptors=lambda wildcards: expand(
+            "data/external/{ext}/describe/{version}/{shard}/descriptors.csv",
+            ext=wildcards.ext,
+            version=external_versions(wildcards.ext),
             shard=SHARDS,
         ),
         heads=heads_files(),  # recognize's, kept when an external set is configured

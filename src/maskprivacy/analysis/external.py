@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maskprivacy.analysis import stats
+from maskprivacy.analysis import real_masks, stats
 from maskprivacy.analysis.conditions import classification_with_intervals, ensemble_predictions
 from maskprivacy.analysis.metrics import mae, rmse
 from maskprivacy.core.io import read_table, write_json, write_table
 from maskprivacy.core.labels import RACES, SEXES
+from maskprivacy.datasets.worn import WORN, has_worn, version_rows
 
 ATTRIBUTES = ("sex", "race", "age", "age_range")
 
@@ -140,19 +141,32 @@ def scored_faces(
     masks: Sequence[str | os.PathLike],
     name: str,
     stage: str,
+    version: str | None = None,
 ) -> pd.DataFrame:
-    """The faces of external set ``name`` every model, attacker and version is scored on: those
-    of its ``manifest`` that passed align (``landmarks``: one table per shard) and every mask set
-    (``masks``: ``data/external/<set>/mask/<mask set>/<shard>/masks.csv``)."""
+    """The faces of external set ``name`` every model and attacker is scored on in ``version``:
+    those of its ``manifest`` that passed align (``landmarks``: one table per shard) and every
+    mask set (``masks``: ``data/external/<set>/mask/<mask set>/<shard>/masks.csv``). A set with
+    real masks (:mod:`maskprivacy.datasets.worn`) splits them: its ``worn`` version is the
+    photos that wear one and passed align (they are never painted), every other version the
+    photos without one that passed align and every mask set; either may be empty there. Without
+    ``version``, a set without real masks' faces (every version has the same)."""
+    table = read_table(manifest)
+    worn = has_worn(table)
+    if version is not None:
+        table = version_rows(table, version)
     versions: dict[str, list[pd.DataFrame]] = {"unmasked": [read_table(t) for t in landmarks]}
-    for table in masks:
-        versions.setdefault(Path(table).parts[-3], []).append(read_table(table))
-    faces = faces_in_every_version(read_table(manifest), versions)
-    if faces.empty:
+    if version != WORN:
+        for t in masks:
+            versions.setdefault(Path(t).parts[-3], []).append(read_table(t))
+    faces = faces_in_every_version(table, versions)
+    if faces.empty and not worn:
         raise ValueError(
             f"{stage}: no face of external set {name!r} passed align and every mask set"
         )
     return faces
+
+
+PREDICTION_COLUMNS = ["file", "sex_pred", "race_pred", "age_pred"]
 
 
 def write_scores(
@@ -166,6 +180,8 @@ def write_scores(
     """Write one model's ``preds`` on an external set's ``faces`` (``outputs["predictions"]``)
     and their :func:`external_metrics` after ``job`` (set, version, train, seed, data_source:
     ``outputs["metrics"]``); return the metrics."""
+    if faces.empty:  # a version a set with real masks lacks (no worn photo, or none without)
+        preds = pd.DataFrame(columns=PREDICTION_COLUMNS)
     metrics = external_metrics(faces, preds, n_boot, seed)
     write_table(outputs["predictions"], preds)
     write_json(outputs["metrics"], {**job, **metrics})
@@ -179,14 +195,17 @@ def summarise(
     ingest_report: dict[str, Any],
     n_boot: int,
     seed: int,
+    tests: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One external set: for each (version, training set) the seed ensemble's metrics (the mean
     of the seeds' outputs) with intervals, and the seeds' headline numbers with their mean and
     SD; the labels the set gives; and the accounting of its label rows and files (``manifest``:
     every image the ingest kept, of which the predictions cover those scored; ``rejects``: every
-    stage's of this set)."""
+    stage's of this set). A set with real masks also gets ``real_masks``, the comparison of real,
+    painted and no masks (:mod:`maskprivacy.analysis.real_masks`, its tests as ``tests`` says:
+    ``compare``'s alpha and permutations)."""
     results = []
-    n_scored = None
+    scored: set[str] = set()
     for (version, train), by_seed in predictions.items():
         seeds = sorted(by_seed)
         ens = ensemble_predictions([by_seed[s] for s in seeds])
@@ -195,7 +214,7 @@ def summarise(
         }
         table = pd.DataFrame(per_seed.values())
         metrics = external_metrics(manifest, ens, n_boot, seed)
-        n_scored = metrics["n_faces"]
+        scored.update(ens["file"])
         results.append(
             {
                 "version": version,
@@ -208,21 +227,32 @@ def summarise(
             }
         )
     by = rejects.groupby(["stage", "reason"]).size()
-    return {
+    out = {
         "labels": labels_present(manifest),
         "accounting": {
             "label_rows": ingest_report["n_rows"],
             "files": ingest_report["n_entries"],
             "images": int(len(manifest)),
-            "scored": n_scored,
+            "scored": len(scored),
             "rejected_by_stage_and_reason": {f"{s}: {r}": int(n) for (s, r), n in by.items()},
         },
         "results": results,
     }
+    painted = sorted({v for v, _ in predictions} - {"unmasked", WORN})
+    real = real_masks.analyse(
+        manifest, predictions, painted, {"bootstrap": n_boot, "seed": seed, **(tests or {})}
+    )
+    if real is not None:
+        out["real_masks"] = real
+    return out
 
 
 def from_inputs(
-    inputs: Mapping[str, Any], n_boot: int, seed: int, attacker: str = "external_predictions"
+    inputs: Mapping[str, Any],
+    n_boot: int,
+    seed: int,
+    attacker: str = "external_predictions",
+    tests: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every external set's :func:`summarise`, by name, from compare's inputs: each set's
     ``external_reports`` and ``external_manifests`` (``data/external/<set>/{report.json,
@@ -254,6 +284,7 @@ def from_inputs(
             json.loads(Path(report).read_text()),
             n_boot,
             seed,
+            tests,
         )
     return out
 

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from maskprivacy.core.pixels import eight_bit
 from maskprivacy.core.plumbing import no_bar
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,8 @@ def thumbnail(path: str | os.PathLike) -> np.ndarray | None:
     try:
         with Image.open(path) as im:
             im.draft("L", (2 * HASH_SIDE, 2 * HASH_SIDE))  # JPEG: decode at 1/2..1/8 scale
-            grey = im.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX)
+            # a 16-bit image scaled to 8 bits (converted, it would clip to near white)
+            grey = eight_bit(im).convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX)
             return np.asarray(grey, dtype=np.float32)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None

@@ -72,12 +72,28 @@ from maskprivacy.core.labels import AGE_MAX, RACES, SEXES
 from maskprivacy.core.plumbing import atomic_dir, remove_stale
 from maskprivacy.datasets.archives import ArchiveLimits, archive_kind, safe_extract
 from maskprivacy.datasets.ingest import list_entries, not_an_image, reject
+from maskprivacy.datasets.worn import MASK_TYPE, PERSON, WORN
 
 STAGE = "external"
 LABEL_MAP = "external_label_map.csv"
-CANONICAL = ("file", "sex", "age", "age_group", "race")
-LABELS = ("sex", "race", "age", "age_group")
-MANIFEST_COLUMNS = ["file", "sex", "race", "age", "age_low", "age_high", "sha256", "source", "row"]
+CANONICAL = ("file", "sex", "age", "age_group", "race", "masked", "person")
+LABELS = ("sex", "race", "age", "age_group")  # what an attacker reads: a row needs one of them
+SET_LABELS = (*LABELS, "masked")  # labels a set may give for every photo (set_labels)
+MANIFEST_COLUMNS = [
+    "file",
+    "sex",
+    "race",
+    "age",
+    "age_low",
+    "age_high",
+    WORN,
+    MASK_TYPE,
+    PERSON,
+    "sha256",
+    "source",
+    "row",
+]
+NO_MASK = "none"  # the masked label's value for a photo without a mask
 FLAT_SEP = "__"
 
 _RANGE = re.compile(r"^\(?\s*(\d+)\s*(?:-|\u2013|,|to)\s*(\d+)\s*\)?$")
@@ -109,6 +125,8 @@ class LabelMap:
     race: Mapping[str, int]  # normalised value -> index of RACES
     chosen: Mapping[str, str]  # canonical column -> the set's column name (overrides)
     unknown: Mapping[str, frozenset[str]] = field(default_factory=dict)  # column -> "unknown"s
+    masked: Mapping[str, str] = field(default_factory=dict)  # value -> mask type, worn or none
+    fixed: Mapping[str, str] = field(default_factory=dict)  # label -> its value for every photo
 
     @classmethod
     def load(
@@ -117,11 +135,14 @@ class LabelMap:
         columns: Mapping[str, str] | None = None,
         values: Mapping[str, Mapping[str, str]] | None = None,
         unknown: Mapping[str, Any] | None = None,
+        set_labels: Mapping[str, Any] | None = None,
     ) -> LabelMap:
         """The committed table (or ``path``), with a set's ``columns`` (canonical name -> its
         column), ``values`` (attribute -> {its value: a sex or race name or index}) and
         ``unknown`` (canonical label column -> the values that mean "unknown": a row with one
-        keeps its other labels, e.g. ``{sex: [u]}`` for Adience)."""
+        keeps its other labels, e.g. ``{sex: [u]}`` for Adience). ``values`` may also map the
+        ``masked`` column's values: to a mask type (``surgical``, ...: worn), ``worn`` (a mask,
+        type not said) or ``none``."""
         if path is None:
             table = pd.read_csv(
                 resources.files("maskprivacy") / "data" / LABEL_MAP,
@@ -130,14 +151,16 @@ class LabelMap:
             )
         else:
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        maps: dict[str, dict[str, Any]] = {"column": {}, "sex": {}, "race": {}}
+        maps: dict[str, dict[str, Any]] = {"column": {}, "sex": {}, "race": {}, "masked": {}}
         for kind, value, label in zip(table["kind"], table["value"], table["label"], strict=True):
             if kind not in maps:
                 raise ValueError(f"{path or LABEL_MAP}: unknown kind {kind!r}")
             maps[kind][_column_key(value) if kind == "column" else normalise(value)] = label
         for attr, given in (values or {}).items():
-            if attr not in ("sex", "race"):
-                raise ValueError(f"values: only sex and race values can be mapped, not {attr!r}")
+            if attr not in ("sex", "race", "masked"):
+                raise ValueError(
+                    f"values: only sex, race and masked values can be mapped, not {attr!r}"
+                )
             maps[attr].update({normalise(k): str(v) for k, v in given.items()})
         chosen = dict(columns or {})
         strange = sorted(set(chosen) - set(CANONICAL))
@@ -149,13 +172,25 @@ class LabelMap:
                 raise ValueError(f"unknown: {attr!r} is not a label column {list(LABELS)}")
             given = [given] if isinstance(given, str | int) else list(given)
             unknown_sets[attr] = frozenset(normalise(v) for v in given)
-        return cls(
+        fixed = {str(k): str(v).strip() for k, v in (set_labels or {}).items()}
+        strange = sorted(set(fixed) - set(SET_LABELS))
+        if strange:
+            raise ValueError(f"set_labels: {strange} are not among {list(SET_LABELS)}")
+        out = cls(
+            fixed=fixed,
             unknown=unknown_sets,
             columns=maps["column"],
             sex={k: _index(v, SEXES, "sex") for k, v in maps["sex"].items()},
             race={k: _index(v, RACES, "race") for k, v in maps["race"].items()},
             chosen=chosen,
+            masked={k: _mask_type(v) for k, v in maps["masked"].items()},
         )
+        for attr, raw in fixed.items():  # a value the map does not know is the config's error
+            try:
+                _mapped(out, attr, raw)
+            except LabelValueError as err:
+                raise ValueError(f"set_labels.{attr}: {err}") from err
+        return out
 
     def resolve_columns(self, header: list[str], where: str) -> dict[str, str]:
         """Canonical column -> the CSV's column; a column named exactly as the canonical name
@@ -189,12 +224,24 @@ class LabelMap:
                 f"{where}: no column names the image file (columns: {header}); name it with the "
                 "set's `columns: {file: <column>}`"
             )
-        if not set(out) & set(LABELS):
+        if not set(out) & set(LABELS) and not set(self.fixed) & set(LABELS):
             raise ValueError(
                 f"{where}: no label column (sex, age, age group or race) among {header}; map "
-                "one with the set's `columns`"
+                "one with the set's `columns`, or give one for every photo with `set_labels`"
             )
         return out
+
+    def mask(self, raw: str) -> str:
+        """A ``masked`` value as a mask type (``surgical``, ...), ``worn`` (a mask, type not
+        said) or ``none``; raises :class:`LabelValueError` for a value the map does not know."""
+        key = normalise(raw)
+        if key not in self.masked:
+            raise LabelValueError(
+                f"masked value {raw!r} is not in the label map (known: {sorted(self.masked)}); "
+                f"add it with the set's `values: {{masked: {{{raw!r}: <a mask type such as "
+                "surgical, n95, kn95, cloth; worn (a mask, type not said); or none>}}`"
+            )
+        return self.masked[key]
 
     def value(self, attr: str, raw: str) -> int:
         """The index of a sex or race value, or raise :class:`LabelValueError`."""
@@ -206,6 +253,14 @@ class LabelMap:
                 f"with the set's `values: {{{attr}: {{{raw!r}: <label>}}}}`"
             )
         return table[key]
+
+
+def _mask_type(label: str) -> str:
+    """A label map's ``masked`` label: a mask type in lower case, ``worn`` or ``none``."""
+    text = normalise(label)
+    if not text or not re.fullmatch(r"[a-z0-9 ]+", text):
+        raise ValueError(f"label map: masked label {label!r} is not a mask type, worn or none")
+    return text.replace(" ", "_")
 
 
 def _index(label: str, names: tuple[str, ...], attr: str) -> int:
@@ -248,8 +303,21 @@ class _NoLabels(LabelValueError):
     """A row that gives no label at all."""
 
 
+def _mapped(lmap: LabelMap, attr: str, raw: str) -> Any:
+    """One label cell mapped: a sex or race index, an age ``(exact, low, high)`` or a mask type
+    (or ``none``); raises :class:`LabelValueError`."""
+    if attr in ("sex", "race"):
+        return lmap.value(attr, raw)
+    if attr == "masked":
+        return lmap.mask(raw)
+    return parse_age(raw)
+
+
 def row_labels(row: Mapping[str, str], cols: Mapping[str, str], lmap: LabelMap) -> dict[str, Any]:
-    """The mapped labels of one CSV row (absent ones are None); raises LabelValueError."""
+    """The mapped labels of one CSV row (absent ones are None), with the set's labels for every
+    photo (``lmap.fixed``, ``set_labels``) where the row gives none: a row that gives another
+    value is a conflict. ``worn`` (1, 0 or None: not said) and ``mask_type`` come from the
+    ``masked`` column, ``person`` from the person column. Raises LabelValueError."""
     out: dict[str, Any] = {
         "sex": None,
         "race": None,
@@ -259,9 +327,14 @@ def row_labels(row: Mapping[str, str], cols: Mapping[str, str], lmap: LabelMap) 
     }
 
     def given(attr: str) -> str:
-        """The row's value of ``attr``, empty when absent or one that means unknown."""
+        """The row's value of ``attr`` (empty when absent or one that means unknown), else the
+        set's value for every photo; the two must agree."""
         raw = row[cols[attr]].strip() if attr in cols else ""
-        return "" if normalise(raw) in lmap.unknown.get(attr, ()) else raw
+        raw = "" if normalise(raw) in lmap.unknown.get(attr, ()) else raw
+        fixed = lmap.fixed.get(attr, "")
+        if raw and fixed and _mapped(lmap, attr, raw) != _mapped(lmap, attr, fixed):
+            raise _Conflict(f"{attr} {raw!r} and the set's {attr} {fixed!r} (set_labels) disagree")
+        return raw or fixed
 
     for attr in ("sex", "race"):
         if raw := given(attr):
@@ -286,6 +359,11 @@ def row_labels(row: Mapping[str, str], cols: Mapping[str, str], lmap: LabelMap) 
             )
     if all(v is None for v in out.values()):
         raise _NoLabels("no label given")
+    kind = lmap.mask(raw) if (raw := given("masked")) else None
+    out[WORN] = None if kind is None else int(kind != NO_MASK)
+    out[MASK_TYPE] = "" if kind in (None, NO_MASK) else kind
+    person = row[cols["person"]].strip() if "person" in cols else ""
+    out[PERSON] = person or None
     return out
 
 
@@ -591,8 +669,9 @@ def ingest(
 
 def _manifest(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    for c in ("sex", "race", "age_low", "age_high", "row"):
+    for c in ("sex", "race", "age_low", "age_high", WORN, "row"):
         df[c] = df[c].astype("Int64")
+    df[MASK_TYPE] = df[MASK_TYPE].fillna("").astype(str)
     age = pd.to_numeric(df["age"], errors="coerce")
     whole = age.dropna()
     df["age"] = age.astype("Int64") if (whole == whole.round()).all() else age
@@ -611,6 +690,7 @@ def _summary(
         got = manifest[attr].dropna().astype(int)
         return {names[k]: int(n) for k, n in sorted(Counter(got).items())}
 
+    worn = manifest[WORN]
     return {
         "source": str(source),
         "columns": dict(cols),
@@ -625,7 +705,45 @@ def _summary(
             "age_exact": int(manifest["age"].notna().sum()),
             "age_range": int(manifest["age_low"].notna().sum()),
         },
+        "real_masks": {
+            "worn": int(worn.eq(1).sum()),
+            "not_worn": int(worn.eq(0).sum()),
+            "not_said": int(worn.isna().sum()),
+            "types": dict(sorted(Counter(manifest.loc[worn.eq(1), MASK_TYPE]).items())),
+            "persons": int(manifest[PERSON].dropna().nunique()),
+        },
     }
+
+
+def label_map(cfg: Mapping[str, Any]) -> LabelMap:
+    """The label map of one set's params (``columns``, ``values``, ``unknown``,
+    ``set_labels``)."""
+    return LabelMap.load(
+        columns=cfg.get("columns"),
+        values=cfg.get("values"),
+        unknown=cfg.get("unknown"),
+        set_labels=cfg.get("set_labels"),
+    )
+
+
+def says_worn(cfg: Mapping[str, Any]) -> bool:
+    """Does the set say which photos wear a real mask (a ``masked`` column, or ``set_labels``
+    giving it)? Read from its labels file's header when the workflow is planned, so that such a
+    set gets the ``worn`` version's jobs; False when the file cannot be read yet (the
+    ``external`` job will say why)."""
+    lmap = label_map(cfg)
+    if "masked" in lmap.fixed:
+        return True
+    try:
+        table = read_labels(cfg["labels"], cfg.get("format", "auto"))
+    except (OSError, ValueError):
+        return False
+    if cfg.get("file_template"):
+        lmap = replace(lmap, chosen={k: v for k, v in lmap.chosen.items() if k != "file"})
+    header = [c for c in table.columns if c != "_line"]
+    found = {lmap.columns.get(_column_key(c)) for c in header}
+    chosen = lmap.chosen.get("masked")
+    return "masked" in found or (chosen is not None and chosen in header)
 
 
 def run(
@@ -637,9 +755,7 @@ def run(
     """Ingest one external set given by its params (``path``, ``labels``, optional ``columns``,
     ``values``, ``unknown``, ``format``, ``file_template``, ``max_member_mb``, ``max_total_gb``);
     write the images, manifest and rejects."""
-    lmap = LabelMap.load(
-        columns=cfg.get("columns"), values=cfg.get("values"), unknown=cfg.get("unknown")
-    )
+    lmap = label_map(cfg)
     limits = ArchiveLimits.from_params(dict(cfg))
     manifest, rejects, summary = ingest(
         cfg["path"],

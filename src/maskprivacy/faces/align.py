@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
+from maskprivacy.core.pixels import eight_bit
 from maskprivacy.core.pool import pool_map
 from maskprivacy.faces import detect as faces
 from maskprivacy.faces.landmarks import Face, eye_centres
@@ -107,23 +108,33 @@ def warp(image: Image.Image | np.ndarray, matrix: np.ndarray, size: int) -> Imag
     )
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image fully (raises on truncated or non-image files); RGB without a copy."""
+    """Decode an image fully (raises on truncated or non-image files) as 8-bit RGB, upright:
+    a photo stored sideways with an EXIF orientation (phones) is turned as it is shown; 16-bit
+    and float grey images are scaled to 8 bits (not clipped); RGB without a copy."""
     im = Image.open(path)
     try:
         im.load()  # decodes, and closes the file it opened
     except BaseException:
         im.close()
         raise
+    if im.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+        im = ImageOps.exif_transpose(im)
+    im = eight_bit(im)
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def find_face(image: Image.Image, cfg: dict[str, Any]) -> Face:
+def find_face(image: Image.Image, cfg: dict[str, Any], worn: bool = False) -> Face:
     """The 68 landmarks of ``image``'s face by the detection cascade the ``align`` params set
-    (``align.detector``, default ``cascade+cnn``), the route that found them, and a detail: why
-    none was found (``(None, "no_face" or "landmarks_implausible", detail)``), or for a face
+    (``align.detector``, default ``cascade+cnn``; ``align.detect_side``, ``align.pad``), the
+    route that found them, and a detail: why none was found (``(None, reason, detail)``, reason
+    ``no_face``, ``landmarks_implausible``, ``too_small`` or ``detector_error``), or for a face
     kept among several, how many the detector found (:func:`~maskprivacy.faces.detect.faces_in`
-    reads it back)."""
+    reads it back). ``worn``: the photo's face wears a real mask (its landmarks are checked on
+    the upper face only)."""
     prior = tuple(cfg.get("prior_box", faces.UTKFACE_PRIOR_BOX)) if cfg.get("prealigned") else None
     explain: dict[str, Any] = {}
     pts, route = faces.detect_landmarks(
@@ -136,6 +147,10 @@ def find_face(image: Image.Image, cfg: dict[str, Any]) -> Face:
         grey=np.asarray(image.convert("L")),
         detector=cfg.get("detector", faces.DEFAULT_DETECTOR),
         cnn_upsample=tuple(cfg.get("cnn_upsample", faces.CNN_UPSAMPLE)),
+        detect_side=int(cfg.get("detect_side", faces.DETECT_SIDE)),
+        pad=float(cfg.get("pad", faces.PAD)),
+        worn=worn,
+        worn_threshold=float(cfg.get("worn_threshold", faces.WORN_THRESHOLD)),
     )
     if pts is None:
         detail = explain.get("detail") or f"no frontal face at upsample {list(cfg['upsample'])}"
@@ -143,13 +158,16 @@ def find_face(image: Image.Image, cfg: dict[str, Any]) -> Face:
     return pts, route, explain.get("detail", "")
 
 
-def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict[str, Any]:
+def align_one(
+    path: Path, cfg: dict[str, Any], face: Face | None = None, worn: bool = False
+) -> dict[str, Any]:
     """Align one file. Returns {'ok': True, image, landmarks, route, faces, source_landmarks}
     (``faces``: how many the detector found, one kept; ``source_landmarks``: the landmarks in
     the input image) or {'ok': False, reason, detail}.
 
     ``face``: its landmarks, route and detail found before (``align.landmarks``); ``None``
-    runs the detection cascade.
+    runs the detection cascade. ``worn``: the photo's face wears a real mask (an external set's
+    label): alignment rests on the eyes as always, and the landmark checks on the upper face.
     """
     try:
         if path.stat().st_size == 0:
@@ -157,7 +175,7 @@ def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict
         image = load_rgb(path)
     except Exception as exc:  # PIL raises many types for broken files
         return {"ok": False, "reason": "decode_error", "detail": f"{type(exc).__name__}: {exc}"}
-    pts, route, detail = find_face(image, cfg) if face is None else face
+    pts, route, detail = find_face(image, cfg, worn) if face is None else face
     if pts is None:
         return {"ok": False, "reason": route, "detail": detail}
     size = int(cfg["size"])
@@ -172,10 +190,10 @@ def align_one(path: Path, cfg: dict[str, Any], face: Face | None = None) -> dict
     }
 
 
-def _work(args: tuple[str, str, dict[str, Any], Face | None]) -> dict[str, Any]:
-    src, out_dir, cfg, face = args
+def _work(args: tuple[str, str, dict[str, Any], Face | None, bool]) -> dict[str, Any]:
+    src, out_dir, cfg, face, worn = args
     path = Path(src)
-    res = align_one(path, cfg, face)
+    res = align_one(path, cfg, face, worn)
     row: dict[str, Any] = {"file": path.name, "ok": res["ok"]}
     if res["ok"]:
         res["image"].save(
@@ -203,13 +221,22 @@ def align_files(
     known: dict[str, Face] | None = None,
     threads: int = 1,
     progress: bool = True,
+    worn: set[str] | frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Align ``paths`` into ``out_dir``: one row per file, ``ok`` with its route and landmarks
     (rounded to 0.01 px) or not with a reason and detail. ``known``: each file's face by name
-    (:func:`maskprivacy.faces.landmarks.read_table`), instead of detecting it."""
+    (:func:`maskprivacy.faces.landmarks.read_table`), instead of detecting it. ``worn``: the
+    names of the files whose face wears a real mask (an external set's labels)."""
     if known is None:  # load dlib's models once here, so forked workers share them
         faces.load_models(cfg.get("predictor") or None, cfg.get("detector", faces.DEFAULT_DETECTOR))
     jobs = [
-        (str(p), str(out_dir), cfg, None if known is None else known[Path(p).name]) for p in paths
+        (
+            str(p),
+            str(out_dir),
+            cfg,
+            None if known is None else known[Path(p).name],
+            Path(p).name in worn,
+        )
+        for p in paths
     ]
     return pool_map(_work, jobs, threads, "align", progress)

@@ -8,6 +8,12 @@ it: each process that needs it (keyed by pid, so a forked worker starts its own)
 requests on its stdin/stdout (an image and an upsample level in, the boxes with their
 confidence out). The exchange costs well under a millisecond against the detector's ~0.3 s per
 200 px image. The helper ends when its parent closes the pipe (or exits).
+
+No image stops a stage: an error dlib raises on one image (an image smaller than the network's
+filters: "Filter windows must be small enough to fit into the padded image") comes back as
+:class:`DetectorError` and the helper goes on; a helper that dies on an image (killed, out of
+memory, a crash in dlib) is reaped and :class:`DetectorError` raised, and the next request starts
+a fresh one. The caller rejects that image with the error as its detail.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ import numpy as np
 CNN_NAME = "mmod_human_face_detector.dat"
 
 _helper: dict[int, subprocess.Popen] = {}  # pid of the process using it -> its helper
+
+
+class DetectorError(RuntimeError):
+    """The CNN detector failed on one image: dlib raised (``died`` False: the helper goes on),
+    or its helper process died on it (``died`` True)."""
+
+    def __init__(self, message: str, died: bool = False):
+        super().__init__(message)
+        self.died = died
 
 
 def _send(stream: BinaryIO, obj: Any) -> None:
@@ -75,13 +90,46 @@ def start() -> None:
         _helper[pid] = _start()
 
 
+def _reap(pid: int) -> str:
+    """Forget ``pid``'s helper, which died or broke its pipe; its exit status, in words."""
+    proc = _helper.pop(pid, None)
+    if proc is None:
+        return "no helper"
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    return f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+
+
 def detect(rgb: np.ndarray, upsample: int = 0) -> list[tuple[int, int, int, int, float]]:
     """Faces in ``rgb`` (``(H, W, 3)`` uint8) by the CNN detector at ``upsample``: boxes
-    ``(left, top, right, bottom, confidence)``, inclusive pixel corners as dlib gives them."""
+    ``(left, top, right, bottom, confidence)``, inclusive pixel corners as dlib gives them.
+
+    Raises :class:`DetectorError` when dlib fails on this image (the helper goes on) or the
+    helper dies on it (reaped; the next call starts a new one)."""
     start()
-    proc = _helper[os.getpid()]
-    _send(proc.stdin, (np.ascontiguousarray(rgb, dtype=np.uint8), int(upsample)))
-    return _receive(proc.stdout)
+    pid = os.getpid()
+    proc = _helper[pid]
+    try:
+        _send(proc.stdin, (np.ascontiguousarray(rgb, dtype=np.uint8), int(upsample)))
+        reply = _receive(proc.stdout)
+    except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError) as exc:
+        status = _reap(pid)
+        raise DetectorError(
+            f"the CNN detector's helper process died on this image ({status}; "
+            f"{type(exc).__name__}: {exc}); a new one serves the next image",
+            died=True,
+        ) from exc
+    if isinstance(reply, str):  # dlib raised on this image: its message
+        raise DetectorError(reply)
+    return reply
 
 
 def helper_cpu_seconds() -> float:
@@ -122,7 +170,16 @@ def main() -> int:
             rgb, up = _receive(inp)
         except EOFError:
             return 0
-        dets = net(rgb, up)
+        try:
+            dets = net(rgb, up)
+        except RuntimeError as exc:  # this image (e.g. smaller than the filters): say so, go on
+            lines = [
+                line.strip()
+                for line in str(exc).splitlines()
+                if line.strip() and not line.startswith("Error detected")
+            ]
+            _send(out, "dlib's CNN detector: " + (" ".join(lines) or type(exc).__name__))
+            continue
         _send(
             out,
             [

@@ -24,6 +24,15 @@ steps ``align.detector`` chooses (:data:`DETECTORS`), in order:
    fallback it runs only on the cascade's misses. With ``cnn`` alone it runs first, then the
    prior box.
 
+Without a prior box (external sets), a detector step that finds nothing runs again on a copy
+padded by ``pad`` of the longer side (routes ``..._padded``: faces that fill the frame, forehead to
+chin). A photo labelled as wearing a real mask (``worn``) has its landmarks checked on the upper
+face only, and the HOG detector runs on it once more at a lowered threshold (route
+``worn_upsample{n}``) before the CNN. Every detector runs on a copy reduced to at most
+``detect_side`` pixels' worth of a square (:func:`work_factor`), the 68-point predictor on the
+full-size image. An image with a side under :data:`MIN_SIDE` is ``too_small``; one the CNN's helper
+process dies on is ``detector_error`` (a new helper serves the next image).
+
 A detector may find several faces (a crop of a crowd holds part of a second face): one is kept
 by :func:`choose_face` (the largest box by its part inside the image; boxes of at least
 :data:`TIE_AREA` of its area are ties, broken by the nearness of the box centre to the image
@@ -48,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from maskprivacy.faces import cnn
 from maskprivacy.faces.landmarks import eye_centres
@@ -60,6 +70,20 @@ CNN_UPSAMPLE = (0, 1)  # align.cnn_upsample: the CNN detector's levels, tried in
 CNN_UPSAMPLE_MAX_SIDE = 400  # a positive CNN level runs only on images this small or smaller
 TIE_AREA = 0.8  # several faces: boxes of at least this share of the largest's area are ties
 IMPLAUSIBLE = "landmarks_implausible"  # route (a reject) of faces found, none with a face's shape
+TOO_SMALL = "too_small"  # route (a reject) of an image with a side under MIN_SIDE
+DETECTOR_ERROR = "detector_error"  # route (a reject): the CNN detector's helper died on the image
+MIN_SIDE = 20  # px: a smaller side holds no face the detectors find (HOG at upsample 2: 20 px)
+DETECT_SIDE = 640  # align.detect_side: detectors run on a copy reduced to at most this (px)
+PAD = 0.25  # align.pad: also detect on a copy padded by this share of each side (0: never)
+UPPER_FACE = slice(17, 48)  # brows, nose, eyes: what a worn mask leaves to see
+# A face that wears a mask scores lower on the HOG detector, which learnt unmasked faces: for a
+# photo labelled as wearing one that no step found, the detector runs again on the padded copy
+# with its threshold lowered by this (align.worn_threshold), keeping only a main face (its box at
+# least WORN_MIN_BOX of the shorter side; on halfFace's masked photos the lowered threshold
+# also fires on small patterns of the mask). Calibrated on 18 masked halfFace photos every
+# other step missed: -0.3 finds 5, -0.6 9, -1.0 all 18.
+WORN_THRESHOLD = -1.0
+WORN_MIN_BOX = 0.35
 
 # UTKFace "aligned & cropped" (200 x 200): the box dlib's detector returns for most faces is
 # (15, 15, 194, 194); as fractions of width and height (x0, y0, x1, y1).
@@ -162,13 +186,17 @@ def prior_box_pixels(box: tuple[float, float, float, float], width: int, height:
     return (x0 * width, y0 * height, x1 * width, y1 * height)
 
 
-def shape_check(pts: np.ndarray, box: tuple[float, ...], limits: ShapeLimits) -> tuple[bool, str]:
+def shape_check(
+    pts: np.ndarray, box: tuple[float, ...], limits: ShapeLimits, worn: bool = False
+) -> tuple[bool, str]:
     """Is ``pts`` (68 landmarks) shaped like a face in ``box``, within ``limits``?
 
     Eye distance against the box width, roll, the nose tip between the eyes, the top-to-bottom
     order of eyes, nose tip, mouth and chin, every point near the box, and the two halves of the
-    jaw (eye midpoint to points 0 and 16, across the face) of like width. Returns
-    ``(ok, reason)``; ``reason`` says which check failed.
+    jaw (eye midpoint to points 0 and 16, across the face) of like width. ``worn``: the face
+    wears a mask, so its mouth and jaw points are the predictor's guesses under it: only the
+    upper face is checked (eyes above the nose tip, brows, nose and eyes near the box; not the
+    mouth, chin or jaw). Returns ``(ok, reason)``; ``reason`` says which check failed.
     """
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
@@ -186,19 +214,23 @@ def shape_check(pts: np.ndarray, box: tuple[float, ...], limits: ShapeLimits) ->
     if not limits.nose[0] <= nose <= limits.nose[1]:
         return False, f"nose tip at {nose:.2f} across the eye line (allowed {limits.nose})"
     mid = 0.5 * (left + right)
-    down = [float((p - mid) @ ey) for p in (mid, pts[30], pts[48:68].mean(axis=0), pts[8])]
+    below = (mid, pts[30]) if worn else (mid, pts[30], pts[48:68].mean(axis=0), pts[8])
+    down = [float((p - mid) @ ey) for p in below]
     if not all(b - a > 0.05 * iod for a, b in zip(down, down[1:], strict=False)):
+        if worn:
+            return False, "eyes not above the nose tip (upper face, under a worn mask)"
         return False, "eyes, nose tip, mouth and chin not in top-to-bottom order"
     mx, my = limits.margin * w, limits.margin * h
+    seen = pts[UPPER_FACE] if worn else pts
     inside = (
-        (pts[:, 0] >= x0 - mx)
-        & (pts[:, 0] <= x1 + mx)
-        & (pts[:, 1] >= y0 - my)
-        & (pts[:, 1] <= y1 + my)
+        (seen[:, 0] >= x0 - mx)
+        & (seen[:, 0] <= x1 + mx)
+        & (seen[:, 1] >= y0 - my)
+        & (seen[:, 1] <= y1 + my)
     )
     if not inside.all():
         return False, f"{int((~inside).sum())} landmarks outside the box"
-    if limits.max_asymmetry is not None:
+    if limits.max_asymmetry is not None and not worn:
         halves = sorted(abs(float((pts[k] - mid) @ ex)) for k in (0, 16))
         ratio = halves[1] / max(halves[0], 1e-6)
         if ratio > limits.max_asymmetry:
@@ -209,10 +241,11 @@ def shape_check(pts: np.ndarray, box: tuple[float, ...], limits: ShapeLimits) ->
     return True, ""
 
 
-def landmark_check(pts: np.ndarray, box: tuple[float, ...]) -> tuple[bool, str]:
+def landmark_check(pts: np.ndarray, box: tuple[float, ...], worn: bool = False) -> tuple[bool, str]:
     """Are the landmarks the predictor placed in a detector's ``box`` a face's shape?
-    (:data:`DETECTED_LIMITS`; a face may be tilted.) Returns ``(ok, reason)``."""
-    return shape_check(pts, box, DETECTED_LIMITS)
+    (:data:`DETECTED_LIMITS`; a face may be tilted; ``worn``: the upper face only, see
+    :func:`shape_check`.) Returns ``(ok, reason)``."""
+    return shape_check(pts, box, DETECTED_LIMITS, worn)
 
 
 def prior_box_check(
@@ -314,11 +347,14 @@ def _cascade(grey, rgb_of, has_colour, upsample, grey_first, detector):
                 return  # a later level would find the same face
 
 
-def _cnn(rgb: np.ndarray, levels: tuple[int, ...] = CNN_UPSAMPLE):
+def _cnn(rgb: np.ndarray, levels: tuple[int, ...] = CNN_UPSAMPLE, errors: list | None = None):
     """The CNN steps: yield ``(route, boxes)`` of the first level of ``levels`` that finds a
     face. A negative level runs the CNN on the image halved that many times (4x cheaper per
     halving; big faces only); a positive one upsamples, and runs only on images of at most
-    :data:`CNN_UPSAMPLE_MAX_SIDE` pixels a side (a 448 px picture upsampled costs ~5 s)."""
+    :data:`CNN_UPSAMPLE_MAX_SIDE` pixels a side (a 448 px picture upsampled costs ~5 s). A level
+    dlib fails on (:class:`~maskprivacy.faces.cnn.DetectorError`: an image smaller than its
+    filters) is noted in ``errors`` and skipped; after its helper died on the image, no further
+    level is tried."""
 
     def mmod(img: np.ndarray, up: int) -> list[tuple[int, int, int, int]]:
         return [d[:4] for d in cnn.detect(img, up)]
@@ -327,9 +363,54 @@ def _cnn(rgb: np.ndarray, levels: tuple[int, ...] = CNN_UPSAMPLE):
         up = int(up)
         if up > 0 and max(rgb.shape[:2]) > CNN_UPSAMPLE_MAX_SIDE:
             continue
-        if boxes := _at_level(mmod, rgb, up):
+        try:
+            boxes = _at_level(mmod, rgb, up)
+        except cnn.DetectorError as exc:
+            if errors is not None:
+                errors.append((f"CNN at upsample {up}: {exc}", exc.died))
+            if exc.died:
+                return
+            continue
+        if boxes:
             yield f"cnn_upsample{up}", boxes
             return
+
+
+def _worn_hog(grey: np.ndarray, hog: Any, threshold: float, side: int):
+    """The HOG detector at a lowered ``threshold`` on a photo whose face wears a mask: yield
+    ``(route, boxes)`` of the first level (0, then 1) that finds a main face, a box of at least
+    :data:`WORN_MIN_BOX` of the photo's shorter ``side`` (unpadded)."""
+    for up in (0, 1):
+        dets, _, _ = hog.run(grey, up, threshold)
+        boxes = [
+            (d.left(), d.top(), d.right(), d.bottom())
+            for d in dets
+            if min(d.width(), d.height()) >= WORN_MIN_BOX * side
+        ]
+        if boxes:
+            yield f"worn_upsample{up}", boxes
+            return
+
+
+def work_factor(height: int, width: int, side: int = DETECT_SIDE) -> int:
+    """The whole factor the detectors' copy of a ``height`` x ``width`` image is reduced by:
+    at most ``side`` x ``side`` pixels' worth (a photo of any size costs about the same), but
+    no side under :data:`MIN_SIDE`."""
+    k = int(np.ceil(np.sqrt(height * width) / side)) if side > 0 else 1
+    return max(1, min(k, min(height, width) // MIN_SIDE))
+
+
+def padded(image: np.ndarray, pad: float) -> tuple[np.ndarray, int]:
+    """``image`` with a black border of ``pad`` times its longer side on every side, and the
+    border's width: a face that fills the frame, forehead to chin, gets the margin the detectors
+    need around it (black, as the 68-point predictor reads pixels outside an image)."""
+    p = int(round(pad * max(image.shape[:2])))
+    widths = ((p, p), (p, p)) + (((0, 0),) if image.ndim == 3 else ())
+    return np.pad(image, widths), p
+
+
+def too_small_detail(height: int, width: int) -> str:
+    return f"{width} x {height} px: a side under {MIN_SIDE} px holds no face the detectors find"
 
 
 def detect_landmarks(
@@ -342,6 +423,10 @@ def detect_landmarks(
     grey: np.ndarray | None = None,
     detector: str = DEFAULT_DETECTOR,
     cnn_upsample: tuple[int, ...] = CNN_UPSAMPLE,
+    detect_side: int = DETECT_SIDE,
+    pad: float = 0.0,
+    worn: bool = False,
+    worn_threshold: float = WORN_THRESHOLD,
 ) -> tuple[np.ndarray | None, str]:
     """68 landmarks (x, y) of the face a detector finds (one of several by
     :func:`choose_face`), and the route that found it.
@@ -366,12 +451,26 @@ def detect_landmarks(
         cnn_upsample: the CNN detector's levels, tried in turn, as ``upsample``'s (``-1``: the
             image halved); positive levels only on images of at most
             :data:`CNN_UPSAMPLE_MAX_SIDE` pixels a side.
+        detect_side: the detectors run on a copy of the image reduced by a whole factor to at
+            most this many pixels' worth of a square (:func:`work_factor`; a photo of any size
+            costs about the same), their boxes mapped back; the 68-point predictor runs on the
+            full-size image. 0: no reduction.
+        pad: without a prior box, each detector that finds nothing runs again on a copy
+            padded by this share of its longer side (:func:`padded`; routes ``..._padded``),
+            for faces that fill the frame. 0: never.
+        worn: the face wears a mask: its landmarks are checked on the upper face only
+            (:func:`shape_check`), as the mouth and jaw points are guesses under the mask, and
+            when the cascade finds none the HOG detector runs again on the padded copy with
+            its threshold lowered by ``worn_threshold`` (a main face only, :data:`WORN_MIN_BOX`;
+            route ``worn_upsample{n}``), before the CNN.
 
     Returns:
         ``(landmarks, route)`` with route ``upsample{n}_grey``, ``upsample{n}_rgb``,
-        ``prior_box`` or ``cnn_upsample{n}``; ``(None, "no_face")`` when no step finds a face,
-        ``(None, "landmarks_implausible")`` when faces were found but no landmarks passed
-        :func:`landmark_check`.
+        ``prior_box`` or ``cnn_upsample{n}`` (``_padded`` after it when found on the padded
+        copy); ``(None, "too_small")`` for an image with a side under :data:`MIN_SIDE` px,
+        ``(None, "no_face")`` when no step finds a face, ``(None, "landmarks_implausible")``
+        when faces were found but no landmarks passed :func:`landmark_check`, ``(None,
+        "detector_error")`` when the CNN detector's helper died on the image.
     """
     check_detector(detector)
     hog, shape_predictor = models(predictor)
@@ -384,23 +483,42 @@ def detect_landmarks(
         if grey is None:
             grey = _luma(arr)
     has_colour = arr.ndim == 3 if arr is not None else pil.mode != "L"
+    h, w = grey.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        if explain is not None:
+            explain["detail"], explain["faces"] = too_small_detail(h, w), 0
+        return None, TOO_SMALL
+    k = work_factor(h, w, detect_side)
+    work_grey = grey if k == 1 else np.asarray(Image.fromarray(grey).reduce(k))
     colour: list[np.ndarray] = []
 
     def rgb_of() -> np.ndarray:
+        """The colour image, reduced as the grey one (made once, when a step needs it)."""
         if not colour:
             if arr is not None:
-                colour.append(arr if arr.ndim == 3 else np.dstack([arr] * 3))
+                full = arr if arr.ndim == 3 else np.dstack([arr] * 3)
             else:
-                colour.append(np.asarray(pil.convert("RGB")))
+                full = np.asarray(pil.convert("RGB"))
+            colour.append(full if k == 1 else np.asarray(Image.fromarray(full).reduce(k)))
         return colour[0]
 
-    h, w = grey.shape[:2]
     failed: list[str] = []
+    cnn_errors: list[tuple[str, bool]] = []
 
-    def landmarks_of(route: str, boxes: list) -> np.ndarray | None:
+    def landmarks_of(route: str, boxes: list, offset: int) -> np.ndarray | None:
+        # the step's boxes, in the reduced (and padded) copy's pixels, in the image's
+        boxes = [
+            (
+                (x0 - offset) * k,
+                (y0 - offset) * k,
+                (x1 - offset) * k + k - 1,
+                (y1 - offset) * k + k - 1,
+            )
+            for x0, y0, x1, y1 in boxes
+        ]
         box = boxes[choose_face(boxes, w, h)]
         pts = _shape(shape_predictor, grey, box)
-        ok, why = landmark_check(pts, box)
+        ok, why = landmark_check(pts, box, worn)
         if ok:
             if explain is not None:
                 explain["faces"] = len(boxes)
@@ -409,26 +527,51 @@ def detect_landmarks(
         failed.append(f"{route}: {why}")
         return None
 
+    def run_step(step: str, pad_by: float) -> tuple[np.ndarray, str] | None:
+        """One detector step on the reduced copy (padded by ``pad_by``): the landmarks of the
+        face it finds and its route, or None (its failures noted)."""
+        if step == "worn":
+            g, offset = padded(work_grey, pad_by) if pad_by else (work_grey, 0)
+            found = _worn_hog(g, hog, worn_threshold, min(work_grey.shape[:2]))
+        elif step == "cascade":
+            g, offset = padded(work_grey, pad_by) if pad_by else (work_grey, 0)
+            c = (lambda: padded(rgb_of(), pad_by)[0]) if pad_by else rgb_of
+            found = _cascade(g, c, has_colour, upsample, grey_first, hog)
+        else:
+            img, offset = padded(rgb_of(), pad_by) if pad_by else (rgb_of(), 0)
+            found = _cnn(img, cnn_upsample, cnn_errors)
+        for route, boxes in found:
+            route = f"{route}_padded" if pad_by and step != "worn" else route
+            if (pts := landmarks_of(route, boxes, offset)) is not None:
+                return pts, route
+        return None
+
     notes: list[str] = []
     steps = ["cnn", "prior"] if detector == "cnn" else ["cascade", "prior"]
+    if worn and detector != "cnn":
+        steps.insert(1, "worn")
     if detector == "cascade+cnn":
         steps.append("cnn")
     for step in steps:
+        if step == "worn":
+            hit = run_step("worn", pad if prior_box is None else 0.0)
+            if hit is not None:
+                return hit
+            continue
         if step in ("cascade", "cnn"):
             seen = len(failed)
-            found = (
-                _cascade(grey, rgb_of, has_colour, upsample, grey_first, hog)
-                if step == "cascade"
-                else _cnn(rgb_of(), cnn_upsample)
-            )
-            for route, boxes in found:
-                if (pts := landmarks_of(route, boxes)) is not None:
-                    return pts, route
+            tries = [0.0] + ([pad] if pad > 0 and prior_box is None else [])
+            for pad_by in tries:
+                if step == "cnn" and any(died for _, died in cnn_errors):
+                    break  # the helper died on this image: no other CNN run on it
+                if (hit := run_step(step, pad_by)) is not None:
+                    return hit
             if len(failed) == seen:  # this step found no face at all
+                padding = f", also padded by {pad:g}" if len(tries) > 1 else ""
                 notes.append(
-                    f"no frontal face at upsample {list(upsample)}"
+                    f"no frontal face at upsample {list(upsample)}{padding}"
                     if step == "cascade"
-                    else f"no face by the CNN detector at upsample {list(cnn_upsample)}"
+                    else f"no face by the CNN detector at upsample {list(cnn_upsample)}{padding}"
                 )
         elif prior_box is not None:
             box = prior_box_pixels(prior_box, w, h)
@@ -442,7 +585,10 @@ def detect_landmarks(
             notes.append(f"prior box rejected: {why}")
     if failed:
         notes.insert(0, "implausible landmarks (" + "; ".join(failed) + ")")
+    notes += [msg for msg, _ in cnn_errors]
     if explain is not None:
         explain["detail"] = "; ".join(notes)
         explain["faces"] = 0
+    if any(died for _, died in cnn_errors):
+        return None, DETECTOR_ERROR
     return None, IMPLAUSIBLE if failed else "no_face"

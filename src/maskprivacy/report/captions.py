@@ -88,6 +88,15 @@ CAPTIONS = (
     ),
     Caption(
         "compare_plots",
+        r"real_masks_(?P<set>\w+)",
+        "Real masks",
+        "on the external set {set}, what a model trained on masked faces reads from photos with a "
+        "real mask (red), without one (blue) and with each painted mask set (orange), each with "
+        "its 95% interval; dashed: the set's own chance level (its majority class).",
+        (("set", 'figure.split("_", 2)[2]'),),
+    ),
+    Caption(
+        "compare_plots",
         r"masks|contact_sheet",
         "The masks",
         "faces of this run with every mask type drawn from their landmarks; the types the mask "

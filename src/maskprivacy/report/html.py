@@ -21,6 +21,7 @@ import yaml
 from maskprivacy.analysis import answer, paper_protocol
 from maskprivacy.analysis.answer import fmt_p as _fmt_p
 from maskprivacy.report import external as external_report
+from maskprivacy.report import real_masks as real_masks_report
 from maskprivacy.report.markup import ci, img, table
 from maskprivacy.report.study import matrix_table as study_table_html
 
@@ -650,6 +651,17 @@ def render(
                 statistics.get("condition_definitions", []),
                 conds,
                 statistics.get("recognizer"),
+            ),
+        ),
+        (
+            "real-masks",
+            "Real masks",
+            real_masks_report.section(
+                statistics,
+                {
+                    n: real_masks_report.figure_path(plot_dirs[0], n)
+                    for n in real_masks_report.sets_with_real_masks(statistics)
+                },
             ),
         ),
         ("recognizer", "Second attacker", recognizer_section(statistics.get("recognizer"))),

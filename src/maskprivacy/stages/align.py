@@ -9,6 +9,14 @@ to an external test set's jobs (``align_external``, wildcard ``ext``): their fac
 and the CNN fallback runs at the default levels (:data:`~maskprivacy.faces.detect.CNN_UPSAMPLE`,
 upsampled for small faces), not at the pre-aligned crops' ``align.cnn_upsample``.
 
+An external set's photos labelled as wearing a real mask (the manifest's ``worn``,
+:mod:`maskprivacy.datasets.external`) are found and aligned like the others, on their eyes, and
+their landmarks are checked on the upper face only (the mouth and jaw points are guesses under
+the mask). Without ``align.prealigned`` (every external set), each detector that finds nothing
+runs again on a padded copy (``align.pad``: faces that fill the frame), and the detectors run on
+a copy reduced to ``align.detect_side`` (the predictor on the full-size photo), so a photo of any
+size costs about the same.
+
 With ``align.landmarks`` (the rule's ``landmarks`` input), each input's face is looked up by the
 sha256 of its bytes in that table (:mod:`maskprivacy.faces.landmarks`) instead of detected.
 """
@@ -24,6 +32,7 @@ import pandas as pd
 from maskprivacy.core.io import read_table, rejects_frame, write_table
 from maskprivacy.core.plumbing import atomic_dir, explain_full_disk
 from maskprivacy.core.shards import select
+from maskprivacy.datasets.worn import worn_files
 from maskprivacy.faces import align
 from maskprivacy.faces import detect as faces
 from maskprivacy.faces import landmarks as lm
@@ -51,11 +60,17 @@ def known_faces(table: str, paths: list[Path]) -> dict[str, lm.Face]:
 
 
 def found_by(routes: pd.Series) -> dict[str, int]:
-    """Faces by the step that found them: ``cascade`` (HOG), ``prior_box``, ``cnn``."""
-    step = routes.map(
-        lambda r: "cnn" if r.startswith("cnn") else r if r == "prior_box" else "cascade"
-    )
-    return {k: int((step == k).sum()) for k in ("cascade", "prior_box", "cnn")}
+    """Faces by the step that found them: ``cascade`` (HOG), ``prior_box``, ``cnn``, and
+    ``worn`` (HOG at a lowered threshold, photos that wear a real mask), where it found any."""
+
+    def step_of(route: str) -> str:
+        if route.startswith(("cnn", "worn")):
+            return route.split("_", 1)[0]
+        return route if route == "prior_box" else "cascade"
+
+    step = routes.map(step_of)
+    out = {k: int((step == k).sum()) for k in ("cascade", "prior_box", "cnn")}
+    return {**out, **({"worn": int((step == "worn").sum())} if (step == "worn").any() else {})}
 
 
 def external_params(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -77,7 +92,8 @@ def external_params(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     cfg = dict(config.params)
     shard, shards = int(config.wildcards.get("shard", 0)), int(cfg.get("shards", 1))
-    files = select(read_table(inputs.manifest)["file"].tolist(), shard, shards)
+    manifest = read_table(inputs.manifest)
+    files = select(manifest["file"].tolist(), shard, shards)
     paths = [Path(inputs.images) / f for f in files]
     align.check_prior_box(cfg)
     if config.wildcards.get("ext"):
@@ -89,8 +105,11 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     known = known_faces(table, paths) if table else None
     if known is not None:
         log.info("align: faces from %s, no detection", table)
+    worn = worn_files(manifest)
+    if worn:
+        log.info("align: %d photos wear a real mask (upper-face landmark checks)", len(worn))
     with explain_full_disk("align"), atomic_dir(outputs.images) as tmp:
-        rows = align.align_files(paths, tmp, cfg, known, config.compute.threads)
+        rows = align.align_files(paths, tmp, cfg, known, config.compute.threads, worn=worn)
     ok = [r for r in rows if r["ok"]]
     aligned = pd.DataFrame(
         [[r["file"], r["route"], r["faces"], *r["landmarks"]] for r in ok],
@@ -118,5 +137,6 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         "several_faces": int((aligned["faces"] > 1).sum()),
         "rejects_by_reason": rejects["reason"].value_counts().to_dict(),
         "prealigned": bool(cfg.get("prealigned", False)),
+        **({"worn_aligned": int(aligned["file"].isin(worn).sum())} if worn else {}),
         **({"landmarks_table": str(table)} if table else {}),
     }

@@ -31,6 +31,7 @@ from maskprivacy.faces.landmarks import landmarks_array
 from maskprivacy.masks.sets import by_set, data_sets, used_sets
 from maskprivacy.report import html as html_report
 from maskprivacy.report import plots, provenance, study
+from maskprivacy.report import real_masks as real_masks_report
 from maskprivacy.stages.entry import Files, StageConfig
 
 
@@ -131,11 +132,20 @@ def recognizer_external(inputs: Files, cfg: dict[str, Any]) -> dict[str, Any]:
     set, the CNN's statistics (:func:`maskprivacy.analysis.external.summarise`) and the faces
     without a descriptor (predicted from the training prior)."""
     out = external.from_inputs(
-        inputs, cfg["bootstrap"], cfg["seed"], "recognizer_external_predictions"
+        inputs,
+        cfg["bootstrap"],
+        cfg["seed"],
+        "recognizer_external_predictions",
+        real_mask_tests(cfg),
     )
     for path in inputs.recognizer_external_rejects:  # results/recognize_external/<set>/rejects.csv
         out[Path(path).parts[-2]]["no_descriptor"] = no_descriptor(read_table(path))
     return out
+
+
+def real_mask_tests(cfg: dict[str, Any]) -> dict[str, Any]:
+    """compare's settings of the real-mask comparisons' tests (external sets with real masks)."""
+    return {k: cfg[k] for k in ("alpha", "permutations") if k in cfg}
 
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
@@ -175,7 +185,9 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         ),
     }
     if "external_reports" in inputs:  # evaluate.external: the external test sets
-        statistics["external"] = external.from_inputs(inputs, cfg["bootstrap"], cfg["seed"])
+        statistics["external"] = external.from_inputs(
+            inputs, cfg["bootstrap"], cfg["seed"], tests=real_mask_tests(cfg)
+        )
     if "recognizer_predictions" in inputs:  # recognize.enabled: the second attacker
         statistics["recognizer"] = recognizer_statistics(
             inputs, test, split, names, seeds, cfg, conditions, masks
@@ -191,6 +203,8 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         metrics["recognizer"]["external"] = external.metrics_summary(
             statistics["recognizer"]["external"]
         )
+    if real_masks_report.sets_with_real_masks(statistics):  # external sets with real masks
+        metrics["real_masks"] = real_masks_report.metrics_summary(statistics)
     histories = by_model(inputs.histories, datasets, seeds)
     sets = used_sets(config.extra["all"]["mask"]["sets"], conditions)
     section = ""
@@ -222,6 +236,12 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             demo=demo,
         )
         plots.forest_png(by_attacker, tmp / "forest.png", conditions, demo=demo)
+        for name in real_masks_report.sets_with_real_masks(statistics):
+            path = real_masks_report.figure_path(tmp, name)
+            path.parent.mkdir(exist_ok=True)
+            real_masks_report.figure_png(name, statistics, path)
+        if "real_masks" in metrics:  # the sentences, for the landing page of Snakemake's report
+            write_text(tmp / "real_masks.html", real_masks_report.landing(statistics))
         # the answer table, for the landing page of Snakemake's report (workflow/report/workflow.rst)
         write_text(tmp / "verdict.html", html_report.verdict_fragment(statistics))
         if inputs.sheet:  # the masks, for Snakemake's report (the first mask set's first shard)

@@ -1,7 +1,8 @@
 """The ``evaluate_external`` stage: one trained model (training set, seed) on one version
 (unmasked or masked) of an external test set: per-face predictions, and metrics for the labels
-the set gives (:mod:`maskprivacy.analysis.external`). Every model and version is scored on the
-same faces: the set's faces that passed both align and mask."""
+the set gives (:mod:`maskprivacy.analysis.external`). Every model is scored on the same faces of
+a version: the set's faces that passed both align and mask; a set with real masks' ``worn``
+version, its photos that wear one (:func:`~maskprivacy.analysis.external.scored_faces`)."""
 
 from __future__ import annotations
 
@@ -21,18 +22,27 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     w = config.wildcards
     torch.set_num_threads(config.compute.threads)
     faces = scored_faces(
-        inputs.manifest, inputs.landmarks, inputs.masks, w["ext"], "evaluate_external"
+        inputs.manifest,
+        inputs.landmarks,
+        inputs.masks,
+        w["ext"],
+        "evaluate_external",
+        w["version"],
     )
     name = f"{w['ext']}: {w['version']}, trained on {w['dataset']}"
     cfg = config.params
-    preds = predict_condition(
-        name,
-        faces,
-        inputs.model,
-        inputs.images,
-        config.compute,
-        config.compute.threads,
-        tta=cfg.get("tta", "none"),
+    preds = (
+        predict_condition(
+            name,
+            faces,
+            inputs.model,
+            inputs.images,
+            config.compute,
+            config.compute.threads,
+            tta=cfg.get("tta", "none"),
+        )
+        if len(faces)
+        else None  # a version this set lacks: empty predictions (write_scores)
     )
     job = {
         "set": w["ext"],

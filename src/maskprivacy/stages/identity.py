@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from maskprivacy.core.io import read_table, rejects_frame, write_table
+from maskprivacy.datasets.worn import version_rows
 from maskprivacy.faces import identity
 from maskprivacy.stages.entry import Files, StageConfig
 
@@ -21,10 +22,14 @@ def describe_shard(
     config: StageConfig, inputs: Files, outputs: Files, stage: str, log: logging.Logger
 ) -> dict[str, Any]:
     """Describe one shard's faces (``inputs.images`` with ``inputs.landmarks``) under the
-    ``identity:`` parameters; write the descriptors and the rejects (of ``stage``). Warns when
+    ``identity:`` parameters; write the descriptors and the rejects (of ``stage``); an external
+    set's job describes only its version's photos (``worn`` or not: ``inputs.manifest``). Warns when
     dlib has no BLAS (about 4.5 times slower), and says which it was in the report."""
     cfg = dict(config.params)
     table = read_table(inputs.landmarks)
+    if inputs.get("manifest") and "version" in config.wildcards:  # an external set's version
+        keep = version_rows(read_table(inputs.manifest), config.wildcards["version"])["file"]
+        table = table[table["file"].isin(keep)].reset_index(drop=True)
     blas = identity.dlib_has_blas()
     if blas is False and len(table):
         log.warning("%s: %s", stage, identity.NO_BLAS)

@@ -1,7 +1,9 @@
 """The ``mask`` stage: a synthetic mask on every aligned face of one shard, for one set of
 ``mask.sets`` (:mod:`maskprivacy.masks.sets`), drawn from its landmarks (:mod:`maskprivacy.masks`);
 each face ends in the masks table or in rejects with a reason; a contact sheet of a few faces
-with every mask type (the set's types starred)."""
+with every mask type (the set's types starred). An external set's photos that wear a real mask
+(its manifest's ``worn``, the rule's ``manifest`` input) are not painted: they are the set's
+``worn`` version, scored as they are."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from PIL import Image
 
 from maskprivacy.core.io import read_table, rejects_frame, write_table
 from maskprivacy.core.plumbing import atomic_dir, atomic_path
+from maskprivacy.datasets.worn import worn_files
 from maskprivacy.faces.landmarks import landmarks_array
 from maskprivacy.masks import apply
 from maskprivacy.masks.sheet import contact_sheet
@@ -55,6 +58,9 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     cfg = {**config.params, "types": types}
     choices = apply.choices(cfg)
     table = read_table(inputs.landmarks)
+    worn = worn_files(read_table(inputs.manifest)) if inputs.get("manifest") else frozenset()
+    if worn:  # an external set's photos that wear a real mask: never painted over
+        table = table[~table["file"].isin(worn)].reset_index(drop=True)
     lms = landmarks_array(table)
     with atomic_dir(outputs.images) as tmp:
         paths = [Path(inputs.images) / f for f in table["file"]]
@@ -84,6 +90,7 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     }
     summary = {
         "n_inputs": len(table),
+        **({"n_worn_not_painted": len(worn)} if worn else {}),
         "n_masked": len(masks),
         "n_rejects": len(rejects),
         "types": masks["mask_type"].value_counts().sort_index().to_dict(),

@@ -28,8 +28,12 @@ from maskprivacy.stages.recognize import heads_of
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     ext = config.wildcards["ext"]
-    faces = scored_faces(inputs.manifest, inputs.landmarks, inputs.masks, ext, "recognize_external")
-    files = faces["file"].tolist()
+    faces_of = {
+        v: scored_faces(
+            inputs.manifest, inputs.landmarks, inputs.masks, ext, "recognize_external", v
+        )
+        for v in {Path(p).parts[-4] for p in outputs.predictions}
+    }
     tables: dict[str, list[str]] = defaultdict(list)
     # data/external/<set>/describe/<version>/<shard>/descriptors.csv, by version
     for path in inputs.descriptors:
@@ -45,7 +49,14 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         version, train, seed_dir = Path(pred_path).parts[-4:-1]
         seed = int(seed_dir.removeprefix("seed"))
         name = f"{ext}: {version}, trained on {train}"
-        preds, missing = recognizer.predict(heads[(train, seed)], files, versions[version], name)
+        faces = faces_of[version]
+        files = faces["file"].tolist()
+        if version not in versions or not files:  # a version this set lacks: no face
+            preds, missing = None, []
+        else:
+            preds, missing = recognizer.predict(
+                heads[(train, seed)], files, versions[version], name
+            )
         for f in missing:
             rejects[(version, f)] = recognizer.no_descriptor(
                 f, version, "external", stage="recognize_external"
@@ -67,7 +78,8 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
     write_table(outputs.rejects, rej)
     return {
         "set": ext,
-        "n_faces": len(files),
+        "n_faces": len(set().union(*(set(f["file"]) for f in faces_of.values()))),
+        "n_faces_by_version": {v: int(len(f)) for v, f in sorted(faces_of.items())},
         "versions": {v: int(len(t)) for v, t in versions.items()},
         "n_no_descriptor": int(len(rej)),
         "results": results,

@@ -1,0 +1,324 @@
+"""The report's section "Real masks": on each external set whose photos wear real masks, what
+a real mask, a painted one and no mask leave an attacker to read (each version's accuracy with
+its interval, against the set's own chance), the tests of real - none, painted - none and real -
+painted, and one sentence: do painted masks overstate or understate what a real mask costs?
+
+The same sentence goes to ``results/metrics.json`` (``real_masks``), the HTML report and the
+landing page of Snakemake's report (through compare's ``real_masks.html``); the figure is
+``results/compare/plots/real_masks/real_masks_<set>.png``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from maskprivacy.analysis.real_masks import NONE, painted_vs_real
+from maskprivacy.datasets.worn import WORN
+from maskprivacy.report.markup import img, table
+
+ATTACKERS = (("CNN", "external"), ("recognizer", "recognizer_external"))
+UNIT = {"sex": "accuracy", "race": "accuracy", "age": "MAE"}
+
+
+def sets_with_real_masks(statistics: Mapping[str, Any]) -> list[str]:
+    return sorted(n for n, s in statistics.get("external", {}).items() if "real_masks" in s)
+
+
+def attacker_sets(statistics: Mapping[str, Any], name: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """(attacker, the set's external statistics) for the CNN and, where it ran, the recognizer."""
+    out = [("CNN", statistics["external"][name])]
+    rec = statistics.get("recognizer", {}).get("external", {})
+    if name in rec and "real_masks" in rec[name]:
+        out.append(("recognizer", rec[name]))
+    return out
+
+
+def headline_train(s: Mapping[str, Any]) -> str:
+    """The model the sentence speaks of: the one trained on masked faces (``masked``, the paper's
+    attacker) where there is one, else the first."""
+    trains = sorted({r["train"] for r in s["real_masks"]["comparisons"]})
+    return "masked" if "masked" in trains else trains[0]
+
+
+def _version_metric(s: Mapping[str, Any], version: str, train: str, attr: str) -> dict | None:
+    for r in s["results"]:
+        if r["version"] == version and r["train"] == train and attr in r["ensemble"]:
+            return r["ensemble"][attr]
+    return None
+
+
+def _value(m: Mapping[str, Any] | None, attr: str) -> tuple[float, float, float] | None:
+    """(estimate, low, high) of an attribute's metric, in % for accuracy, years for MAE."""
+    if m is None:
+        return None
+    key, scale = ("mae", 1.0) if attr == "age" else ("accuracy", 100.0)
+    if m.get(key) is None:
+        return None
+    return tuple(
+        scale * float(m.get(k) if m.get(k) is not None else m[key])
+        for k in (key, f"{key}_low", f"{key}_high")
+    )
+
+
+def _fmt(attr: str, v: tuple[float, float, float] | None) -> str:
+    if v is None:
+        return "–"
+    unit = " years" if attr == "age" else "%"
+    d = 2 if attr == "age" else 1
+    return f"{v[0]:.{d}f}{unit} [{v[1]:.{d}f}, {v[2]:.{d}f}]"
+
+
+def sentence(name: str, s: Mapping[str, Any], attacker: str = "CNN") -> str:
+    """One sentence per set and attacker: each attribute's score with a real, a painted and no
+    mask (the model trained on masked faces), and whether painted masks overstate or understate
+    what a real mask costs this attacker."""
+    rm = s["real_masks"]
+    train = headline_train(s)
+    painted = sorted({r["b"] for r in rm["comparisons"] if r["a"] == WORN and r["b"] != NONE})
+    parts = []
+    readings = []
+    for attr in rm["attributes"]:
+        real = _value(_version_metric(s, WORN, train, attr), attr)
+        none = _value(_version_metric(s, NONE, train, attr), attr)
+        paint = [_value(_version_metric(s, p, train, attr), attr) for p in painted]
+        what = "MAE" if attr == "age" else "accuracy"
+        paint_txt = ", ".join(f"{p} {_fmt(attr, v)}" for p, v in zip(painted, paint, strict=True))
+        parts.append(
+            f"{attr} {what} {_fmt(attr, real)} with a real mask, {_fmt(attr, none)} without, "
+            f"painted: {paint_txt}"
+        )
+        pv = painted_vs_real(rm, train, attr)
+        if pv is not None:
+            rows = "; ".join(f"real - {r['b']} {_diff(attr, r)}" for r in pv["rows"])
+            readings.append(f"{attr}: {pv['reading']} ({rows})")
+    who = f"the {attacker}" if attacker == "CNN" else "the recognizer"
+    unit = (
+        f"{rm['persons']} persons"
+        if rm["unit"] == "persons"
+        else f"{sum(rm['photos'].values())} photos"
+    )
+    return (
+        f"On {name} ({unit}; {rm['photos']['worn']} photos with a real mask, "
+        f"{rm['photos']['not_worn']} without), {who} trained on {train} faces read "
+        + "; ".join(parts)
+        + ". Do painted masks overstate or understate what a real mask costs it? "
+        + ("; ".join(readings) if readings else "not tested")
+        + f" (Holm over this attacker's {len(rm['comparisons'])} comparisons on the set, "
+        f"alpha {rm['alpha']:g}; intervals over {rm['unit']})."
+    )
+
+
+def _diff(attr: str, r: Mapping[str, Any]) -> str:
+    if r["difference"] is None:
+        return "not tested"
+    scale, unit, d = (1.0, " years", 2) if attr == "age" else (100.0, " pt", 1)
+    p = r["p_holm"]
+    p_txt = "–" if p is None else (f"{p:.2g}" if p >= 0.001 else "< 0.001")
+    return (
+        f"{scale * r['difference']:+.{d}f}{unit} [{scale * r['low']:+.{d}f}, "
+        f"{scale * r['high']:+.{d}f}], p_Holm {p_txt}"
+    )
+
+
+def comparison_rows(attacker: str, s: Mapping[str, Any]) -> list[list[Any]]:
+    rows = []
+    for r in s["real_masks"]["comparisons"]:
+        rows.append(
+            [
+                attacker,
+                r["train"],
+                r["attribute"],
+                r["comparison"],
+                f"{r['n']} {r['unit']}",
+                _diff(r["attribute"], r),
+                r["verdict"],
+            ]
+        )
+    return rows
+
+
+def version_rows(attacker: str, s: Mapping[str, Any]) -> list[list[Any]]:
+    """Each version's score per model and attribute, with balanced accuracy and each class's
+    recall (the set's classes may be very unbalanced)."""
+    rm = s["real_masks"]
+    out = []
+    for r in s["results"]:
+        for attr in rm["attributes"]:
+            m = r["ensemble"].get(attr)
+            if not m:
+                continue
+            bal = recall = "–"
+            if attr != "age":
+                if m.get("balanced_accuracy") is not None:
+                    bal = _fmt(
+                        attr,
+                        tuple(
+                            100.0
+                            * float(m.get(k) if m.get(k) is not None else m["balanced_accuracy"])
+                            for k in (
+                                "balanced_accuracy",
+                                "balanced_accuracy_low",
+                                "balanced_accuracy_high",
+                            )
+                        ),
+                    )
+                recall = ", ".join(
+                    f"{k} {100 * v:.0f}%"
+                    for k, v in m.get("per_class_recall", {}).items()
+                    if v is not None
+                )
+            out.append(
+                [
+                    attacker,
+                    r["train"],
+                    r["version"],
+                    attr,
+                    m.get("n", "–"),
+                    _fmt(attr, _value(m, attr)),
+                    bal,
+                    recall,
+                ]
+            )
+    return out
+
+
+def figure_path(plots: str | Path, name: str) -> Path:
+    """Where compare draws a set's figure: ``<plots>/real_masks/real_masks_<set>.png`` (a folder
+    of its own, so the HTML report's list of compare's figures does not show it twice)."""
+    return Path(plots) / "real_masks" / f"real_masks_{name}.png"
+
+
+def figure_png(name: str, statistics: Mapping[str, Any], path: str | Path) -> None:
+    """Each version's score (real mask, painted masks, no mask) per attacker and attribute, for
+    the model trained on masked faces, with its 95% interval and the set's chance level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = attacker_sets(statistics, name)
+    attrs = pairs[0][1]["real_masks"]["attributes"]
+    fig, axes = plt.subplots(
+        len(pairs), len(attrs), figsize=(4.2 * len(attrs), 2.8 * len(pairs)), squeeze=False
+    )
+    for i, (attacker, s) in enumerate(pairs):
+        train = headline_train(s)
+        versions = [NONE, WORN, *sorted({r["version"] for r in s["results"]} - {NONE, WORN})]
+        for j, attr in enumerate(attrs):
+            ax = axes[i][j]
+            vals = [_value(_version_metric(s, v, train, attr), attr) for v in versions]
+            ys = list(range(len(versions)))
+            for y, v, version in zip(ys, vals, versions, strict=True):
+                if v is None:
+                    continue
+                colour = (
+                    "tab:red"
+                    if version == WORN
+                    else ("tab:blue" if version == NONE else "tab:orange")
+                )
+                ax.errorbar(
+                    v[0], y, xerr=[[v[0] - v[1]], [v[2] - v[0]]], fmt="o", color=colour, capsize=3
+                )
+            ch = s["real_masks"]["chance"][attr]
+            level = ch["mae"] if attr == "age" else 100 * ch["accuracy"]
+            ax.axvline(level, color="grey", ls="--", lw=1)
+            ax.text(level, len(versions) - 0.4, " chance", color="grey", fontsize=8, va="top")
+            labels = [
+                "no mask" if v == NONE else "real mask" if v == WORN else f"painted: {v}"
+                for v in versions
+            ]
+            ax.set_yticks(ys, labels if j == 0 else [""] * len(ys))
+            ax.set_ylim(-0.6, len(versions) - 0.4)
+            ax.invert_yaxis()
+            ax.set_xlabel(f"{attr} MAE, years" if attr == "age" else f"{attr} accuracy, %")
+            ax.set_title(f"{attacker} (trained on {train}): {attr}", fontsize=10)
+            ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(
+        f"{name}: real masks against painted and none (95% intervals; dashed: chance)", fontsize=11
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def section(statistics: Mapping[str, Any], figures: Mapping[str, str | Path] | None = None) -> str:
+    """The HTML section ('' without a set with real masks): per set, the sentence for each
+    attacker, the figure (``figures``: set -> its PNG, :func:`figure_path`), each version's
+    scores and the tests."""
+    names = sets_with_real_masks(statistics)
+    if not names:
+        return ""
+    parts = [
+        '<h2 id="real-masks">Real masks</h2><p>Photos of the same people with and without a mask '
+        "they wear: the photos with a real mask are scored as they are (never painted over), the "
+        "photos without one as they are (no mask) and with each painted mask set. Seed ensemble, "
+        "95% bootstrap intervals; tests over persons where the set names them (each person's "
+        "mean), Holm over each attacker's comparisons on the set; chance: the set's own majority "
+        "class.</p>"
+    ]
+    for name in names:
+        pairs = attacker_sets(statistics, name)
+        parts.append(f"<h3>{html.escape(name)}</h3>")
+        for attacker, s in pairs:
+            parts.append(f"<p><b>{html.escape(sentence(name, s, attacker))}</b></p>")
+        if figures and name in figures and Path(figures[name]).is_file():
+            parts.append(img(Path(figures[name])))  # its caption: report.captions
+        rows = [row for attacker, s in pairs for row in version_rows(attacker, s)]
+        parts.append(
+            table(
+                rows,
+                [
+                    "attacker",
+                    "trained on",
+                    "version",
+                    "attribute",
+                    "n",
+                    "score [95% CI]",
+                    "balanced acc. [95% CI]",
+                    "recall per class",
+                ],
+            )
+        )
+        rows = [row for attacker, s in pairs for row in comparison_rows(attacker, s)]
+        parts.append(
+            table(
+                rows,
+                [
+                    "attacker",
+                    "trained on",
+                    "attribute",
+                    "comparison",
+                    "units",
+                    "difference [95% CI], p_Holm",
+                    "verdict",
+                ],
+            )
+        )
+    return "".join(parts)
+
+
+def metrics_summary(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    """``results/metrics.json``'s ``real_masks``: per set and attacker, each comparison's
+    difference and Holm p, and the sentence."""
+    out: dict[str, Any] = {}
+    for name in sets_with_real_masks(statistics):
+        for attacker, s in attacker_sets(statistics, name):
+            block = out.setdefault(name, {}).setdefault(attacker, {})
+            for r in s["real_masks"]["comparisons"]:
+                key = f"{r['train']}.{r['attribute']}.{r['a']}_minus_{r['b']}"
+                block[key] = {"difference": r["difference"], "p_holm": r["p_holm"]}
+            block["answer"] = sentence(name, s, attacker)
+    return out
+
+
+def landing(statistics: Mapping[str, Any]) -> str:
+    """The sentences of every set and attacker, as HTML paragraphs (the landing page of
+    Snakemake's report)."""
+    return "".join(
+        f"<p>{html.escape(sentence(name, s, attacker))}</p>"
+        for name in sets_with_real_masks(statistics)
+        for attacker, s in attacker_sets(statistics, name)
+    )
