@@ -402,7 +402,6 @@ def test_a_set_with_real_masks_through_the_pipeline(tmp_path, demo_folder):
     # every photo: scored, or a reject row with its reason
     assert scored | set(rejects["file"]) >= set(manifest["file"])
     assert len(scored) + len(rejects) >= len(rows)
-    assert "lonely__0.jpg" in set(rejects["file"]) or "lonely__0.jpg" in scored
 
     stats = json.loads((root / "results/compare/statistics.json").read_text())
     rm = stats["external"]["real"]["real_masks"]
@@ -414,5 +413,54 @@ def test_a_set_with_real_masks_through_the_pipeline(tmp_path, demo_folder):
     assert {"CNN", "recognizer"} <= set(metrics["real_masks"]["real"])
     assert "overstate or understate" in metrics["real_masks"]["real"]["CNN"]["answer"]
     assert (root / "results/compare/plots/real_masks/real_masks_real.png").is_file()
+    # the photos align could not use, as they came in: the one without a face among them
+    assert (root / "results/compare/plots/real_masks/rejects_real.png").is_file()
+    assert "lonely__0.jpg" in set(rejects["file"])
     page = (root / "results/report.html").read_text()
     assert '<h2 id="real-masks">Real masks</h2>' in page
+
+
+def test_a_published_run_renders_its_real_masks_block(tmp_path):
+    """``RUN.real``: each attacker's sentence and the tables, from a published run's statistics."""
+    from maskprivacy.analysis.external import external_metrics
+    from maskprivacy_workflow import published
+
+    rng = np.random.default_rng(2)
+    rows = [
+        {"file": f"p{i}_{k}{w}.jpg", "person": f"p{i}", "worn": w, "sex": i % 2, "race": 3}
+        for i in range(30)
+        for w in (0, 1)
+        for k in range(2)
+    ]
+    m = pd.DataFrame(rows).assign(age=np.nan, age_low=np.nan, age_high=np.nan, mask_type="")
+    none, worn = m[m["worn"] == 0], m[m["worn"] == 1]
+    preds = {
+        ("unmasked", "masked"): {
+            0: _preds(none["file"], none["sex"].to_numpy(), np.ones(60, bool))
+        },
+        ("masked", "masked"): {
+            0: _preds(none["file"], none["sex"].to_numpy(), rng.random(60) < 0.9)
+        },
+        (WORN, "masked"): {0: _preds(worn["file"], worn["sex"].to_numpy(), rng.random(60) < 0.7)},
+    }
+    analysis = real_masks.analyse(
+        m, preds, ["masked"], {"bootstrap": 200, "seed": 0, "permutations": 999}
+    )
+    results = [
+        {"version": v, "train": t, "ensemble": external_metrics(m, p[0], 200, 0)}
+        for (v, t), p in preds.items()
+    ]
+    folder = tmp_path / "results/reference/hf"
+    folder.mkdir(parents=True)
+    st = {"external": {"hf": {"results": results, "real_masks": analysis}}}
+    (folder / "statistics.json").write_text(json.dumps(st))
+    run = {"name": "hf", "date": "2026-12-07", "command": "snakemake ...", "machine": "2 cores"}
+    (folder / "run.json").write_text(json.dumps({**run, "wall_min": 4.5, "commit": "abc1234"}))
+    text = published.render_block("hf.real", tmp_path)
+    assert "2026-12-07" in text and "4.5 min wall" in text and "abc1234" in text
+    assert "> On hf (30 persons; 60 photos with a real mask, 60 without)" in text
+    assert "overstate or understate" in text
+    real_none = next(r for r in analysis["comparisons"] if r["a"] == WORN and r["b"] == "unmasked")
+    assert f"{100 * real_none['difference']:+.1f} pt" in text
+    assert "| CNN | masked | worn | sex |" in text
+    assert "no published run" in published.render_block("absent.real", tmp_path)

@@ -21,8 +21,10 @@ A published block in README.md or docs/*.md is the text between
 ``<!-- BEGIN published: NAME -->`` and ``<!-- END published: NAME -->``. NAME is a published
 run's folder name (its tables; for the mask study its matrices), ``RUN.short`` (two sentences
 for a front page), ``RUN.paper`` (the paper's published figures beside the run's, with the paired
-tests: ``maskprivacy.analysis.paper_protocol.table``) or ``A.vs.B`` (two runs that differ in their
-split, side by side); a block whose run is not published says so.
+tests: ``maskprivacy.analysis.paper_protocol.table``), ``RUN.real`` (real masks against painted
+ones and none, on the run's external sets with real masks: ``maskprivacy.report.real_masks``) or
+``A.vs.B`` (two runs that differ in their split, side by side); a block whose run is not
+published says so.
 
 The figures of :data:`FIGURES` (``docs/img/``) are made the same way, by the same command, from
 the same published metrics (the mask strip from the demo set's portrait), and checked the same
@@ -65,6 +67,7 @@ KEPT = (
     "condition_definitions",
     "study",
     "recognizer",
+    "external",
 )
 
 
@@ -367,6 +370,38 @@ def render_run(folder: Path, shown: str) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def real_masks_block(folder: Path) -> str:
+    """The real-mask comparison of a published run with an external set of real masks: per set,
+    each attacker's sentence, each version's scores and the tests
+    (:mod:`maskprivacy.report.real_masks`), under the run's provenance."""
+    from maskprivacy.analysis.paper_protocol import markdown
+    from maskprivacy.report import real_masks as rm
+
+    run = json.loads((folder / "run.json").read_text())
+    st = json.loads((folder / "statistics.json").read_text())
+    names = rm.sets_with_real_masks(st)
+    if not names:
+        return f"*(the published run `{folder.name}` has no external set with real masks)*\n"
+    wall = f", {run['wall_min']:g} min wall" if run.get("wall_min") else ""
+    parts = [
+        f"*{run['date']}, `{run['command']}` on {run['machine']}{wall}, commit "
+        f"{run.get('commit') or '?'}; metrics in `{(REFERENCE / folder.name).as_posix()}/`.*",
+        "",
+    ]
+    for name in names:
+        pairs = rm.attacker_sets(st, name)
+        parts += [f"> {rm.sentence(name, s, attacker)}" for attacker, s in pairs] + [""]
+        header = ["attacker", "trained on", "version", "attribute", "n", "score [95% CI]"]
+        header += ["balanced acc. [95% CI]", "recall per class"]
+        parts += [markdown([r for a, s in pairs for r in rm.version_rows(a, s)], header), ""]
+        header = ["attacker", "trained on", "attribute", "comparison", "units"]
+        header += ["difference [95% CI], p_Holm", "verdict"]
+        parts += [markdown([r for a, s in pairs for r in rm.comparison_rows(a, s)], header)]
+    if run.get("note"):
+        parts += ["", run["note"]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
 def study_short(st: Mapping[str, Any], run: Mapping[str, Any]) -> str:
     """A mask study for a front page: which mask sets protect which attribute from a network
     trained on them (the verdicts of its own cell against the baseline), and what it read."""
@@ -470,6 +505,9 @@ def render_block(name: str, root: Path) -> str:
     if name.endswith(".short"):
         folder = root / REFERENCE / name.removesuffix(".short")
         return _unpublished(folder) or short_answer(folder)
+    if name.endswith(".real"):  # real masks against painted ones and none (external sets)
+        folder = root / REFERENCE / name.removesuffix(".real")
+        return _unpublished(folder) or real_masks_block(folder)
     folder = root / REFERENCE / name
     if not (folder / "run.json").is_file():
         return (

@@ -21,6 +21,8 @@ EXTERNAL_INPUTS = (
     dict(
         external_reports=expand("data/external/{ext}/report.json", ext=EXTERNAL),
         external_manifests=expand("data/external/{ext}/manifest.csv", ext=EXTERNAL),
+        # a set with real masks: its photos, for the picture of those align could not use
+        external_images=expand("data/external/{ext}/images", ext=EXTERNAL_WORN),
         external_rejects=[
             f
             for ext in EXTERNAL

@@ -247,6 +247,12 @@ def summarise(
     return out
 
 
+def set_rejects(paths: Sequence[str | os.PathLike], name: str) -> pd.DataFrame:
+    """Every rejects table of external set ``name`` among ``paths``
+    (``data/external/<set>/.../rejects.csv``: the ingest's, align's and mask's), as one."""
+    return pd.concat([read_table(f) for f in paths if Path(f).parts[2] == name], ignore_index=True)
+
+
 def from_inputs(
     inputs: Mapping[str, Any],
     n_boot: int,
@@ -276,7 +282,7 @@ def from_inputs(
     out = {}
     for report, manifest in zip(reports, manifests, strict=True):
         name = set_of(manifest)
-        table = pd.concat([read_table(f) for f in rejects if set_of(f) == name], ignore_index=True)
+        table = set_rejects(rejects, name)
         out[name] = summarise(
             read_table(manifest),
             preds[name],

@@ -97,6 +97,15 @@ CAPTIONS = (
     ),
     Caption(
         "compare_plots",
+        r"rejects_(?P<set>\w+)",
+        "Photos align or mask could not use",
+        "on the external set {set}, each photo as it came in, with the reason it was rejected "
+        "(no_face: no detector found a face, also on a padded copy and, for a photo with a real "
+        "mask, at a lowered threshold; landmarks_implausible; too_small; decode_error).",
+        (("set", 'figure.split("_", 1)[1]'),),
+    ),
+    Caption(
+        "compare_plots",
         r"masks|contact_sheet",
         "The masks",
         "faces of this run with every mask type drawn from their landmarks; the types the mask "

@@ -191,6 +191,11 @@ def figure_path(plots: str | Path, name: str) -> Path:
     return Path(plots) / "real_masks" / f"real_masks_{name}.png"
 
 
+def rejects_path(plots: str | Path, name: str) -> Path:
+    """Where compare draws a set's photos that align or mask could not use, with their reasons."""
+    return Path(plots) / "real_masks" / f"rejects_{name}.png"
+
+
 def figure_png(name: str, statistics: Mapping[str, Any], path: str | Path) -> None:
     """Each version's score (real mask, painted masks, no mask) per attacker and attribute, for
     the model trained on masked faces, with its 95% interval and the set's chance level."""
@@ -266,6 +271,9 @@ def section(statistics: Mapping[str, Any], figures: Mapping[str, str | Path] | N
             parts.append(f"<p><b>{html.escape(sentence(name, s, attacker))}</b></p>")
         if figures and name in figures and Path(figures[name]).is_file():
             parts.append(img(Path(figures[name])))  # its caption: report.captions
+            rejected = rejects_path(Path(figures[name]).parents[1], name)
+            if rejected.is_file():
+                parts.append(img(rejected))
         rows = [row for attacker, s in pairs for row in version_rows(attacker, s)]
         parts.append(
             table(

@@ -32,6 +32,7 @@ from maskprivacy.masks.sets import by_set, data_sets, used_sets
 from maskprivacy.report import html as html_report
 from maskprivacy.report import plots, provenance, study
 from maskprivacy.report import real_masks as real_masks_report
+from maskprivacy.report.sheets import rejects_sheet
 from maskprivacy.stages.entry import Files, StageConfig
 
 
@@ -240,6 +241,13 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
             path = real_masks_report.figure_path(tmp, name)
             path.parent.mkdir(exist_ok=True)
             real_masks_report.figure_png(name, statistics, path)
+            # the set's photos align or mask could not use, each as it came in, with its reason
+            rejects_sheet(
+                external.set_rejects(inputs.external_rejects, name),
+                next(f for f in inputs.external_images if Path(f).parts[2] == name),
+                real_masks_report.rejects_path(tmp, name),
+                demo=demo,
+            )
         if "real_masks" in metrics:  # the sentences, for the landing page of Snakemake's report
             write_text(tmp / "real_masks.html", real_masks_report.landing(statistics))
         # the answer table, for the landing page of Snakemake's report (workflow/report/workflow.rst)
