@@ -130,7 +130,9 @@ def plot_category(wildcards):
         return "training"
     if wildcards.figure.startswith("study/"):
         return "mask study"
-    if wildcards.figure.startswith("real_masks"):  # the figures, and the sentences (.html)
+    if wildcards.figure.startswith(
+        "real_masks"
+    ):  # the figures, and the sentences (.html)
         return "real masks"
     return "evaluation"
 
