@@ -325,8 +325,9 @@ def test_the_tests_named_run_those_commands(cmd):
 def make_n(*targets: str) -> list[str]:
     """The commands ``make`` would run for ``targets`` in this checkout (the venv taken as
     made), ``.venv/bin/`` left out."""
+    # --no-print-directory: under `make test` (CI), a nested make would print "make[1]: ..."
     res = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", *targets],
+        ["make", "-n", "--no-print-directory", "-o", ".venv/.installed", *targets],
         cwd=ROOT,
         capture_output=True,
         text=True,

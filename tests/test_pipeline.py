@@ -184,7 +184,7 @@ def test_snakemake_report_shows_the_answer_and_the_plots_with_captions(snake_run
     assert where["results/data/rejects.png"] == "data"
     assert where["results/data/near_duplicates.png"] == "data"
     assert where["results/compare/plots/masks.png"] == "masks"  # one sheet, no shards
-    assert where["results/compare/plots/verdict.html"] == "answer"
+    assert where["results/compare/fragments/verdict.html"] == "answer"
     assert where["results/compare/plots/forest.png"] == "answer"
     assert not any("shard" in (r["labels"] or {}) for r in results.values())
     assert where["results/compare/plots/learning_curves.png"] == "training"

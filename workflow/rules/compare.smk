@@ -52,11 +52,19 @@ rule compare:
         rejects="results/compare/rejects.csv",
         plots=report(
             directory("results/compare/plots"),
-            # verdict.html: the answer table, also the landing text (workflow/report/workflow.rst)
-            patterns=["{figure}.png", "{figure}.html"],
+            patterns=["{figure}.png"],
             caption="../report/compare_plots.rst",
             category=plot_category,
             subcategory=plot_subcategory,
+        ),
+        # verdict.html (the answer table) and real_masks.html (the real masks' sentences): also
+        # the landing text (workflow/report/workflow.rst); no HTML among the plots, which DVC
+        # would draw with scripts from a CDN
+        fragments=report(
+            directory("results/compare/fragments"),
+            patterns=["{figure}.html"],
+            caption="../report/compare_fragments.rst",
+            category=plot_category,
         ),
         report=report(
             "results/report.html",

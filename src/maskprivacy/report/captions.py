@@ -35,7 +35,7 @@ class Caption:
 _GROUPS = 'figure[7:].split("_vs_")'
 CAPTIONS = (
     Caption(
-        "compare_plots",
+        "compare_fragments",
         r"verdict",
         "The answer",
         "for each attacker and attribute, does the mask protect it (yes: a significant change "
@@ -94,6 +94,14 @@ CAPTIONS = (
         "real mask (red), without one (blue) and with each painted mask set (orange), each with "
         "its 95% interval; dashed: the set's own chance level (its majority class).",
         (("set", 'figure.split("_", 2)[2]'),),
+    ),
+    Caption(
+        "compare_fragments",
+        r"real_masks",
+        "Real masks",
+        "for each external set with real masks and each attacker: what a model trained on masked "
+        "faces reads with a real mask, without one and with each painted mask, and whether painted "
+        "masks overstate or understate what a real mask costs the attacker.",
     ),
     Caption(
         "compare_plots",

@@ -4,7 +4,7 @@ its interval, against the set's own chance), the tests of real - none, painted -
 painted, and one sentence: do painted masks overstate or understate what a real mask costs?
 
 The same sentence goes to ``results/metrics.json`` (``real_masks``), the HTML report and the
-landing page of Snakemake's report (through compare's ``real_masks.html``); the figure is
+landing page of Snakemake's report (through compare's ``fragments/real_masks.html``); the figure is
 ``results/compare/plots/real_masks/real_masks_<set>.png``.
 """
 

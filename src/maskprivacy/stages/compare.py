@@ -248,10 +248,6 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
                 real_masks_report.rejects_path(tmp, name),
                 demo=demo,
             )
-        if "real_masks" in metrics:  # the sentences, for the landing page of Snakemake's report
-            write_text(tmp / "real_masks.html", real_masks_report.landing(statistics))
-        # the answer table, for the landing page of Snakemake's report (workflow/report/workflow.rst)
-        write_text(tmp / "verdict.html", html_report.verdict_fragment(statistics))
         if inputs.sheet:  # the masks, for Snakemake's report (the first mask set's first shard)
             shutil.copyfile(inputs.sheet[0], tmp / "masks.png")
         for name in preds:
@@ -262,6 +258,12 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
                     tmp / f"groups_{name}_vs_{base}.png",
                     demo=demo,
                 )
+    # the landing text of Snakemake's report (workflow/report/workflow.rst): the answer table and
+    # the real masks' sentences; apart from the plots, which DVC shows as images only
+    with atomic_dir(outputs.fragments) as tmp:
+        write_text(tmp / "verdict.html", html_report.verdict_fragment(statistics))
+        if "real_masks" in metrics:
+            write_text(tmp / "real_masks.html", real_masks_report.landing(statistics))
     write_table(outputs.groups, groups)
     write_table(outputs.rejects, rejects.sort_values(["stage", "file"], kind="stable"))
     write_json(outputs.statistics, statistics)
