@@ -32,6 +32,7 @@ COPY = [
     "src",
     ".dvcignore",
     ".dvc/config",
+    ".dvc/.gitignore",  # tracked, as in a clone: DVC would write it, untracked, on first use
     ".gitignore",
 ]
 

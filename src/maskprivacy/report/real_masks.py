@@ -86,9 +86,18 @@ def sentence(name: str, s: Mapping[str, Any], attacker: str = "CNN") -> str:
         paint = [_value(_version_metric(s, p, train, attr), attr) for p in painted]
         what = "MAE" if attr == "age" else "accuracy"
         paint_txt = ", ".join(f"{p} {_fmt(attr, v)}" for p, v in zip(painted, paint, strict=True))
+        ch = rm["chance"][attr]
+        if attr == "age":
+            chance_txt = f"chance {ch['mae']:.2f} years"
+        else:
+            bal = [_balanced(_version_metric(s, v, train, attr)) for v in (WORN, NONE)]
+            chance_txt = (
+                f"balanced {bal[0]} and {bal[1]}; chance: always {ch['majority']} "
+                f"{100 * ch['accuracy']:.1f}%, balanced {100 * ch['balanced_accuracy']:.0f}%"
+            )
         parts.append(
-            f"{attr} {what} {_fmt(attr, real)} with a real mask, {_fmt(attr, none)} without, "
-            f"painted: {paint_txt}"
+            f"{attr} {what} {_fmt(attr, real)} with a real mask, {_fmt(attr, none)} without "
+            f"({chance_txt}), painted: {paint_txt}"
         )
         pv = painted_vs_real(rm, train, attr)
         if pv is not None:
@@ -109,6 +118,12 @@ def sentence(name: str, s: Mapping[str, Any], attacker: str = "CNN") -> str:
         + f" (Holm over this attacker's {len(rm['comparisons'])} comparisons on the set, "
         f"alpha {rm['alpha']:g}; intervals over {rm['unit']})."
     )
+
+
+def _balanced(m: Mapping[str, Any] | None) -> str:
+    if not m or m.get("balanced_accuracy") is None:
+        return "–"
+    return f"{100 * m['balanced_accuracy']:.1f}%"
 
 
 def _diff(attr: str, r: Mapping[str, Any]) -> str:
