@@ -8,10 +8,13 @@
 #   and shard): dlib's face descriptors -> recognize (heads per training set and seed, every
 #   condition) -> compare (both attackers in one report); with external test sets, describe_external
 #   (per set, version and shard) -> recognize_external (recognize's fitted heads, per set)
+# the attacker ladder (ladder.rungs): train_ladder and evaluate_ladder (each rung's models, one
+#   seed) -> ladder (the mask's cost against the attacker's strength, the trend, the figure)
 #
 # The one description of the DAG: dvc.yaml is generated from it
 # (`python -m maskprivacy_workflow.dvcgen`, checked by `python -m maskprivacy_workflow.dvcgen --check`).
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -63,6 +66,14 @@ SHARDS = [str(i) for i in range(config["align"].get("shards", 1))]
 SEEDS = [str(s) for s in config["train"]["seeds"]]
 # the second attacker, an off-the-shelf face recognizer (docs/recognizer.md); on by default
 RECOGNIZE = bool(config.get("recognize", {}).get("enabled", True))
+# the attacker ladder (ladder.rungs: off unless a preset adds rungs, presets/ladder.yaml): each
+# rung's models on train.seeds' first seed, the mask's cost against compare.baseline
+from maskprivacy.analysis.ladder import resolve_rungs
+
+LADDER = resolve_rungs(config["train"], config.get("ladder"))
+LADDER_SEED = SEEDS[0]
+LADDER_CONDITION = config.get("ladder", {}).get("condition", "masked")
+LADDER_CONDITIONS = [config["compare"]["baseline"], LADDER_CONDITION]
 
 
 wildcard_constraints:
@@ -71,6 +82,7 @@ wildcard_constraints:
     condition="|".join(CONDITIONS),
     shard=r"\d+",
     seed=r"\d+",
+    rung="|".join(map(re.escape, LADDER)) or "(?!)",
 
 
 include: "workflow/rules/common.smk"
@@ -87,6 +99,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/evaluate_external.smk"
 include: "workflow/rules/recognize_external.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/ladder.smk"
 
 
 rule all:
@@ -94,3 +107,5 @@ rule all:
     input:
         "results/metrics.json",
         "results/report.html",
+        # ladder.rungs: the attacker ladder's statistics and figure
+        *(["results/ladder/ladder.json"] if LADDER else []),

@@ -13,7 +13,8 @@
 #   carry      (once per folder, the folder carried): keeps what it carries in $W
 #   bench      optional: the training throughput benchmark (compiled) on the first half's
 #              images, which `run` then uses to size the epochs
-#   run [EPOCHS [snakemake options...]]: joins the archive at the preset's download.path, installs
+#   run [EPOCHS [snakemake options...]]: (EXTRA=presets/ladder_gpu.yaml for the attacker ladder's
+#              ResNet-50 rungs) joins the archive at the preset's download.path, installs
 #              Snakemake from $W/wheels into a venv that sees the node's packages, and runs
 #              `snakemake --scheduler greedy` (no ILP solver) on presets/utkface.yaml with
 #              train.epochs = EPOCHS (given, or what fits the call's limit by bench) and
@@ -25,6 +26,9 @@ set -uo pipefail
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 W=${W:-/tmp/gpu} LIMIT=${LIMIT:-540} LANDMARKS=${LANDMARKS:-landmarks.csv}
 PRESET=${PRESET:-presets/utkface.yaml}  # the study to run (tests/test_gpu_session.py: a tiny one)
+# overlay presets layered on it, e.g. EXTRA=presets/ladder_gpu.yaml: the attacker ladder's
+# ResNet-50 rungs at 112 and 224 px (docs/attacker-ladder.md)
+EXTRA=${EXTRA:-}
 mkdir -p "$W"
 case "$1" in
 carry)
@@ -55,7 +59,7 @@ run)
   EPOCHS=${2:-}
   shift $(( $# < 2 ? $# : 2 ))
   if [ -z "$EPOCHS" ]; then
-    EPOCHS=$(W=$W LIMIT=$LIMIT PRESET=$PRESET python3 - <<'PY'
+    EPOCHS=$(W=$W LIMIT=$LIMIT PRESET=$PRESET EXTRA=$EXTRA python3 - <<'PY'
 import json, os
 import yaml
 try:
@@ -70,6 +74,13 @@ conditions, seeds = p["evaluate"]["conditions"], p["train"]["seeds"]
 # one model per training set and seed, one evaluation per condition and seed
 models = len({c["train"] for c in conditions}) * len(seeds)
 evals = len(conditions) * len(seeds)
+for extra in os.environ.get("EXTRA", "").split():
+    # the ladder's rungs that train (a rung that changes no setting is the study's own model):
+    # two models and two evaluations each
+    rungs = ((yaml.safe_load(open(extra)) or {}).get("ladder") or {}).get("rungs") or {}
+    own = {k: v for k, v in p["train"].items() if k != "seeds"}
+    n = sum(1 for r in rungs.values() if {**own, **(r or {})} != own)
+    models, evals = models + 2 * n, evals + 2 * n
 # the data stages and compare take about 90 s, each evaluation about 12 s; each model's compile
 # and image decoding about 15 s past its first step
 budget = int(os.environ["LIMIT"]) - 90 - 12 * evals - models * (r["first_step_s"] + 15)
@@ -83,7 +94,7 @@ PY
   # two archives, each under the 16 MiB a returned file may have (the contact sheets take 11 MB)
   trap 'tar -czf $OUT/mask.tar.gz results/mask 2>/dev/null; tar -czf $OUT/results.tar.gz --exclude="*.pt" --exclude=results/mask results logs .snakemake/log data/download/report.json data/download/rejects.csv data/align/*/report.json data/align/*/rejects.csv data/mask/*/*/report.json data/mask/*/*/rejects.csv data/mask/*/*/masks.csv data/split 2>/dev/null; cp results/metrics.json $OUT/ 2>/dev/null' EXIT
   timeout "$LIMIT" "$W/smk/bin/snakemake" --cores all --scheduler greedy \
-    --configfile "$PRESET" "$W/session.yaml" "$@" 2>&1 | tr '\r' '\n' \
+    --configfile "$PRESET" $EXTRA "$W/session.yaml" "$@" 2>&1 | tr '\r' '\n' \
     | grep -v -E 'Warning|\[[0-9:]+<[0-9:?]+|^\s*$' | tee "$OUT/run.log"
   rc=${PIPESTATUS[0]}  # Snakemake's (124: stopped at $LIMIT), not the filters'
   nvidia-smi --query-gpu=memory.used --format=csv 2>/dev/null || echo "no nvidia-smi (a CPU rehearsal)"

@@ -190,6 +190,8 @@ DRY_RUN = [
     "snakemake --cores all --configfile presets/paper.yaml presets/cpu_attacker.yaml "
     "presets/cnn_only.yaml",
     "snakemake --cores all --configfile presets/paper_keepdups.yaml",
+    "snakemake --cores all --configfile presets/cpu.yaml presets/recognizer.yaml presets/ladder.yaml",
+    "snakemake --cores all --configfile presets/utkface.yaml presets/ladder_gpu.yaml",
 ]
 
 # what the suite cannot run as written, and why (each has a test of what can be tested here)

@@ -75,7 +75,8 @@ def test_sections_match_stages():
     # the external test sets' stages only with evaluate.external, whose parameters they take
     # (test_external_pipeline checks them)
     external = {"external", "evaluate_external", "recognize_external"}
-    stages = set(dvc["stages"]) | {"identity"} | external
+    # the attacker ladder is a stage only with ladder.rungs (test_ladder runs it)
+    stages = set(dvc["stages"]) | {"identity", "ladder"} | external
     # describe is identity's job on the masked faces, with identity's parameters (one network
     # and one setting for every version of a face): no section of its own
     stages -= {"describe"}

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from maskprivacy.analysis import real_masks
@@ -314,8 +313,8 @@ def test_a_set_with_real_masks_through_the_pipeline(tmp_path, demo_folder):
     """Added to a finished run: only the set's jobs and compare run; its worn photos are never
     painted, are scored by every model and the recognizer as the version ``worn``, and the
     report, metrics and statistics compare real, painted and no masks; every photo accounted."""
-    from test_pipeline import BIN, make_copy, sh
-    from usercopy import small_params
+    from test_pipeline import BIN, sh
+    from usercopy import finished_small_run, planned_jobs
 
     from maskprivacy.datasets import demo
     from maskprivacy.masks.paint import render
@@ -351,22 +350,11 @@ def test_a_set_with_real_masks_through_the_pipeline(tmp_path, demo_folder):
     rows.append(["odd/0.jpg", "odd", "helmet", "male"])  # unknown masked value
     labels = labels_csv(tmp_path / "labels.csv", rows)
 
-    params = small_params(demo_folder)
-    params["train"]["epochs"] = 1
-    params["align"]["shards"] = 1
-    root = make_copy(tmp_path / "run", params)
-    sh(root, str(BIN / "snakemake"), "--cores", "2")
+    root, params = finished_small_run(tmp_path / "run", demo_folder)
     params["evaluate"]["external"] = {
         "real": {"path": str(folder), "labels": str(labels), "set_labels": {"race": "Indian"}}
     }
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    plan = sh(root, str(BIN / "snakemake"), "-n", "--cores", "2", "--quiet", "rules").stdout
-    lines = plan.splitlines()
-    table = lines[lines.index("Job stats:") + 3 :]  # after "job  count" and its dashes
-    ran = {
-        line.split()[0]
-        for line in table[: table.index(next(x for x in table if x.startswith("total")))]
-    }
+    ran = set(planned_jobs(root, params))
     assert ran <= {
         "external",
         "align_external",
@@ -376,7 +364,7 @@ def test_a_set_with_real_masks_through_the_pipeline(tmp_path, demo_folder):
         "recognize_external",
         "compare",
         "all",
-    }, plan
+    }, ran
     sh(root, str(BIN / "snakemake"), "--cores", "2")
 
     manifest = pd.read_csv(root / "data/external/real/manifest.csv")
@@ -420,19 +408,24 @@ def test_a_set_with_real_masks_through_the_pipeline(tmp_path, demo_folder):
     assert '<h2 id="real-masks">Real masks</h2>' in page
 
 
-def test_a_published_run_renders_its_real_masks_block(tmp_path):
-    """``RUN.real``: each attacker's sentence and the tables, from a published run's statistics."""
-    from maskprivacy.analysis.external import external_metrics
-    from maskprivacy_workflow import published
-
-    rng = np.random.default_rng(2)
+def thirty_persons() -> pd.DataFrame:
+    """A set's manifest: 30 persons with two photos without and two with a mask each."""
     rows = [
         {"file": f"p{i}_{k}{w}.jpg", "person": f"p{i}", "worn": w, "sex": i % 2, "race": 3}
         for i in range(30)
         for w in (0, 1)
         for k in range(2)
     ]
-    m = pd.DataFrame(rows).assign(age=np.nan, age_low=np.nan, age_high=np.nan, mask_type="")
+    return pd.DataFrame(rows).assign(age=np.nan, age_low=np.nan, age_high=np.nan, mask_type="")
+
+
+def test_a_published_run_renders_its_real_masks_block(tmp_path):
+    """``RUN.real``: each attacker's sentence and the tables, from a published run's statistics."""
+    from maskprivacy.analysis.external import external_metrics
+    from maskprivacy_workflow import published
+
+    rng = np.random.default_rng(2)
+    m = thirty_persons()
     none, worn = m[m["worn"] == 0], m[m["worn"] == 1]
     preds = {
         ("unmasked", "masked"): {
@@ -464,3 +457,167 @@ def test_a_published_run_renders_its_real_masks_block(tmp_path):
     assert f"{100 * real_none['difference']:+.1f} pt" in text
     assert "| CNN | masked | worn | sex |" in text
     assert "no published run" in published.render_block("absent.real", tmp_path)
+
+
+# --- the figure, the rejects sheet, recognize_external's faces ------------------------------
+
+
+def _set_statistics(right: dict[tuple[str, str], float], seed: int = 0) -> dict:
+    """A set's statistics as compare writes them, for one attacker: 30 persons with two photos
+    without and two with a mask each; ``right``: (version, training set) -> the share of sex
+    answers right."""
+    from maskprivacy.analysis.external import external_metrics
+
+    rng = np.random.default_rng(seed)
+    m = thirty_persons()
+    preds = {}
+    for (version, train), share in right.items():
+        faces = m[m["worn"] == int(version == WORN)]
+        hit = rng.random(len(faces)) < share
+        preds[(version, train)] = {0: _preds(faces["file"], faces["sex"].to_numpy(), hit)}
+    analysis = real_masks.analyse(
+        m, preds, ["masked"], {"bootstrap": 100, "seed": 0, "permutations": 99}
+    )
+    results = [
+        {"version": v, "train": t, "ensemble": external_metrics(m, p[0], 100, 0)}
+        for (v, t), p in preds.items()
+    ]
+    return {"results": results, "real_masks": analysis}
+
+
+def test_the_real_mask_figure_has_a_row_per_model(tmp_path):
+    """The figure shows every model the set was scored with, a row each (the one that never saw
+    a mask first, then the one trained on masks; the recognizer's below the CNN's), each row its
+    own model's scores: a painted mask that costs the unmasked model much shows there only."""
+    from maskprivacy.report import real_masks as report
+
+    right = {
+        ("unmasked", "unmasked"): 0.95,
+        ("masked", "unmasked"): 0.35,
+        (WORN, "unmasked"): 0.85,
+        ("unmasked", "masked"): 0.7,
+        ("masked", "masked"): 0.8,
+        (WORN, "masked"): 0.8,
+    }
+    cnn_stats = _set_statistics(right)
+    st = {
+        "external": {"hf": cnn_stats},
+        "recognizer": {"external": {"hf": _set_statistics(right, seed=1)}},
+    }
+    rows = report.figure_rows("hf", st)
+    assert [(a, t) for a, t, _ in rows] == [
+        ("CNN", "unmasked"),
+        ("CNN", "masked"),
+        ("recognizer", "unmasked"),
+        ("recognizer", "masked"),
+    ]
+    attrs = cnn_stats["real_masks"]["attributes"]
+    fig = report.figure("hf", st)
+    assert len(fig.axes) == len(rows) * len(attrs)
+    panels = np.array(fig.axes).reshape(len(rows), len(attrs))
+    j = attrs.index("sex")
+    for (attacker, train, s), ax in zip(rows, panels[:, j], strict=True):
+        assert f"{attacker} trained on {train} faces" in ax.get_title()
+        assert ("never saw a mask" in ax.get_title()) == (train == "unmasked")
+        drawn = sorted(c.lines[0].get_xdata()[0] for c in ax.containers)
+        own = sorted(
+            100 * r["ensemble"]["sex"]["accuracy"] for r in s["results"] if r["train"] == train
+        )
+        assert drawn == pytest.approx(own)
+        assert any(line.get_linestyle() == "--" for line in ax.get_lines())  # chance
+    # the unmasked model's painted mask: far below the masked model's
+    first, second = (min(c.lines[0].get_xdata()[0] for c in ax.containers) for ax in panels[:2, j])
+    assert first < second - 20
+    out = report.figure_png("hf", {"external": {"hf": cnn_stats}}, tmp_path / "f.png")
+    with Image.open(out) as im:
+        assert im.size[1] > im.size[0] / 2  # two rows of panels
+
+
+def test_a_rejects_caption_fits_its_cell(tmp_path):
+    """A reason too wide for its cell is broken into lines that fit it (and cut where even two
+    lines cannot hold it); on the sheet, nothing of a cell's caption reaches the next cell."""
+    from PIL import ImageDraw
+
+    from maskprivacy.core.io import rejects_frame
+    from maskprivacy.report.sheets import CELL, fit_lines, rejects_sheet, sheet_fonts
+
+    font, small, _ = sheet_fonts()
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    reasons = ["no_face", "landmarks_implausible", "near_duplicate_label_conflict", "m" * 40]
+    for reason in reasons:
+        lines = fit_lines(draw, reason, font, CELL - 4, 2)
+        assert 1 <= len(lines) <= 2
+        assert all(draw.textlength(line, font=font) <= CELL for line in lines)
+        assert max(draw.textbbox((0, 0), line, font=font)[2] for line in lines) <= CELL
+        if reason != "m" * 40:
+            assert "".join(lines) == reason
+    assert fit_lines(draw, "landmarks_implausible", font, CELL - 4, 2) == [
+        "landmarks_",
+        "implausible",
+    ]
+    assert fit_lines(draw, "m" * 40, font, CELL - 4, 2)[-1].endswith("~")
+    (name,) = fit_lines(draw, "W" * 30, small, CELL - 4)
+    assert name.endswith("~") and draw.textlength(name, font=small) <= CELL
+
+    # the sheet: one reject in the first of two cells; the second cell stays white
+    jpeg(tmp_path / "images/a.jpg", (200, 200), (255, 255, 255))
+    rejects = rejects_frame(
+        [
+            {
+                "file": "a_very_long_file_name_of_a_photo.jpg",
+                "stage": "align",
+                "reason": "landmarks_implausible",
+                "detail": "",
+            }
+        ]
+    )
+    out = rejects_sheet(rejects, tmp_path / "images", tmp_path / "rejects.png", cols=2)
+    with Image.open(out) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    top = 52  # the title lines; the cells follow
+    caption = pixels[top + CELL : top + CELL + 38]
+    written = np.flatnonzero((caption < 250).any(axis=(0, 2)))
+    assert len(written) and written.max() < 4 + CELL  # within the first cell
+    reds = caption[..., 0].astype(int) - caption[..., 2]  # firebrick: the reason
+    assert (reds > 60).any(axis=1).sum() > 14  # the reason takes two lines
+
+
+def test_recognize_external_reads_the_set_once_for_all_its_versions(tmp_path, monkeypatch):
+    """recognize_external's faces of each version (those that passed align and, but for the worn
+    photos, every mask set), every table read once for all the versions; a clear error when no
+    face passed align and every mask set."""
+    from maskprivacy.analysis import external as scoring
+    from maskprivacy.core import io
+
+    files = [f"f{i}.jpg" for i in range(12)]
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"file": files, "worn": [0] * 8 + [1] * 4, "sex": 0}).to_csv(manifest, index=False)
+    landmarks = []
+    for shard, part in enumerate((files[1:6], files[6:11])):  # align lost f0 and f11
+        path = tmp_path / f"align/{shard}/landmarks.csv"
+        path.parent.mkdir(parents=True)
+        pd.DataFrame({"file": part}).to_csv(path, index=False)
+        landmarks.append(path)
+    masks = []
+    for maskset, lost in (("masked", "f2.jpg"), ("cloth", "f3.jpg")):
+        for shard, part in enumerate((files[:6], files[6:])):
+            path = tmp_path / f"mask/{maskset}/{shard}/masks.csv"
+            path.parent.mkdir(parents=True)
+            pd.DataFrame({"file": [f for f in part if f != lost]}).to_csv(path, index=False)
+            masks.append(path)
+    versions = ["unmasked", "masked", "cloth", WORN]
+    reads = []
+    monkeypatch.setattr(scoring, "read_table", lambda p: reads.append(p) or io.read_table(p))
+    got = scoring.faces_of_versions(
+        manifest, landmarks, masks, "ff", "recognize_external", versions
+    )
+    assert sorted(reads) == sorted([manifest, *landmarks, *masks])  # each once
+    assert got[WORN]["file"].tolist() == files[8:11]  # worn: align only, never painted
+    for version in ("unmasked", "masked", "cloth"):  # lost by align (f0), masked (f2), cloth (f3)
+        assert got[version]["file"].tolist() == ["f1.jpg", "f4.jpg", "f5.jpg", "f6.jpg", "f7.jpg"]
+    # a set without real masks whose faces align lost every one
+    pd.DataFrame({"file": ["g.jpg"], "sex": 0}).to_csv(manifest, index=False)
+    with pytest.raises(ValueError, match="recognize_external: no face of external set 'ff'"):
+        scoring.faces_of_versions(
+            manifest, landmarks, masks, "ff", "recognize_external", ["unmasked"]
+        )

@@ -33,6 +33,33 @@ def small_params(demo_folder: Path) -> dict:
     return p
 
 
+def finished_small_run(dst: Path, demo_folder: Path) -> tuple[Path, dict]:
+    """A finished run of :func:`small_params` with one shard and one epoch (the quickest whole
+    study), as a base to add to; returns its folder and params."""
+    params = small_params(demo_folder)
+    params["train"]["epochs"] = 1
+    params["align"]["shards"] = 1
+    root = make_copy(dst, params)
+    sh(root, str(BIN / "snakemake"), "--cores", "2")
+    return root, params
+
+
+def planned_jobs(root: Path, params: dict) -> dict[str, int]:
+    """Write ``params`` and return what Snakemake plans to run ({rule: jobs}, from a dry run's
+    job table)."""
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    plan = sh(root, str(BIN / "snakemake"), "-n", "--cores", "2", "--quiet", "rules").stdout
+    lines = plan.splitlines()
+    if "Job stats:" not in lines:
+        return {}
+    table = lines[lines.index("Job stats:") + 3 :]  # after "job  count" and its dashes
+    jobs = {}
+    for line in table[: table.index(next(x for x in table if x.startswith("total")))]:
+        job, n = line.split()
+        jobs[job] = int(n)
+    return jobs
+
+
 def set_param(root: Path, section: str, key: str, value) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params[section][key] = value

@@ -22,7 +22,9 @@ A published block in README.md or docs/*.md is the text between
 run's folder name (its tables; for the mask study its matrices), ``RUN.short`` (two sentences
 for a front page), ``RUN.paper`` (the paper's published figures beside the run's, with the paired
 tests: ``maskprivacy.analysis.paper_protocol.table``), ``RUN.real`` (real masks against painted
-ones and none, on the run's external sets with real masks: ``maskprivacy.report.real_masks``) or
+ones and none, on the run's external sets with real masks: ``maskprivacy.report.real_masks``),
+``RUN.ladder`` (the attacker ladder: the mask's cost by attacker strength, its trend and
+sentence, from the run's ``results/ladder/ladder.json``: ``maskprivacy.report.ladder``) or
 ``A.vs.B`` (two runs that differ in their split, side by side); a block whose run is not
 published says so.
 
@@ -68,6 +70,7 @@ KEPT = (
     "study",
     "recognizer",
     "external",
+    "ladder",
 )
 
 
@@ -100,11 +103,18 @@ def add(
         if not f.is_file():
             raise SystemExit(f"published: {f} is missing: finish the run first (snakemake)")
     statistics = json.loads(stats.read_text())
+    ladder = workdir / "results/ladder/ladder.json"  # ladder.rungs: the attacker ladder
+    if ladder.is_file():
+        statistics["ladder"] = json.loads(ladder.read_text())
     if statistics.get("data_source") == "demo":
         raise SystemExit("published: that run is on the demo set; publish real-data runs only")
     out = root / REFERENCE / name
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(metrics, out / "metrics.json")
+    if ladder.is_file():  # the rungs side by side under `dvc metrics show`, beside the study's
+        kept_metrics = json.loads(metrics.read_text())
+        kept_metrics["ladder"] = json.loads((ladder.parent / "metrics.json").read_text())
+        (out / "metrics.json").write_text(json.dumps(kept_metrics, indent=1) + "\n")
     kept = {k: statistics[k] for k in KEPT if k in statistics}
     (out / "statistics.json").write_text(json.dumps(kept, indent=1, allow_nan=False) + "\n")
     from maskprivacy.analysis.answer import sentence
@@ -402,6 +412,35 @@ def real_masks_block(folder: Path) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def ladder_block(folder: Path) -> str:
+    """The attacker ladder of a published run: its sentence, the figure's link is the page's;
+    one row per rung (attacker, input side, epochs, training minutes, unmasked score and the
+    mask's cost with 95% intervals) and each attribute's trend."""
+    from maskprivacy.analysis.paper_protocol import markdown
+    from maskprivacy.report import ladder as lad
+
+    run = json.loads((folder / "run.json").read_text())
+    st = json.loads((folder / "statistics.json").read_text())
+    if "ladder" not in st:
+        return f"*(the published run `{folder.name}` has no attacker ladder)*\n"
+    ladder = st["ladder"]
+    wall = f", {run['wall_min']:g} min wall" if run.get("wall_min") else ""
+    parts = [
+        f"*{run['date']}, `{run['command']}` on {run['machine']}{wall}, commit "
+        f"{run.get('commit') or '?'}; {ladder['n_test']:,} test faces, seed {ladder['seed']}; "
+        f"metrics in `{(REFERENCE / folder.name).as_posix()}/` (key `ladder`).*",
+        "",
+        f"> {ladder['sentence']}",
+        "",
+        markdown(lad.table_rows(ladder), lad.HEADER),
+        "",
+        markdown(lad.trend_rows(ladder), lad.TREND_HEADER),
+    ]
+    if run.get("note"):
+        parts += ["", run["note"]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
 def study_short(st: Mapping[str, Any], run: Mapping[str, Any]) -> str:
     """A mask study for a front page: which mask sets protect which attribute from a network
     trained on them (the verdicts of its own cell against the baseline), and what it read."""
@@ -505,6 +544,9 @@ def render_block(name: str, root: Path) -> str:
     if name.endswith(".short"):
         folder = root / REFERENCE / name.removesuffix(".short")
         return _unpublished(folder) or short_answer(folder)
+    if name.endswith(".ladder"):  # the attacker ladder: the mask's cost by attacker strength
+        folder = root / REFERENCE / name.removesuffix(".ladder")
+        return _unpublished(folder) or ladder_block(folder)
     if name.endswith(".real"):  # real masks against painted ones and none (external sets)
         folder = root / REFERENCE / name.removesuffix(".real")
         return _unpublished(folder) or real_masks_block(folder)
@@ -531,6 +573,7 @@ FIGURES = {
     "docs/img/answer.svg": ("answer", "cpu-study-tta"),
     "docs/img/mask-study.svg": ("study", "mask-study-cpu"),
     "docs/img/masks.png": ("masks", None),
+    "docs/img/ladder.svg": ("ladder", "ladder-cpu"),
 }
 ANSWER_CONDITIONS = ("unmasked", "masked", "unmasked_to_masked")
 ATTACKER_NAMES = {
@@ -595,6 +638,15 @@ def figure_bytes(kind: str, folder: Path | None) -> bytes:
         return buf.getvalue()
     st = json.loads((folder / "statistics.json").read_text())
     run = json.loads((folder / "run.json").read_text())
+    if kind == "ladder":
+        from maskprivacy.report.ladder import ladder_figure
+
+        lad = st["ladder"]
+        title = (
+            f"The mask's cost by attacker: {lad['n_test']:,} real UTKFace test faces "
+            f"({run['date']}), seed {lad['seed']}, 95% intervals"
+        )
+        return plots.svg_bytes(ladder_figure(lad, title))
     if kind == "study":
         from maskprivacy.report.study import levels_rows
 

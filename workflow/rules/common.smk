@@ -13,9 +13,10 @@ def code(stage):
 
 
 def tracked_config():
-    """Every params.yaml section but compute (how to compute, never what): compare reports
-    them all, and reruns when any changes, under Snakemake and DVC alike."""
-    return {k: v for k, v in config.items() if k != "compute"}
+    """Every params.yaml section but compute (how to compute, never what) and ladder (the
+    ladder rule's own: adding a rung reruns no compare): compare reports them all, and reruns
+    when any changes, under Snakemake and DVC alike."""
+    return {k: v for k, v in config.items() if k not in ("compute", "ladder")}
 
 
 def section_without(name, *keys):
@@ -237,3 +238,34 @@ def per_set_version(pattern, **wildcards):
         for ext in EXTERNAL
         for f in expand(pattern, ext=ext, version=external_versions(ext), **wildcards)
     ]
+
+
+def ladder_model(rung, dataset, seed):
+    """A rung's model of one training set: its own (train_ladder), or the study's for a rung
+    that changes no train setting (reused, not retrained)."""
+    if LADDER[rung]["reused"]:
+        return f"results/train/{dataset}/seed{seed}/model.pt"
+    return f"results/ladder/{rung}/train/{dataset}/seed{seed}/model.pt"
+
+
+def ladder_inputs():
+    """ladder.rungs: each rung's predictions for compare.baseline and ladder.condition (rung-
+    major, baseline first) and its train reports; the recognizer's predictions when it is a rung
+    (ladder.recognizer and recognize.enabled). Reused rungs read the study's own files.
+    """
+    preds, reports = [], []
+    for rung, r in LADDER.items():
+        root = "results" if r["reused"] else f"results/ladder/{rung}"
+        for condition in LADDER_CONDITIONS:
+            preds.append(
+                f"{root}/evaluate/{condition}/seed{LADDER_SEED}/predictions.csv"
+            )
+        for dataset in dict.fromkeys(CONDITION[c]["train"] for c in LADDER_CONDITIONS):
+            reports.append(f"{root}/train/{dataset}/seed{LADDER_SEED}/report.json")
+    out = dict(predictions=preds, train_reports=reports)
+    if RECOGNIZE and config["ladder"].get("recognizer", True):
+        out["recognizer_predictions"] = [
+            f"results/recognize/{c}/seed{LADDER_SEED}/predictions.csv"
+            for c in LADDER_CONDITIONS
+        ]
+    return out

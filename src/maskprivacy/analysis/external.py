@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,40 @@ def faces_in_every_version(
     return manifest[keep].reset_index(drop=True)
 
 
+def faces_of_versions(
+    manifest: str | os.PathLike,
+    landmarks: Sequence[str | os.PathLike],
+    masks: Sequence[str | os.PathLike],
+    name: str,
+    stage: str,
+    versions: Iterable[str | None],
+) -> dict[str | None, pd.DataFrame]:
+    """The faces of external set ``name`` every model and attacker is scored on, per version of
+    ``versions``: those of its ``manifest`` that passed align (``landmarks``: one table per
+    shard) and every mask set (``masks``: ``data/external/<set>/mask/<mask set>/<shard>/
+    masks.csv``), the tables read once for all versions. A set with real masks
+    (:mod:`maskprivacy.datasets.worn`) splits them: its ``worn`` version is the photos that wear
+    one and passed align (they are never painted), every other version the photos without one
+    that passed align and every mask set; either may be empty there. Version ``None``: a set
+    without real masks' faces (every version has the same)."""
+    table = read_table(manifest)
+    worn = has_worn(table)
+    aligned = [read_table(t) for t in landmarks]
+    every: dict[str, list[pd.DataFrame]] = {"unmasked": aligned}
+    for t in masks:
+        every.setdefault(Path(t).parts[-3], []).append(read_table(t))
+    out: dict[str | None, pd.DataFrame] = {}
+    for version in versions:
+        rows = table if version is None else version_rows(table, version)
+        faces = faces_in_every_version(rows, {"unmasked": aligned} if version == WORN else every)
+        if faces.empty and not worn:
+            raise ValueError(
+                f"{stage}: no face of external set {name!r} passed align and every mask set"
+            )
+        out[version] = faces
+    return out
+
+
 def scored_faces(
     manifest: str | os.PathLike,
     landmarks: Sequence[str | os.PathLike],
@@ -143,27 +177,8 @@ def scored_faces(
     stage: str,
     version: str | None = None,
 ) -> pd.DataFrame:
-    """The faces of external set ``name`` every model and attacker is scored on in ``version``:
-    those of its ``manifest`` that passed align (``landmarks``: one table per shard) and every
-    mask set (``masks``: ``data/external/<set>/mask/<mask set>/<shard>/masks.csv``). A set with
-    real masks (:mod:`maskprivacy.datasets.worn`) splits them: its ``worn`` version is the
-    photos that wear one and passed align (they are never painted), every other version the
-    photos without one that passed align and every mask set; either may be empty there. Without
-    ``version``, a set without real masks' faces (every version has the same)."""
-    table = read_table(manifest)
-    worn = has_worn(table)
-    if version is not None:
-        table = version_rows(table, version)
-    versions: dict[str, list[pd.DataFrame]] = {"unmasked": [read_table(t) for t in landmarks]}
-    if version != WORN:
-        for t in masks:
-            versions.setdefault(Path(t).parts[-3], []).append(read_table(t))
-    faces = faces_in_every_version(table, versions)
-    if faces.empty and not worn:
-        raise ValueError(
-            f"{stage}: no face of external set {name!r} passed align and every mask set"
-        )
-    return faces
+    """The faces :func:`faces_of_versions` gives for one ``version``."""
+    return faces_of_versions(manifest, landmarks, masks, name, stage, [version])[version]
 
 
 PREDICTION_COLUMNS = ["file", "sex_pred", "race_pred", "age_pred"]

@@ -37,6 +37,18 @@ def validate(params: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[s
         problems.append(
             f"  - compare.baseline: {base!r} is not one of the conditions {sorted(names)}"
         )
+    ladder = params.get("ladder") if isinstance(params.get("ladder"), dict) else {}
+    cond = ladder.get("condition")
+    if names and ladder.get("rungs") and cond is not None:
+        if cond not in names:
+            problems.append(
+                f"  - ladder.condition: {cond!r} is not one of the conditions {sorted(names)}"
+            )
+        elif cond == base:
+            problems.append(
+                f"  - ladder.condition: {cond!r} is compare.baseline: the ladder measures another "
+                "condition's cost against it (e.g. masked)"
+            )
     if len(names) != len(params.get("evaluate", {}).get("conditions", [])):
         problems.append("  - evaluate.conditions: condition names must be unique")
     train = params.get("train")

@@ -90,9 +90,11 @@ CAPTIONS = (
         "compare_plots",
         r"real_masks_(?P<set>\w+)",
         "Real masks",
-        "on the external set {set}, what a model trained on masked faces reads from photos with a "
-        "real mask (red), without one (blue) and with each painted mask set (orange), each with "
-        "its 95% interval; dashed: the set's own chance level (its majority class).",
+        "on the external set {set}, what each model (one row each: trained on unmasked faces, "
+        "which never saw a mask, and on masked faces; the recognizer's too where it ran) reads "
+        "from photos with a real mask (red), without one (blue) and with each painted mask set "
+        "(orange), each with its 95% interval; dashed: the set's own chance level (its majority "
+        "class).",
         (("set", 'figure.split("_", 2)[2]'),),
     ),
     Caption(
@@ -139,6 +141,18 @@ CAPTIONS = (
         "predicted against true age (years) under {condition}, the model of seed {seed}, with "
         "the identity line; right: each face's error.",
         (("condition", "snakemake.wildcards.condition"), ("seed", "snakemake.wildcards.seed")),
+    ),
+    Caption(
+        "ladder",
+        r"ladder",
+        "The mask's cost by attacker strength",
+        "for each attacker of the ladder (ladder.rungs, one seed, and the recognizer's heads), "
+        "the mask's cost (masked minus unmasked on the same test faces, 95% bootstrap interval) "
+        "against its unmasked accuracy (age: MAE, stronger to the right); the line is a weighted "
+        "straight-line fit with its 95% band; the red diamond is the GPU run of 2026-11-27 "
+        "(drawn, not fitted), the orange star the trend where its masked score meets the "
+        "paper's (the paper gives no unmasked model). A line that nears zero cost to the "
+        "right: stronger attackers lose less to the mask.",
     ),
     Caption(
         "data_rejects",

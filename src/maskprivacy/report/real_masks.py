@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from maskprivacy.analysis.real_masks import NONE, painted_vs_real
+from maskprivacy.core.io import save_figure
 from maskprivacy.datasets.worn import WORN
 from maskprivacy.report.markup import img, table
 
@@ -50,17 +51,23 @@ def _version_metric(s: Mapping[str, Any], version: str, train: str, attr: str) -
     return None
 
 
-def _value(m: Mapping[str, Any] | None, attr: str) -> tuple[float, float, float] | None:
-    """(estimate, low, high) of an attribute's metric, in % for accuracy, years for MAE."""
-    if m is None:
+def _interval(
+    m: Mapping[str, Any] | None, key: str, scale: float
+) -> tuple[float, float, float] | None:
+    """(estimate, low, high) of ``m[key]`` times ``scale`` (``None`` without an estimate); a
+    bound ``m`` lacks (``<key>_low``, ``<key>_high``) is the estimate."""
+    if not m or m.get(key) is None:
         return None
-    key, scale = ("mae", 1.0) if attr == "age" else ("accuracy", 100.0)
-    if m.get(key) is None:
-        return None
+    est = float(m[key])
     return tuple(
-        scale * float(m.get(k) if m.get(k) is not None else m[key])
+        scale * (est if m.get(k) is None else float(m[k]))
         for k in (key, f"{key}_low", f"{key}_high")
     )
+
+
+def _value(m: Mapping[str, Any] | None, attr: str) -> tuple[float, float, float] | None:
+    """(estimate, low, high) of an attribute's metric, in % for accuracy, years for MAE."""
+    return _interval(m, *(("mae", 1.0) if attr == "age" else ("accuracy", 100.0)))
 
 
 def _fmt(attr: str, v: tuple[float, float, float] | None) -> str:
@@ -121,9 +128,9 @@ def sentence(name: str, s: Mapping[str, Any], attacker: str = "CNN") -> str:
 
 
 def _balanced(m: Mapping[str, Any] | None) -> str:
-    if not m or m.get("balanced_accuracy") is None:
-        return "–"
-    return f"{100 * m['balanced_accuracy']:.1f}%"
+    """Balanced accuracy's estimate, in %."""
+    v = _interval(m, "balanced_accuracy", 100.0)
+    return "–" if v is None else f"{v[0]:.1f}%"
 
 
 def _diff(attr: str, r: Mapping[str, Any]) -> str:
@@ -167,19 +174,7 @@ def version_rows(attacker: str, s: Mapping[str, Any]) -> list[list[Any]]:
                 continue
             bal = recall = "–"
             if attr != "age":
-                if m.get("balanced_accuracy") is not None:
-                    bal = _fmt(
-                        attr,
-                        tuple(
-                            100.0
-                            * float(m.get(k) if m.get(k) is not None else m["balanced_accuracy"])
-                            for k in (
-                                "balanced_accuracy",
-                                "balanced_accuracy_low",
-                                "balanced_accuracy_high",
-                            )
-                        ),
-                    )
+                bal = _fmt(attr, _interval(m, "balanced_accuracy", 100.0))
                 recall = ", ".join(
                     f"{k} {100 * v:.0f}%"
                     for k, v in m.get("per_class_recall", {}).items()
@@ -211,57 +206,94 @@ def rejects_path(plots: str | Path, name: str) -> Path:
     return Path(plots) / "real_masks" / f"rejects_{name}.png"
 
 
-def figure_png(name: str, statistics: Mapping[str, Any], path: str | Path) -> None:
-    """Each version's score (real mask, painted masks, no mask) per attacker and attribute, for
-    the model trained on masked faces, with its 95% interval and the set's chance level."""
-    import matplotlib
+def model_label(attacker: str, train: str) -> str:
+    """A model, for the figure: 'recognizer trained on masked faces'; the one trained on
+    ``unmasked`` faces with a second line, '(never saw a mask)'."""
+    never = "\n(never saw a mask)" if train == NONE else ""
+    return f"{attacker} trained on {train} faces{never}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    pairs = attacker_sets(statistics, name)
-    attrs = pairs[0][1]["real_masks"]["attributes"]
-    fig, axes = plt.subplots(
-        len(pairs), len(attrs), figsize=(4.2 * len(attrs), 2.8 * len(pairs)), squeeze=False
-    )
-    for i, (attacker, s) in enumerate(pairs):
-        train = headline_train(s)
-        versions = [NONE, WORN, *sorted({r["version"] for r in s["results"]} - {NONE, WORN})]
-        for j, attr in enumerate(attrs):
-            ax = axes[i][j]
-            vals = [_value(_version_metric(s, v, train, attr), attr) for v in versions]
-            ys = list(range(len(versions)))
-            for y, v, version in zip(ys, vals, versions, strict=True):
+def figure_rows(
+    name: str, statistics: Mapping[str, Any]
+) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """The figure's rows, top to bottom: (attacker, training set, the set's statistics for the
+    attacker) for each attacker (:func:`attacker_sets`) and each model it scored on the set, the
+    one that never saw a mask (trained on ``unmasked``) first."""
+    return [
+        (attacker, train, s)
+        for attacker, s in attacker_sets(statistics, name)
+        for train in sorted({r["train"] for r in s["results"]}, key=lambda t: (t != NONE, t))
+    ]
+
+
+def figure(name: str, statistics: Mapping[str, Any]) -> Any:
+    """A set's figure (:class:`matplotlib.figure.Figure`): a row per model
+    (:func:`figure_rows`), a panel per attribute, each version's score (real mask red, no mask
+    blue, painted masks orange) with its 95% interval and the set's chance level dashed; the
+    panels of an attribute share their scale, so the models compare at a glance."""
+    from matplotlib.figure import Figure
+
+    rows = figure_rows(name, statistics)
+    attrs = rows[0][2]["real_masks"]["attributes"]
+    versions = {
+        attacker: [NONE, WORN, *sorted({r["version"] for r in s["results"]} - {NONE, WORN})]
+        for attacker, _, s in rows
+    }
+    height = sum(0.45 * len(versions[attacker]) + 1.0 for attacker, _, _ in rows)
+    fig = Figure(figsize=(4.6 * len(attrs), height + 0.8))
+    axes = fig.subplots(len(rows), len(attrs), sharex="col", squeeze=False)
+    for j, attr in enumerate(attrs):
+        bounds: list[float] = []
+        for i, (attacker, train, s) in enumerate(rows):
+            ax, vs = axes[i][j], versions[attacker]
+            for y, version in enumerate(vs):
+                v = _value(_version_metric(s, version, train, attr), attr)
                 if v is None:
                     continue
-                colour = (
-                    "tab:red"
-                    if version == WORN
-                    else ("tab:blue" if version == NONE else "tab:orange")
-                )
+                colour = {WORN: "tab:red", NONE: "tab:blue"}.get(version, "tab:orange")
                 ax.errorbar(
                     v[0], y, xerr=[[v[0] - v[1]], [v[2] - v[0]]], fmt="o", color=colour, capsize=3
                 )
+                ax.annotate(
+                    f"{v[0]:.{2 if attr == 'age' else 1}f}",
+                    (v[2], y),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color=colour,
+                )
+                bounds += [v[1], v[2]]
             ch = s["real_masks"]["chance"][attr]
             level = ch["mae"] if attr == "age" else 100 * ch["accuracy"]
             ax.axvline(level, color="grey", ls="--", lw=1)
-            ax.text(level, len(versions) - 0.4, " chance", color="grey", fontsize=8, va="top")
+            ax.text(level, -0.5, "chance ", color="grey", fontsize=8, ha="right", va="top")
+            bounds.append(level)
             labels = [
                 "no mask" if v == NONE else "real mask" if v == WORN else f"painted: {v}"
-                for v in versions
+                for v in vs
             ]
-            ax.set_yticks(ys, labels if j == 0 else [""] * len(ys))
-            ax.set_ylim(-0.6, len(versions) - 0.4)
-            ax.invert_yaxis()
-            ax.set_xlabel(f"{attr} MAE, years" if attr == "age" else f"{attr} accuracy, %")
-            ax.set_title(f"{attacker} (trained on {train}): {attr}", fontsize=10)
+            ax.set_yticks(range(len(vs)), labels if j == 0 else [""] * len(vs))
+            ax.set_ylim(len(vs) - 0.4, -0.6)
+            ax.set_title(f"{attr}: {model_label(attacker, train)}", fontsize=9)
             ax.grid(axis="x", alpha=0.3)
+        if attr == "age":
+            axes[0][j].set_xlim(0, max(bounds) * 1.12)
+        else:
+            axes[0][j].set_xlim(max(0.0, min(bounds) - 8), 100)
+        axes[-1][j].set_xlabel(f"{attr} MAE, years" if attr == "age" else f"{attr} accuracy, %")
     fig.suptitle(
-        f"{name}: real masks against painted and none (95% intervals; dashed: chance)", fontsize=11
+        f"{name}: real masks against painted and none, per model (95% intervals; dashed: chance)",
+        fontsize=11,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def figure_png(name: str, statistics: Mapping[str, Any], path: str | Path) -> Path:
+    """Write :func:`figure` to ``path`` (PNG); returns the path."""
+    save_figure(figure(name, statistics), path, dpi=110)
+    return Path(path)
 
 
 def section(statistics: Mapping[str, Any], figures: Mapping[str, str | Path] | None = None) -> str:

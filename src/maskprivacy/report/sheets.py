@@ -7,8 +7,8 @@
   of :mod:`maskprivacy.datasets.identity_groups` and the pairs just under and over the threshold.
 - :func:`rejects_sheet` (split stage): the inputs the ``align`` and ``mask`` stages could not use,
   with the reason each was rejected, so a ``no_face`` can be seen to be no face.
-- :func:`sheet_fonts`, :func:`sheet_header`, :func:`thumb`, :func:`short`: what every contact
-  sheet shares.
+- :func:`sheet_fonts`, :func:`sheet_header`, :func:`thumb`, :func:`short`, :func:`fit_lines`:
+  what every contact sheet shares.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def rejects_sheet(
     """A PNG of the inputs the ``align`` and ``mask`` stages rejected (:data:`REJECT_STAGES`),
     each as it came in (``images``: the download stage's folder) and captioned with its reason:
     the first ``limit`` by stage, reason and file, and how many there are by reason. A file that
-    cannot be shown (not decodable) is a grey cell."""
+    cannot be shown (not decodable) is a grey cell. A caption is kept to its cell
+    (:func:`fit_lines`): a reason in up to two lines, the file in one."""
     from PIL import Image, ImageDraw
 
     images = Path(images)
@@ -116,7 +117,8 @@ def rejects_sheet(
     rows = rows.sort_values(["stage", "reason", "file"], kind="stable") if len(rows) else rows
     shown = rows.head(limit)
     font, small, big = sheet_fonts()
-    caption = 26
+    caption = 38  # two lines of the reason, one of the file
+    width = CELL - 4  # a caption's width: a gap between neighbouring captions
     lines = -(-len(shown) // cols)
     body = lines * (CELL + caption) if lines else 24
     sheet = Image.new("RGB", (cols * CELL + 8, 52 + (24 if demo else 0) + body), "white")
@@ -144,8 +146,10 @@ def rejects_sheet(
     for k, r in enumerate(shown.itertuples(index=False)):
         x0, y0 = (k % cols) * CELL + 4, y + (k // cols) * (CELL + caption)
         sheet.paste(thumb(images / str(r.file)), (x0, y0))
-        draw.text((x0, y0 + CELL + 1), str(r.reason), fill="firebrick", font=font)
-        draw.text((x0, y0 + CELL + 14), short(str(r.file)), fill="dimgray", font=small)
+        for n, line in enumerate(fit_lines(draw, str(r.reason), font, width, 2)):
+            draw.text((x0, y0 + CELL + 1 + 12 * n), line, fill="firebrick", font=font)
+        (name,) = fit_lines(draw, short(str(r.file)), small, width)
+        draw.text((x0, y0 + CELL + 26), name, fill="dimgray", font=small)
     with atomic_path(out, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG")
     return Path(out)
@@ -190,6 +194,28 @@ def short(name: str) -> str:
     """A file name cut to fit under a thumbnail (labels and the start of the stamp)."""
     stem = name.replace(".jpg.chip.jpg", "")
     return stem if len(stem) <= 19 else stem[:18] + "~"
+
+
+def fit_lines(draw: Any, text: str, font: Any, width: int, lines: int = 1) -> list[str]:
+    """``text`` in at most ``lines`` lines, each no wider than ``width`` px in ``font``: broken
+    after the last underscore, hyphen or space that fits ('landmarks_', 'implausible'), else
+    where the width ends; a text too long for them ends in '~'."""
+    out: list[str] = []
+    rest = text
+    while rest and len(out) < lines:
+        n = 1
+        while n < len(rest) and draw.textlength(rest[: n + 1], font=font) <= width:
+            n += 1
+        if n < len(rest):
+            n = max(rest.rfind(c, 0, n) for c in "_- ") + 1 or n
+        out.append(rest[:n])
+        rest = rest[n:]
+    if rest:  # the last line: as much of the rest as fits before the '~'
+        last = out[-1] + rest
+        while last and draw.textlength(last + "~", font=font) > width:
+            last = last[:-1]
+        out[-1] = last + "~"
+    return out or [""]
 
 
 def identity_sheet(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from maskprivacy.analysis import recognizer
-from maskprivacy.analysis.external import headline, scored_faces, write_scores
+from maskprivacy.analysis.external import faces_of_versions, headline, write_scores
 from maskprivacy.core.io import rejects_frame, write_table
 from maskprivacy.stages.entry import Files, StageConfig
 from maskprivacy.stages.recognize import heads_of
@@ -28,12 +28,14 @@ from maskprivacy.stages.recognize import heads_of
 
 def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger) -> dict[str, Any]:
     ext = config.wildcards["ext"]
-    faces_of = {
-        v: scored_faces(
-            inputs.manifest, inputs.landmarks, inputs.masks, ext, "recognize_external", v
-        )
-        for v in {Path(p).parts[-4] for p in outputs.predictions}
-    }
+    faces_of = faces_of_versions(
+        inputs.manifest,
+        inputs.landmarks,
+        inputs.masks,
+        ext,
+        "recognize_external",
+        {Path(p).parts[-4] for p in outputs.predictions},
+    )
     tables: dict[str, list[str]] = defaultdict(list)
     # data/external/<set>/describe/<version>/<shard>/descriptors.csv, by version
     for path in inputs.descriptors:

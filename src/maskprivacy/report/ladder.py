@@ -1,0 +1,247 @@
+"""The attacker ladder shown: its figure (the mask's cost against each attacker's unmasked
+score, the fitted trend and the reference attackers) and its table, from the ladder stage's
+statistics (``results/ladder/ladder.json``) or a published run's; the same code serves the
+pipeline's figure, the HTML fragment and the published block."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from maskprivacy.analysis.ladder import ATTRS, REFERENCES, predict  # noqa: E402
+
+TITLES = {"sex": "sex", "race": "race", "age": "age"}
+
+
+def rung_label(name: str, rung: Mapping[str, Any]) -> str:
+    """A rung's short name for a figure: ``R18 48px``, ``R18 48px 16ep``, ``recognizer``."""
+    if rung.get("attacker") == "recognizer":
+        return "recognizer"
+    arch = str(rung.get("arch", name)).replace("resnet", "R")
+    label = f"{arch} {rung.get('image_size')}px"
+    if rung.get("longer"):
+        label += f" {rung.get('epochs')}ep"
+    return label
+
+
+def _scale(attr: str) -> float:
+    return 1.0 if attr == "age" else 100.0
+
+
+def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
+    """One panel per attribute: each rung's cost (masked - unmasked, 95% interval) against its
+    unmasked score, the weighted trend with its 95% band, zero cost, the GPU run (drawn, not
+    fitted) and the paper's level (the unmasked score at which the trend meets the paper's
+    masked score). Stronger attackers sit to the right in every panel (age: MAE falls to the
+    right)."""
+    fig = Figure(figsize=(13.5, 4.4))
+    axes = fig.subplots(1, 3)
+    rungs = ladder["rungs"]
+    for ax, attr in zip(axes, ATTRS, strict=True):
+        k = _scale(attr)
+        t = ladder["trends"][attr]
+        xs = []
+        for name, r in rungs.items():
+            s = r["stats"][attr]
+            x, c = k * s["unmasked"]["estimate"], s["cost"]
+            lo, hi = k * c["low"], k * c["high"]
+            y = k * c["estimate"]
+            colour = "#7b3294" if r.get("attacker") == "recognizer" else "#0571b0"
+            ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], fmt="o", color=colour, capsize=3, ms=6)
+            ax.annotate(
+                rung_label(name, r),
+                (x, y),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+                color=colour,
+            )
+            xs.append(x)
+        gpu = REFERENCES["gpu"][attr]
+        gx, gy = k * gpu["unmasked"], k * gpu["cost"]
+        ax.errorbar(
+            gx,
+            gy,
+            yerr=[[gy - k * gpu["cost_low"]], [k * gpu["cost_high"] - gy]],
+            fmt="D",
+            mfc="white",
+            color="#ca0020",
+            capsize=3,
+            ms=6,
+            label=REFERENCES["gpu"]["label"],
+        )
+        xs.append(gx)
+        trend = t["trend"]
+        paper = t["at"].get("paper")
+        if paper is not None:
+            xs.append(k * paper["x"])
+        if trend is not None:
+            lo_x, hi_x = min(xs), max(xs)
+            pad = 0.05 * (hi_x - lo_x or 1.0)
+            grid = np.linspace(lo_x - pad, hi_x + pad, 60)
+            pred = [predict(trend, g / k) for g in grid]
+            ax.plot(
+                grid,
+                [k * p["estimate"] for p in pred],
+                color="#404040",
+                lw=1.2,
+                label="weighted trend, 95% band",
+            )
+            ax.fill_between(
+                grid,
+                [k * p["low"] for p in pred],
+                [k * p["high"] for p in pred],
+                color="#404040",
+                alpha=0.12,
+                lw=0,
+            )
+        if paper is not None:
+            px_, py = k * paper["x"], k * paper["estimate"]
+            ax.axvline(px_, color="#e66101", ls=":", lw=1)
+            ax.errorbar(
+                px_,
+                py,
+                yerr=[[py - k * paper["low"]], [k * paper["high"] - py]],
+                fmt="*",
+                color="#e66101",
+                ms=11,
+                capsize=3,
+                label="paper's level (trend solved at its masked score)",
+            )
+        ax.axhline(0, color="#888888", lw=0.8, ls="--")
+        unit = "years" if attr == "age" else "pt"
+        if attr == "age":
+            ax.set_xlabel("unmasked MAE, years (stronger attacker \u2192)")
+            ax.invert_xaxis()
+            ax.set_ylabel(f"mask's cost: MAE masked \u2212 unmasked, {unit}")
+        else:
+            ax.set_xlabel(f"unmasked {attr} accuracy, % (stronger attacker \u2192)")
+            ax.set_ylabel(f"mask's cost: accuracy masked \u2212 unmasked, {unit}")
+        verdict = {
+            "less": "stronger attackers lose less",
+            "more": "stronger attackers lose more",
+            "unclear": "no dependence shown",
+        }[t["direction"]]
+        ax.set_title(f"{TITLES[attr]}: {verdict}", fontsize=10)
+        ax.grid(alpha=0.25)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.04),
+    )
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    return fig
+
+
+def _pair(attr: str, c: Mapping[str, Any], sign: bool) -> str:
+    k = _scale(attr)
+    fmt = (
+        "{:+.2f}"
+        if attr == "age" and sign
+        else "{:.2f}"
+        if attr == "age"
+        else ("{:+.1f}" if sign else "{:.1f}")
+    )
+    est = fmt.format(k * c["estimate"])
+    if c.get("low") is None or c.get("high") is None:
+        return est
+    return f"{est} [{fmt.format(k * c['low'])}, {fmt.format(k * c['high'])}]"
+
+
+def table_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
+    """One row per rung: its attacker, input side, epochs, train minutes, and per attribute the
+    unmasked score and the mask's cost with their 95% intervals."""
+    rows = []
+    for name, r in ladder["rungs"].items():
+        row = [
+            name,
+            "face recognizer + heads" if r.get("attacker") == "recognizer" else str(r["arch"]),
+            "-" if r.get("attacker") == "recognizer" else f"{r['image_size']}",
+            "-" if r.get("attacker") == "recognizer" else f"{r['epochs']}",
+            "reused"
+            if r.get("reused")
+            else (f"{r['train_seconds'] / 60:.1f}" if r.get("train_seconds") else "-"),
+        ]
+        for attr in ATTRS:
+            s = r["stats"][attr]
+            row += [_pair(attr, s["unmasked"], False), _pair(attr, s["cost"], True)]
+        rows.append(row)
+    return rows
+
+
+HEADER = [
+    "rung",
+    "attacker",
+    "px",
+    "epochs",
+    "train min",
+    "sex acc. %",
+    "sex cost pt",
+    "race acc. %",
+    "race cost pt",
+    "age MAE",
+    "age cost years",
+]
+
+
+TREND_HEADER = [
+    "attribute",
+    "rungs",
+    "slope [95% CI]",
+    "stronger attackers",
+    "cost at the GPU run's level: trend [95% CI] / measured",
+    "cost at the paper's level [95% CI]",
+]
+
+
+def trend_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
+    """Per attribute: the weighted trend's slope (cost per 10 pt of unmasked accuracy; age: per
+    year of unmasked MAE; positive in both: stronger attackers lose less),
+    the direction, and the cost the trend predicts at the reference attackers."""
+    rows = []
+    for attr in ATTRS:
+        t = ladder["trends"][attr]
+        tr = t["trend"]
+        if tr is None:
+            rows.append([attr, str(len(ladder["rungs"])), "-", "too few rungs", "-", "-"])
+            continue
+        if attr == "age":
+            slope = (
+                f"{tr['slope']:+.2f} [{tr['slope_low']:+.2f}, {tr['slope_high']:+.2f}] "
+                "years per year of MAE"
+            )
+        else:
+            slope = (
+                f"{10 * tr['slope']:+.2f} [{10 * tr['slope_low']:+.2f}, "
+                f"{10 * tr['slope_high']:+.2f}] pt per 10 pt"
+            )
+        words = {"less": "lose less", "more": "lose more", "unclear": "no dependence shown"}
+        gpu, paper = t["at"].get("gpu"), t["at"].get("paper")
+        rows.append(
+            [
+                attr,
+                str(tr["n"]),
+                slope,
+                words[t["direction"]],
+                "-"
+                if gpu is None
+                else f"{_pair(attr, gpu, True)} / {_pair(attr, {'estimate': gpu['measured'], 'low': gpu['measured_low'], 'high': gpu['measured_high']}, True)}",
+                "-"
+                if paper is None
+                else f"{_pair(attr, paper, True)} (unmasked {_pair(attr, {'estimate': paper['x']}, False)})",
+            ]
+        )
+    return rows
