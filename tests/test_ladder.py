@@ -258,7 +258,7 @@ def test_the_figure_and_the_block_from_a_made_up_published_run(tmp_path):
         "| r34-64",
         "| recognizer",
     ]
-    assert "| r18-64 | resnet18 | 64 | 8 | reused |" in block
+    assert "| r18-64 | resnet18 (the study's, reused) | 64 | 8 | 10.0 | - |" in block
     # a page that links the figure gets it made, and checked
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs/results.md").write_text(

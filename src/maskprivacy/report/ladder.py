@@ -17,6 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from maskprivacy.analysis.ladder import ATTRS, REFERENCES, predict  # noqa: E402
 
+REUSED = " (the study's, reused)"
 TITLES = {"sex": "sex", "race": "race", "age": "age"}
 
 
@@ -162,18 +163,20 @@ def _pair(attr: str, c: Mapping[str, Any], sign: bool) -> str:
 
 
 def table_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
-    """One row per rung: its attacker, input side, epochs, train minutes, and per attribute the
-    unmasked score and the mask's cost with their 95% intervals."""
+    """One row per rung: its attacker, input side, epochs, its two models' training minutes and
+    their last epoch's seconds (a reused rung's are the study's), and per attribute the unmasked
+    score and the mask's cost with their 95% intervals."""
     rows = []
     for name, r in ladder["rungs"].items():
         row = [
             name,
-            "face recognizer + heads" if r.get("attacker") == "recognizer" else str(r["arch"]),
+            "face recognizer + heads"
+            if r.get("attacker") == "recognizer"
+            else str(r["arch"]) + (REUSED if r.get("reused") else ""),
             "-" if r.get("attacker") == "recognizer" else f"{r['image_size']}",
             "-" if r.get("attacker") == "recognizer" else f"{r['epochs']}",
-            "reused"
-            if r.get("reused")
-            else (f"{r['train_seconds'] / 60:.1f}" if r.get("train_seconds") else "-"),
+            f"{r['train_seconds'] / 60:.1f}" if r.get("train_seconds") else "-",
+            f"{r['epoch_seconds']:.0f}" if r.get("epoch_seconds") else "-",
         ]
         for attr in ATTRS:
             s = r["stats"][attr]
@@ -188,6 +191,7 @@ HEADER = [
     "px",
     "epochs",
     "train min",
+    "s/epoch",
     "sex acc. %",
     "sex cost pt",
     "race acc. %",

@@ -41,8 +41,12 @@ def run(config: StageConfig, inputs: Files, outputs: Files, log: logging.Logger)
         r["attacker"] = "CNN"
         r["longer"] = base_epochs is not None and r["epochs"] > base_epochs
         mine = reports[i * per_rung : (i + 1) * per_rung]
-        seconds = [json.loads(Path(f).read_text()).get("fit_seconds") for f in mine]
-        r["train_seconds"] = sum(s for s in seconds if s) or None
+        train = [json.loads(Path(f).read_text()) for f in mine]
+        r["train_seconds"] = sum(t.get("fit_seconds") or 0 for t in train) or None
+        # the pace of each model's last epoch: what a rung costs on this machine when a slower
+        # epoch (shared cores, a resumed run) weighs on its total
+        last = [t["last_epoch_seconds"] for t in train if t.get("last_epoch_seconds")]
+        r["epoch_seconds"] = sum(last) / len(last) if last else None
         r["stats"] = analysis.rung_statistics(
             test,
             read_table(preds[2 * i]),
