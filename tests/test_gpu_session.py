@@ -66,6 +66,9 @@ def test_gpu_session_runs_on_cpu_as_written(tmp_path, demo_folder):
     params["evaluate"]["conditions"] = params["evaluate"]["conditions"][:2]
     (repo / "presets").mkdir()
     (repo / "presets/tiny.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the attacker ladder layered on it (EXTRA=, as presets/ladder_gpu.yaml is on a GPU)
+    rungs = {"ladder": {"rungs": {"own": {}, "small": {"image_size": 40}}}}
+    (repo / "presets/tiny_ladder.yaml").write_text(yaml.safe_dump(rungs))
     # what is made where PyPI and dlib are: the wheelhouse and the landmarks table
     assert wheelhouse.main([str(gpu / "b/wheels"), "--root", str(repo), "--no-executors"]) == 0
     wheels = {
@@ -98,6 +101,7 @@ def test_gpu_session_runs_on_cpu_as_written(tmp_path, demo_folder):
         "OUT": str(tmp_path / "out"),
         "LIMIT": "1200",
         "PRESET": "presets/tiny.yaml",
+        "EXTRA": "presets/tiny_ladder.yaml",
     }
     (tmp_path / "out").mkdir()
     script = ["bash", "benchmarks/gpu_session.sh"]
@@ -119,6 +123,9 @@ def test_gpu_session_runs_on_cpu_as_written(tmp_path, demo_folder):
     metrics = json.loads((tmp_path / "out/metrics.json").read_text())
     assert metrics["data_source"] == "path" and "masked" in metrics
     assert (tmp_path / "out/results.tar.gz").stat().st_size > 0
+    with tarfile.open(tmp_path / "out/results.tar.gz") as tar:
+        ladder = json.load(tar.extractfile("results/ladder/ladder.json"))
+    assert list(ladder["rungs"]) == ["own", "small"] and ladder["rungs"]["own"]["reused"]
 
 
 def test_gpu_session_says_what_is_missing(tmp_path):
