@@ -214,6 +214,9 @@ def test_stronger_attackers_losing_less_is_what_the_sentence_says():
     assert lad["trends"]["sex"]["direction"] == "less"
     assert "sex: stronger attackers lose less to the mask" in lad["sentence"]
     assert "at the paper's level" in lad["sentence"]
+    # the recognizer is another family of attacker: the CNN rungs get a line of their own
+    assert lad["trends"]["sex"]["cnn_only"]["trend"]["n"] == 4
+    assert "the CNN rungs alone" in lad["sentence"]
     m = ladder.metrics(lad)
     assert set(m["rungs"]) == {"r18-48", "r18-64", "r18-96", "r34-64", "recognizer"}
     assert m["trend"]["sex"]["direction"] == "less" and "cost_at_paper" in m["trend"]["sex"]

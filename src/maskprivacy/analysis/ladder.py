@@ -235,15 +235,14 @@ def summarize(rungs: Mapping[str, Any], level: float = 0.95) -> dict[str, Any]:
     adjusted = stats.holm([rungs[r]["stats"][a]["cost"]["p"] for r, a in family])
     for (r, a), p in zip(family, adjusted, strict=True):
         rungs[r]["stats"][a]["cost"]["p_holm"] = p
+    cnn = [r for r in names if rungs[r].get("attacker") != "recognizer"]
     out: dict[str, Any] = {}
     for attr in ATTRS:
-        pts = [rungs[r]["stats"][attr] for r in names]
-        x = [p["unmasked"]["estimate"] for p in pts]
-        y = [p["cost"]["estimate"] for p in pts]
-        ses = [_se(p["cost"]) for p in pts]
-        weights = ses if all(s is not None for s in ses) else None
-        trend = fit_trend(x, y, weights, level)
+        trend = _fit(rungs, names, attr, level)
         entry: dict[str, Any] = {"trend": trend, "direction": direction(trend), "at": {}}
+        if len(cnn) < len(names):  # the CNN rungs alone: one family of attackers
+            alone = _fit(rungs, cnn, attr, level)
+            entry["cnn_only"] = {"trend": alone, "direction": direction(alone)}
         if trend is not None:
             gpu = REFERENCES["gpu"][attr]
             entry["at"]["gpu"] = {
@@ -253,10 +252,28 @@ def summarize(rungs: Mapping[str, Any], level: float = 0.95) -> dict[str, Any]:
                 "measured_high": gpu["cost_high"],
             }
             x_paper = at_masked_score(trend, REFERENCES["paper"][attr]["masked"])
-            if x_paper is not None:
+            # read only within the rungs' span and as far again beyond it (and at an accuracy
+            # of at most 100%, an MAE above 0): further out the line is a guess
+            lo, hi = trend["x_range"]
+            near = x_paper is not None and lo - (hi - lo) <= x_paper <= hi + (hi - lo)
+            valid = x_paper is not None and (0 <= x_paper <= 1 if attr != "age" else x_paper > 0)
+            if near and valid:
                 entry["at"]["paper"] = predict(trend, x_paper)
+            else:
+                entry["paper_unreachable"] = True
         out[attr] = entry
     return out
+
+
+def _fit(rungs: Mapping[str, Any], names: Sequence[str], attr: str, level: float) -> Any:
+    pts = [rungs[r]["stats"][attr] for r in names]
+    ses = [_se(p["cost"]) for p in pts]
+    return fit_trend(
+        [p["unmasked"]["estimate"] for p in pts],
+        [p["cost"]["estimate"] for p in pts],
+        ses if all(s is not None for s in ses) else None,
+        level,
+    )
 
 
 def _unit(attr: str) -> str:
@@ -301,6 +318,22 @@ def sentence(ladder: Mapping[str, Any]) -> str:
             "unclear": "no dependence on the attacker's strength shown",
         }[t["direction"]]
         text = f"{attr}: {verdict} ({slope})"
+        alone = t.get("cnn_only")
+        if alone is not None and alone["trend"] is not None:
+            a = alone["trend"]
+            k = 1.0 if attr == "age" else 0.1
+            text += (
+                f", the CNN rungs alone {_num(attr, k * a['slope'])} "
+                f"[{_num(attr, k * a['slope_low'])}, {_num(attr, k * a['slope_high'])}]"
+            )
+        if t.get("paper_unreachable"):
+            lo, hi = tr["x_range"]
+            text += (
+                f"; it meets the paper's masked {score} "
+                f"({_num(attr, REFERENCES['paper'][attr]['masked'], False)}) only far beyond the "
+                f"rungs' unmasked {score} ({_num(attr, lo, False)} to {_num(attr, hi, False)}), "
+                "so it says nothing of the paper's attacker"
+            )
         at = t["at"]
         if "paper" in at:
             text += (

@@ -208,7 +208,20 @@ TREND_HEADER = [
     "stronger attackers",
     "cost at the GPU run's level: trend [95% CI] / measured",
     "cost at the paper's level [95% CI]",
+    "slope, CNN rungs alone",
 ]
+
+
+def _slope(attr: str, tr: Mapping[str, Any]) -> str:
+    if attr == "age":
+        return (
+            f"{tr['slope']:+.2f} [{tr['slope_low']:+.2f}, {tr['slope_high']:+.2f}] "
+            "years per year of MAE"
+        )
+    return (
+        f"{10 * tr['slope']:+.2f} [{10 * tr['slope_low']:+.2f}, "
+        f"{10 * tr['slope_high']:+.2f}] pt per 10 pt"
+    )
 
 
 def trend_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
@@ -220,18 +233,10 @@ def trend_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
         t = ladder["trends"][attr]
         tr = t["trend"]
         if tr is None:
-            rows.append([attr, str(len(ladder["rungs"])), "-", "too few rungs", "-", "-"])
+            rows.append([attr, str(len(ladder["rungs"])), "-", "too few rungs", "-", "-", "-"])
             continue
-        if attr == "age":
-            slope = (
-                f"{tr['slope']:+.2f} [{tr['slope_low']:+.2f}, {tr['slope_high']:+.2f}] "
-                "years per year of MAE"
-            )
-        else:
-            slope = (
-                f"{10 * tr['slope']:+.2f} [{10 * tr['slope_low']:+.2f}, "
-                f"{10 * tr['slope_high']:+.2f}] pt per 10 pt"
-            )
+        slope = _slope(attr, tr)
+        alone = (t.get("cnn_only") or {}).get("trend")
         words = {"less": "lose less", "more": "lose more", "unclear": "no dependence shown"}
         gpu, paper = t["at"].get("gpu"), t["at"].get("paper")
         rows.append(
@@ -246,6 +251,7 @@ def trend_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
                 "-"
                 if paper is None
                 else f"{_pair(attr, paper, True)} (unmasked {_pair(attr, {'estimate': paper['x']}, False)})",
+                "-" if alone is None else _slope(attr, alone),
             ]
         )
     return rows
