@@ -132,10 +132,13 @@ def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
         }[t["direction"]]
         ax.set_title(f"{TITLES[attr]}: {verdict}", fontsize=10)
         ax.grid(alpha=0.25)
-    handles, labels = axes[0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}  # every panel's entries, once (the paper's level may be in one)
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
     fig.legend(
-        handles,
-        labels,
+        list(legend.values()),
+        list(legend),
         loc="lower center",
         ncol=3,
         fontsize=8,
