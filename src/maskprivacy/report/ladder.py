@@ -36,6 +36,11 @@ def _scale(attr: str) -> float:
     return 1.0 if attr == "age" else 100.0
 
 
+def _point(ax: Any, x: float, y: float, low: float, high: float, **style: Any) -> None:
+    """One point at ``(x, y)`` with its interval ``[low, high]`` drawn as an error bar."""
+    ax.errorbar(x, y, yerr=[[y - low], [high - y]], capsize=3, **style)
+
+
 def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
     """One panel per attribute: each rung's cost (masked - unmasked, 95% interval) against its
     unmasked score, the weighted trend with its 95% band, zero cost, the GPU run (drawn, not
@@ -52,10 +57,9 @@ def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
         for name, r in rungs.items():
             s = r["stats"][attr]
             x, c = k * s["unmasked"]["estimate"], s["cost"]
-            lo, hi = k * c["low"], k * c["high"]
             y = k * c["estimate"]
             colour = "#7b3294" if r.get("attacker") == "recognizer" else "#0571b0"
-            ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], fmt="o", color=colour, capsize=3, ms=6)
+            _point(ax, x, y, k * c["low"], k * c["high"], fmt="o", color=colour, ms=6)
             ax.annotate(
                 rung_label(name, r),
                 (x, y),
@@ -67,14 +71,15 @@ def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
             xs.append(x)
         gpu = REFERENCES["gpu"][attr]
         gx, gy = k * gpu["unmasked"], k * gpu["cost"]
-        ax.errorbar(
+        _point(
+            ax,
             gx,
             gy,
-            yerr=[[gy - k * gpu["cost_low"]], [k * gpu["cost_high"] - gy]],
+            k * gpu["cost_low"],
+            k * gpu["cost_high"],
             fmt="D",
             mfc="white",
             color="#ca0020",
-            capsize=3,
             ms=6,
             label=REFERENCES["gpu"]["label"],
         )
@@ -106,14 +111,15 @@ def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
         if paper is not None:
             px_, py = k * paper["x"], k * paper["estimate"]
             ax.axvline(px_, color="#e66101", ls=":", lw=1)
-            ax.errorbar(
+            _point(
+                ax,
                 px_,
                 py,
-                yerr=[[py - k * paper["low"]], [k * paper["high"] - py]],
+                k * paper["low"],
+                k * paper["high"],
                 fmt="*",
                 color="#e66101",
                 ms=11,
-                capsize=3,
                 label="paper's level (trend solved at its masked score)",
             )
         ax.axhline(0, color="#888888", lw=0.8, ls="--")
