@@ -20,6 +20,7 @@ from maskprivacy.analysis import real_masks
 from maskprivacy.datasets import external
 from maskprivacy.datasets.worn import WORN, version_rows, worn_files
 from maskprivacy.faces import align, cnn, detect
+from maskprivacy.masks.paint import draw_mask
 
 
 def labels_csv(path: Path, rows: list[list], header=("file", "person", "masked", "sex")) -> Path:
@@ -269,6 +270,52 @@ def test_a_face_that_fills_the_frame_is_found_on_the_padded_copy(tmp_path):
     # the landmarks are the face's: where they were in the uncropped photo, scaled and moved
     moved = (res["source_landmarks"] / 3 + np.array(box[:2]).astype(int))[36:48]
     assert np.abs(moved - pts[36:48]).mean() < 3.0
+
+
+def framed_like_the_frame_box(image: Image.Image, scale: int = 3) -> tuple[Image.Image, tuple]:
+    """``image`` cropped so its face's HOG box sits at :data:`detect.FRAME_BOX` of the crop
+    (forehead to chin, as halfFace's photos), enlarged ``scale`` times; and the crop's box."""
+    hog, _ = detect.models()
+    (r,) = hog(np.asarray(image.convert("L")), 1)
+    fx0, fy0, fx1, fy1 = detect.FRAME_BOX
+    w, h = (r.right() - r.left()) / (fx1 - fx0), (r.bottom() - r.top()) / (fy1 - fy0)
+    x0, y0 = r.left() - fx0 * w, r.top() - fy0 * h
+    crop = tuple(int(round(v)) for v in (x0, y0, x0 + w, y0 + h))
+    tight = image.crop(crop)
+    return tight.resize((tight.width * scale, tight.height * scale)), crop
+
+
+def test_a_face_no_detector_finds_is_looked_for_on_the_frame_box(demo_face):
+    image = align.load_rgb(demo_face)
+    pts, _, _ = align.find_face(image, {"upsample": [0, 1], "cnn_upsample": [0]})
+    tight, crop = framed_like_the_frame_box(image)
+    rgb = np.asarray(tight)
+    # no detector step that finds a face (no HOG level, no CNN): only the frame box is left
+    blind = {"upsample": (), "detector": "cascade"}
+    found, route = detect.detect_landmarks(rgb, pad=0.25, **blind)
+    assert route == detect.FRAME
+    # the eyes are the face's: where they were in the uncropped photo, scaled and moved
+    moved = found[36:48] / 3 + np.array(crop[:2])
+    assert np.abs(moved - pts[36:48]).mean() < 3.0
+    # a photo that wears a mask (a surgical one drawn on): its upper face holds the box (with
+    # the lowered-threshold HOG of worn masks out of the way)
+    masked, _ = draw_mask(tight, found, "surgical", np.random.default_rng(0))
+    found, route = detect.detect_landmarks(
+        np.asarray(masked), pad=0.25, worn=True, worn_threshold=10.0, **blind
+    )
+    assert route == detect.FRAME
+    assert np.abs(found[36:48] / 3 + np.array(crop[:2]) - pts[36:48]).mean() < 3.0
+    # not for pad 0 (no face is said to fill the frame) nor pre-aligned crops (their prior box)
+    assert detect.detect_landmarks(rgb, pad=0.0, **blind)[1] == "no_face"
+    # where no face fills the frame, the landmarks follow the box: a reject that says so
+    why: dict = {}
+    small = np.asarray(tight.resize((tight.width // 3, tight.height // 3)))
+    room = np.full((rgb.shape[0], rgb.shape[1], 3), 128, np.uint8)
+    room[: small.shape[0], : small.shape[1]] = small  # the face in one corner of a grey wall
+    flat = np.full_like(rgb, 128)
+    for photo in (room, flat):
+        assert detect.detect_landmarks(photo, pad=0.25, explain=why, **blind)[1] == "no_face"
+        assert "frame box rejected" in why["detail"]
 
 
 def test_exif_orientation_is_honoured_and_a_large_photo_is_detected_on_a_reduced_copy(

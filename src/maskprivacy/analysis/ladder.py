@@ -39,6 +39,10 @@ RUNG_KEYS = (
     "warmup_epochs",
     "image_size",
 )
+# A rung's cost comes with compare's 95% bootstrap interval; its half-width over this z is the
+# standard error the trend's weights use.
+RUNG_LEVEL = 0.95
+RUNG_Z = float(sps.norm.ppf((1 + RUNG_LEVEL) / 2))
 # Attackers measured elsewhere, drawn beside the rungs but not fitted. The GPU run: ResNet-50 at
 # 224 px, multitask, presets/utkface.yaml, one NVIDIA H200, 2026-11-27, earlier code (docs/
 # results.md, "History: the GPU run of 2026-11-27"); unmasked score and masked - unmasked with
@@ -223,7 +227,7 @@ def _se(c: Mapping[str, Any]) -> float | None:
     if c.get("low") is None or c.get("high") is None:
         return None
     half = (c["high"] - c["low"]) / 2
-    return half / 1.959964 if half > 0 else None
+    return half / RUNG_Z if half > 0 else None
 
 
 def summarize(rungs: Mapping[str, Any], level: float = 0.95) -> dict[str, Any]:
@@ -280,14 +284,19 @@ def _unit(attr: str) -> str:
     return "years" if attr == "age" else "pt"
 
 
-def _num(attr: str, v: float, sign: bool = True) -> str:
+def number(attr: str, v: float, sign: bool = True) -> str:
+    """``v`` as the ladder writes it: age in years (2 decimals), sex and race in points."""
     if attr == "age":
         return f"{v:+.2f}" if sign else f"{v:.2f}"
     return f"{100 * v:+.1f}" if sign else f"{100 * v:.1f}"
 
 
-def _with_ci(attr: str, p: Mapping[str, float]) -> str:
-    return f"{_num(attr, p['estimate'])} [{_num(attr, p['low'])}, {_num(attr, p['high'])}]"
+def with_interval(attr: str, p: Mapping[str, Any], sign: bool = True) -> str:
+    """``p["estimate"]`` and, where it has both, its interval ``[low, high]``."""
+    est = number(attr, p["estimate"], sign)
+    if p.get("low") is None or p.get("high") is None:
+        return est
+    return f"{est} [{number(attr, p['low'], sign)}, {number(attr, p['high'], sign)}]"
 
 
 def sentence(ladder: Mapping[str, Any]) -> str:
@@ -304,8 +313,8 @@ def sentence(ladder: Mapping[str, Any]) -> str:
         unit = _unit(attr)
         score = "MAE" if attr == "age" else "accuracy"
         slope = (
-            f"{_num(attr, 0.1 * tr['slope'])} pt of cost per 10 pt of unmasked accuracy "
-            f"[{_num(attr, 0.1 * tr['slope_low'])}, {_num(attr, 0.1 * tr['slope_high'])}]"
+            f"{number(attr, 0.1 * tr['slope'])} pt of cost per 10 pt of unmasked accuracy "
+            f"[{number(attr, 0.1 * tr['slope_low'])}, {number(attr, 0.1 * tr['slope_high'])}]"
         )
         if attr == "age":  # per year of unmasked MAE: positive, weaker attackers lose more
             slope = (
@@ -323,27 +332,27 @@ def sentence(ladder: Mapping[str, Any]) -> str:
             a = alone["trend"]
             k = 1.0 if attr == "age" else 0.1
             text += (
-                f", the CNN rungs alone {_num(attr, k * a['slope'])} "
-                f"[{_num(attr, k * a['slope_low'])}, {_num(attr, k * a['slope_high'])}]"
+                f", the CNN rungs alone {number(attr, k * a['slope'])} "
+                f"[{number(attr, k * a['slope_low'])}, {number(attr, k * a['slope_high'])}]"
             )
         if t.get("paper_unreachable"):
             lo, hi = tr["x_range"]
             text += (
                 f"; it meets the paper's masked {score} "
-                f"({_num(attr, REFERENCES['paper'][attr]['masked'], False)}) only far beyond the "
-                f"rungs' unmasked {score} ({_num(attr, lo, False)} to {_num(attr, hi, False)}), "
+                f"({number(attr, REFERENCES['paper'][attr]['masked'], False)}) only far beyond the "
+                f"rungs' unmasked {score} ({number(attr, lo, False)} to {number(attr, hi, False)}), "
                 "so it says nothing of the paper's attacker"
             )
         at = t["at"]
         if "paper" in at:
             text += (
-                f"; at the paper's level (unmasked {score} {_num(attr, at['paper']['x'], False)})"
-                f" the trend predicts {_with_ci(attr, at['paper'])} {unit}"
+                f"; at the paper's level (unmasked {score} {number(attr, at['paper']['x'], False)})"
+                f" the trend predicts {with_interval(attr, at['paper'])} {unit}"
             )
         if "gpu" in at:
             text += (
-                f"; at the GPU run's {_num(attr, at['gpu']['x'], False)} it predicts "
-                f"{_with_ci(attr, at['gpu'])}, measured {_num(attr, at['gpu']['measured'])}"
+                f"; at the GPU run's {number(attr, at['gpu']['x'], False)} it predicts "
+                f"{with_interval(attr, at['gpu'])}, measured {number(attr, at['gpu']['measured'])}"
             )
         parts.append(text)
     return "Across the ladder's attackers, " + "; ".join(parts) + "."

@@ -28,7 +28,11 @@ Without a prior box (external sets), a detector step that finds nothing runs aga
 padded by ``pad`` of the longer side (routes ``..._padded``: faces that fill the frame, forehead to
 chin). A photo labelled as wearing a real mask (``worn``) has its landmarks checked on the upper
 face only, and the HOG detector runs on it once more at a lowered threshold (route
-``worn_upsample{n}``) before the CNN. Every detector runs on a copy reduced to at most
+``worn_upsample{n}``) before the CNN. When no detector finds the face, the 68-point predictor
+runs once more on the *frame box* (:data:`FRAME_BOX`: where a face that fills the frame sits,
+forehead to chin), accepted only when :func:`prior_box_check` finds the landmarks held by the
+image, not by the box (:data:`FRAME_MAX_FOLLOW`; route ``frame_box``): masked faces the HOG
+detector scores too low and the CNN misses. Every detector runs on a copy reduced to at most
 ``detect_side`` pixels' worth of a square (:func:`work_factor`), the 68-point predictor on the
 full-size image. An image with a side under :data:`MIN_SIDE` is ``too_small``; one the CNN's helper
 process dies on is ``detector_error`` (a new helper serves the next image).
@@ -84,6 +88,18 @@ UPPER_FACE = slice(17, 48)  # brows, nose, eyes: what a worn mask leaves to see
 # other step missed: -0.3 finds 5, -0.6 9, -1.0 all 18.
 WORN_THRESHOLD = -1.0
 WORN_MIN_BOX = 0.35
+# A face that fills the frame, forehead to chin (external sets: align.pad > 0, no prior box),
+# that no detector finds: the predictor runs on this box of the frame, (x0, y0, x1, y1) as
+# fractions, the median of the 522 HOG boxes (score > 0, padded copy) on halfFace's photos,
+# [0.004, 0.154, 1.021, 0.986]. Kept only when the landmarks follow the box shifted by
+# PRIOR_SHIFT by at most FRAME_MAX_FOLLOW of the shift (the upper face's points under a worn
+# mask): on those 522 faces the frame box with that test keeps 264 (57 of the 137 masked), all
+# with their eyes within 0.17 of the eye distance of where the detector's box puts them; at 0.25
+# one of 273 is 1.4 eye distances off. Of the 49 masked photos nothing else finds, it finds 7;
+# the rest are faces turned far aside (docs/benchmarks.md).
+FRAME_BOX = (0.0, 0.15, 1.0, 0.99)
+FRAME_MAX_FOLLOW = 0.2
+FRAME = "frame_box"  # route of a face found on the frame box
 
 # UTKFace "aligned & cropped" (200 x 200): the box dlib's detector returns for most faces is
 # (15, 15, 194, 194); as fractions of width and height (x0, y0, x1, y1).
@@ -249,7 +265,12 @@ def landmark_check(pts: np.ndarray, box: tuple[float, ...], worn: bool = False) 
 
 
 def prior_box_check(
-    grey: np.ndarray, pts: np.ndarray, box: tuple[float, ...], predictor: str | None = None
+    grey: np.ndarray,
+    pts: np.ndarray,
+    box: tuple[float, ...],
+    predictor: str | None = None,
+    worn: bool = False,
+    max_follow: float = PRIOR_MAX_FOLLOW,
 ) -> tuple[bool, str]:
     """Are landmarks found on a fixed box a face, not the predictor's prior drawn on anything?
 
@@ -261,23 +282,29 @@ def prior_box_check(
     eye distance, roll, nose between the eyes, top-to-bottom order of eyes, nose, mouth and
     chin, every point near the box).
 
+    ``worn``: the face wears a mask, so the checks and the stability test take the upper face
+    only (:func:`shape_check`); ``max_follow``: the most the landmarks may follow the box
+    (:data:`PRIOR_MAX_FOLLOW` for pre-aligned crops, :data:`FRAME_MAX_FOLLOW` for the frame box).
+
     Returns ``(ok, reason)``; ``reason`` says which check failed (or the stability figure).
     """
-    ok, why = shape_check(pts, box, PRIOR_LIMITS)
+    ok, why = shape_check(pts, box, PRIOR_LIMITS, worn)
     if not ok:
         return False, why.replace("outside the box", "outside the prior box")
     x0, y0, x1, y1 = box
     _, shape_predictor = models(predictor)
     s = PRIOR_SHIFT * (x1 - x0)
+    seen = UPPER_FACE if worn else slice(None)
     follow = []
     for dx, dy in ((s, 0.0), (-s, 0.0), (0.0, s), (0.0, -s)):
         moved = _shape(shape_predictor, grey, (x0 + dx, y0 + dy, x1 + dx, y1 + dy))
-        follow.append(float((moved - pts).mean(axis=0) @ np.array([dx, dy])) / s**2)
+        shift = (moved[seen] - pts[seen]).mean(axis=0)
+        follow.append(float(shift @ np.array([dx, dy])) / s**2)
     f = float(np.mean(follow))
-    if f > PRIOR_MAX_FOLLOW:
+    if f > max_follow:
         return (
             False,
-            f"landmarks follow a shifted box by {f:.2f} of the shift (max {PRIOR_MAX_FOLLOW})",
+            f"landmarks follow a shifted box by {f:.2f} of the shift (max {max_follow:g})",
         )
     return True, f"landmarks follow a shifted box by {f:.2f} of the shift"
 
@@ -464,10 +491,14 @@ def detect_landmarks(
             its threshold lowered by ``worn_threshold`` (a main face only, :data:`WORN_MIN_BOX`;
             route ``worn_upsample{n}``), before the CNN.
 
+    With ``pad`` and no prior box, a photo no detector finds a face in gets the predictor on
+    the frame box (:data:`FRAME_BOX`, route ``frame_box``), kept when :func:`prior_box_check`
+    passes with :data:`FRAME_MAX_FOLLOW` (its upper face when ``worn``).
+
     Returns:
         ``(landmarks, route)`` with route ``upsample{n}_grey``, ``upsample{n}_rgb``,
-        ``prior_box`` or ``cnn_upsample{n}`` (``_padded`` after it when found on the padded
-        copy); ``(None, "too_small")`` for an image with a side under :data:`MIN_SIDE` px,
+        ``prior_box``, ``cnn_upsample{n}``, ``worn_upsample{n}`` or ``frame_box``
+        (``_padded`` after a detector's route when found on the padded copy); ``(None, "too_small")`` for an image with a side under :data:`MIN_SIDE` px,
         ``(None, "no_face")`` when no step finds a face, ``(None, "landmarks_implausible")``
         when faces were found but no landmarks passed :func:`landmark_check`, ``(None,
         "detector_error")`` when the CNN detector's helper died on the image.
@@ -552,6 +583,8 @@ def detect_landmarks(
         steps.insert(1, "worn")
     if detector == "cascade+cnn":
         steps.append("cnn")
+    if prior_box is None and pad > 0:
+        steps.append("frame")
     for step in steps:
         if step == "worn":
             hit = run_step("worn", pad if prior_box is None else 0.0)
@@ -573,6 +606,18 @@ def detect_landmarks(
                     if step == "cascade"
                     else f"no face by the CNN detector at upsample {list(cnn_upsample)}{padding}"
                 )
+        elif step == "frame":
+            if any(died for _, died in cnn_errors):
+                break  # a photo that killed the CNN's helper stays a detector_error
+            box = prior_box_pixels(FRAME_BOX, w, h)
+            pts = _shape(shape_predictor, grey, box)
+            ok, why = prior_box_check(grey, pts, box, predictor, worn, FRAME_MAX_FOLLOW)
+            if ok:
+                if explain is not None:
+                    explain["faces"] = 1
+                    explain["detail"] = ""
+                return pts, FRAME
+            notes.append(f"frame box rejected: {why}")
         elif prior_box is not None:
             box = prior_box_pixels(prior_box, w, h)
             pts = _shape(shape_predictor, grey, box)

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from maskprivacy.analysis.ladder import ATTRS, REFERENCES, predict  # noqa: E402
+from maskprivacy.analysis.ladder import ATTRS, REFERENCES, predict, with_interval  # noqa: E402
 
 REUSED = " (the study's, reused)"
 TITLES = {"sex": "sex", "race": "race", "age": "age"}
@@ -156,21 +156,6 @@ def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
     return fig
 
 
-def _pair(attr: str, c: Mapping[str, Any], sign: bool) -> str:
-    k = _scale(attr)
-    fmt = (
-        "{:+.2f}"
-        if attr == "age" and sign
-        else "{:.2f}"
-        if attr == "age"
-        else ("{:+.1f}" if sign else "{:.1f}")
-    )
-    est = fmt.format(k * c["estimate"])
-    if c.get("low") is None or c.get("high") is None:
-        return est
-    return f"{est} [{fmt.format(k * c['low'])}, {fmt.format(k * c['high'])}]"
-
-
 def table_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
     """One row per rung: its attacker, input side, epochs, its two models' training minutes and
     their last epoch's seconds (a reused rung's are the study's), and per attribute the unmasked
@@ -189,7 +174,7 @@ def table_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
         ]
         for attr in ATTRS:
             s = r["stats"][attr]
-            row += [_pair(attr, s["unmasked"], False), _pair(attr, s["cost"], True)]
+            row += [with_interval(attr, s["unmasked"], False), with_interval(attr, s["cost"], True)]
         rows.append(row)
     return rows
 
@@ -256,10 +241,10 @@ def trend_rows(ladder: Mapping[str, Any]) -> list[list[str]]:
                 words[t["direction"]],
                 "-"
                 if gpu is None
-                else f"{_pair(attr, gpu, True)} / {_pair(attr, {'estimate': gpu['measured'], 'low': gpu['measured_low'], 'high': gpu['measured_high']}, True)}",
+                else f"{with_interval(attr, gpu, True)} / {with_interval(attr, {'estimate': gpu['measured'], 'low': gpu['measured_low'], 'high': gpu['measured_high']}, True)}",
                 "-"
                 if paper is None
-                else f"{_pair(attr, paper, True)} (unmasked {_pair(attr, {'estimate': paper['x']}, False)})",
+                else f"{with_interval(attr, paper, True)} (unmasked {with_interval(attr, {'estimate': paper['x']}, False)})",
                 "-" if alone is None else _slope(attr, alone),
             ]
         )

@@ -60,17 +60,19 @@ def known_faces(table: str, paths: list[Path]) -> dict[str, lm.Face]:
 
 
 def found_by(routes: pd.Series) -> dict[str, int]:
-    """Faces by the step that found them: ``cascade`` (HOG), ``prior_box``, ``cnn``, and
-    ``worn`` (HOG at a lowered threshold, photos that wear a real mask), where it found any."""
+    """Faces by the step that found them: ``cascade`` (HOG), ``prior_box``, ``cnn``, and,
+    where they found any, ``worn`` (HOG at a lowered threshold, photos that wear a real mask)
+    and ``frame_box`` (faces that fill the frame no detector found)."""
 
     def step_of(route: str) -> str:
         if route.startswith(("cnn", "worn")):
             return route.split("_", 1)[0]
-        return route if route == "prior_box" else "cascade"
+        return route if route in ("prior_box", faces.FRAME) else "cascade"
 
     step = routes.map(step_of)
     out = {k: int((step == k).sum()) for k in ("cascade", "prior_box", "cnn")}
-    return {**out, **({"worn": int((step == "worn").sum())} if (step == "worn").any() else {})}
+    extra = {k: int((step == k).sum()) for k in ("worn", faces.FRAME) if (step == k).any()}
+    return {**out, **extra}
 
 
 def external_params(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
