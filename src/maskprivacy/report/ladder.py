@@ -41,6 +41,45 @@ def _point(ax: Any, x: float, y: float, low: float, high: float, **style: Any) -
     ax.errorbar(x, y, yerr=[[y - low], [high - y]], capsize=3, **style)
 
 
+LABEL_PT = 8  # font size of a rung's label, points
+
+
+def _label_points(ax: Any, labels: list[tuple[float, float, str, str]]) -> None:
+    """Each rung's name beside its point, moved up or down (with a leader line) until it
+    overlaps no point and no name placed before it: rungs of like strength and cost sit close
+    together."""
+    ax.autoscale_view()
+    to_px = ax.transData.transform
+    pt = ax.figure.dpi / 72  # display pixels per point
+    h = 1.25 * LABEL_PT * pt
+    placed = [  # x0, y0, x1, y1 in px of each point's marker, then of each name placed
+        (px - 4 * pt, py - 4 * pt, px + 4 * pt, py + 4 * pt)
+        for px, py in (to_px((x, y)) for x, y, _, _ in labels)
+    ]
+    tries = [(5, 5)] + [(5, 5 + sign * step * 11) for step in range(1, 8) for sign in (-1, 1)]
+    for x, y, text, colour in sorted(labels, key=lambda item: -to_px((item[0], item[1]))[1]):
+        px, py = to_px((x, y))
+        w = 0.6 * LABEL_PT * pt * len(text)
+        for dx, dy in tries:
+            box = (px + dx * pt, py + dy * pt, px + dx * pt + w, py + dy * pt + h)
+            if not any(
+                box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed
+            ):
+                break
+        placed.append(box)
+        ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=(dx, dy),
+            fontsize=LABEL_PT,
+            color=colour,
+            arrowprops=None
+            if (dx, dy) == tries[0]
+            else {"arrowstyle": "-", "color": colour, "lw": 0.5, "alpha": 0.6},
+        )
+
+
 def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
     """One panel per attribute: each rung's cost (masked - unmasked, 95% interval) against its
     unmasked score, the weighted trend with its 95% band, zero cost, the GPU run (drawn, not
@@ -54,20 +93,14 @@ def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
         k = _scale(attr)
         t = ladder["trends"][attr]
         xs = []
+        labels: list[tuple[float, float, str, str]] = []
         for name, r in rungs.items():
             s = r["stats"][attr]
             x, c = k * s["unmasked"]["estimate"], s["cost"]
             y = k * c["estimate"]
             colour = "#7b3294" if r.get("attacker") == "recognizer" else "#0571b0"
             _point(ax, x, y, k * c["low"], k * c["high"], fmt="o", color=colour, ms=6)
-            ax.annotate(
-                rung_label(name, r),
-                (x, y),
-                textcoords="offset points",
-                xytext=(5, 5),
-                fontsize=8,
-                color=colour,
-            )
+            labels.append((x, y, rung_label(name, r), colour))
             xs.append(x)
         gpu = REFERENCES["gpu"][attr]
         gx, gy = k * gpu["unmasked"], k * gpu["cost"]
@@ -138,6 +171,7 @@ def ladder_figure(ladder: Mapping[str, Any], title: str) -> Figure:
         }[t["direction"]]
         ax.set_title(f"{TITLES[attr]}: {verdict}", fontsize=10)
         ax.grid(alpha=0.25)
+        _label_points(ax, labels)
     legend: dict[str, Any] = {}  # every panel's entries, once (the paper's level may be in one)
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
