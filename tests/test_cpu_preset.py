@@ -44,7 +44,36 @@ def test_cpu_preset_is_the_utkface_study_with_the_cpu_attacker():
     # the CPU attacker: the network and input the time-to-accuracy sweep chose
     t = cpu["train"]
     assert (t["arch"], t["image_size"]) == ("resnet18", 64)
-    assert cpu["compute"]["precision"] == "bf16"
+    # bf16 where the CPU has it natively, fp32 where torch would emulate it (15x slower)
+    assert cpu["compute"]["precision"] == "auto"
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, caplog):
+    import torch
+
+    from maskprivacy.model import config
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor : 0\nflags : fpu sse2 avx avx2 fma avx512f\n")
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("processor : 0\nflags : fpu sse2 avx avx2 avx512f avx512_bf16\n")
+    assert config.cpu_has_native_bf16(str(avx2)) is False
+    assert config.cpu_has_native_bf16(str(bf16)) is True
+    assert config.cpu_has_native_bf16(str(tmp_path / "none")) is False  # not Linux: fp32
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(config, "cpu_has_native_bf16", lambda native=native: native)
+        assert config.resolve_precision(cpu, "auto") == expected
+        assert config.resolve_precision(cuda, "auto") == "bf16"
+        assert config.resolve_precision(cpu, "fp32") == "fp32"
+    # asked for bf16 on a CPU that emulates it: kept, and the log says what it costs
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
+    config._warn_slow_bf16.cache_clear()
+    with caplog.at_level("WARNING"):
+        assert config.resolve_precision(cpu, "bf16") == "bf16"
+    assert "15x slower than fp32" in caplog.text and "precision: auto" in caplog.text
+    with config.autocast(cpu, "auto"):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_cpu_preset_plans_six_models_and_twelve_evaluations(tmp_path):

@@ -18,7 +18,7 @@ class Compute:
 
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto = bf16 on CUDA and on a CPU with native bf16, else fp32
     compile: str | bool = "auto"  # auto = on for CUDA
     eval_batch_size: int = 256
     data_placement: str = "auto"  # auto | device | pinned

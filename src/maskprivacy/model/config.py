@@ -3,10 +3,15 @@ computes (:class:`~maskprivacy.core.compute.Compute`, the untracked ``compute`` 
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,10 +59,48 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, precision: str):
-    """The autocast context of ``compute.precision`` on ``device``."""
+# CPU flags (Linux /proc/cpuinfo) of native bf16 arithmetic. Without them torch's bf16 on the
+# CPU is emulated: a ResNet-18 training step at 64 px took 15.6 s in bf16 against 1.03 s in fp32
+# on a 2-core AMD EPYC with AVX2 only (2026-12-07), while with avx512_bf16 bf16 is 1.6-2x fp32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Does this CPU compute bf16 natively (:data:`BF16_CPU_FLAGS`)? False where it cannot be
+    read (not Linux): fp32 is the safe guess."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return any(flag in flags.split() for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``compute.precision`` made concrete: ``auto`` is bf16 on CUDA and on a CPU with native
+    bf16, fp32 on any other CPU. An explicit ``bf16`` on a CPU without it is kept, with a
+    warning: it is an order of magnitude slower there than fp32."""
+    native = device.type == "cuda" or cpu_has_native_bf16()
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        _warn_slow_bf16()
+    return precision
+
+
+@functools.cache
+def _warn_slow_bf16() -> None:
+    log.warning(
+        "compute.precision: bf16 on a CPU without native bf16 (no %s in /proc/cpuinfo): torch "
+        "emulates it, about 15x slower than fp32 (measured on an AVX2 CPU); set "
+        "compute.precision: auto (fp32 here) to train at full speed",
+        " or ".join(BF16_CPU_FLAGS),
+    )
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``compute.precision`` on ``device`` (:func:`resolve_precision`)."""
+    if resolve_precision(device, precision) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
