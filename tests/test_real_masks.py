@@ -236,20 +236,31 @@ def test_an_image_too_small_for_a_face_is_a_reject_not_a_crash(tmp_path, size):
     assert f"{size[0]} x {size[1]} px" in res["detail"]
 
 
-def test_the_cnn_helper_survives_an_image_dlib_refuses_and_is_restarted_when_killed():
+def test_the_cnn_helper_survives_an_image_dlib_refuses_and_is_restarted_when_killed(monkeypatch):
     tiny = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(cnn.DetectorError, match="dlib's CNN detector: Failing expression") as err:
         cnn.detect(tiny, 0)
     assert not err.value.died
     face = np.full((120, 120, 3), 128, np.uint8)
     assert cnn.detect(face, 0) == []  # the same helper goes on
-    pid = cnn._helper[os.getpid()].pid
-    os.kill(pid, signal.SIGKILL)
-    with pytest.raises(cnn.DetectorError, match="died") as err:
-        cnn.detect(face, 0)
-    assert err.value.died
+    helper = cnn._helper[os.getpid()]
+    os.kill(helper.pid, signal.SIGKILL)
+    helper.wait()
+    # the helper dies with the image in hand (start() finds it alive, then it is gone): this
+    # image is the one that killed it
+    with monkeypatch.context() as m:
+        m.setattr(cnn, "start", lambda: None)
+        with pytest.raises(cnn.DetectorError, match="died") as err:
+            cnn.detect(face, 0)
+    assert err.value.died and os.getpid() not in cnn._helper
     assert cnn.detect(face, 0) == []  # a new helper serves the next image
-    assert cnn._helper[os.getpid()].pid != pid
+    again = cnn._helper[os.getpid()]
+    assert again.pid != helper.pid
+    # a helper that died between two images is replaced before the next, with no error
+    os.kill(again.pid, signal.SIGKILL)
+    again.wait()
+    assert cnn.detect(face, 0) == []
+    assert cnn._helper[os.getpid()].pid != again.pid
 
 
 def test_a_face_that_fills_the_frame_is_found_on_the_padded_copy(tmp_path):

@@ -97,6 +97,10 @@ WORN_MIN_BOX = 0.35
 # with their eyes within 0.17 of the eye distance of where the detector's box puts them; at 0.25
 # one of 273 is 1.4 eye distances off. Of the 49 masked photos nothing else finds, it finds 7;
 # the rest are faces turned far aside (docs/benchmarks.md).
+# The padded copy is searched for a face that fills the frame, so at least the frame's shorter
+# side: the CNN (its window is 80 px) runs on it halved while that side stays at least this
+# big (halfFace's 512 px crops: halved, 4x cheaper: 1.1 against 4.4 CPU s a photo it misses).
+FRAME_FACE_MIN = 160
 FRAME_BOX = (0.0, 0.15, 1.0, 0.99)
 FRAME_MAX_FOLLOW = 0.2
 FRAME = "frame_box"  # route of a face found on the frame box
@@ -427,6 +431,15 @@ def work_factor(height: int, width: int, side: int = DETECT_SIDE) -> int:
     return max(1, min(k, min(height, width) // MIN_SIDE))
 
 
+def padded_cnn_level(side: int) -> int:
+    """The one CNN level for the padded copy of an image whose shorter side is ``side``: halved
+    (a negative level) as often as a face filling the frame stays :data:`FRAME_FACE_MIN` px."""
+    halvings = 0
+    while side / 2 ** (halvings + 1) >= FRAME_FACE_MIN:
+        halvings += 1
+    return -halvings
+
+
 def padded(image: np.ndarray, pad: float) -> tuple[np.ndarray, int]:
     """``image`` with a black border of ``pad`` times its longer side on every side, and the
     border's width: a face that fills the frame, forehead to chin, gets the margin the detectors
@@ -484,7 +497,8 @@ def detect_landmarks(
             full-size image. 0: no reduction.
         pad: without a prior box, each detector that finds nothing runs again on a copy
             padded by this share of its longer side (:func:`padded`; routes ``..._padded``),
-            for faces that fill the frame. 0: never.
+            for faces that fill the frame (the CNN at one level there,
+            :func:`padded_cnn_level`). 0: never.
         worn: the face wears a mask: its landmarks are checked on the upper face only
             (:func:`shape_check`), as the mouth and jaw points are guesses under the mask, and
             when the cascade finds none the HOG detector runs again on the padded copy with
@@ -570,7 +584,8 @@ def detect_landmarks(
             found = _cascade(g, c, has_colour, upsample, grey_first, hog)
         else:
             img, offset = padded(rgb_of(), pad_by) if pad_by else (rgb_of(), 0)
-            found = _cnn(img, cnn_upsample, cnn_errors)
+            levels = (padded_cnn_level(min(work_grey.shape[:2])),) if pad_by else cnn_upsample
+            found = _cnn(img, levels, cnn_errors)
         for route, boxes in found:
             route = f"{route}_padded" if pad_by and step != "worn" else route
             if (pts := landmarks_of(route, boxes, offset)) is not None:
