@@ -97,13 +97,13 @@ WORN_MIN_BOX = 0.35
 # with their eyes within 0.17 of the eye distance of where the detector's box puts them; at 0.25
 # one of 273 is 1.4 eye distances off. Of the 49 masked photos nothing else finds, it finds 7;
 # the rest are faces turned far aside (docs/benchmarks.md).
+FRAME_BOX = (0.0, 0.15, 1.0, 0.99)
+FRAME_MAX_FOLLOW = 0.2
+FRAME = "frame_box"  # route of a face found on the frame box
 # The padded copy is searched for a face that fills the frame, so at least the frame's shorter
 # side: the CNN (its window is 80 px) runs on it halved while that side stays at least this
 # big (halfFace's 512 px crops: halved, 4x cheaper: 1.1 against 4.4 CPU s a photo it misses).
 FRAME_FACE_MIN = 160
-FRAME_BOX = (0.0, 0.15, 1.0, 0.99)
-FRAME_MAX_FOLLOW = 0.2
-FRAME = "frame_box"  # route of a face found on the frame box
 
 # UTKFace "aligned & cropped" (200 x 200): the box dlib's detector returns for most faces is
 # (15, 15, 194, 194); as fractions of width and height (x0, y0, x1, y1).
@@ -512,7 +512,8 @@ def detect_landmarks(
     Returns:
         ``(landmarks, route)`` with route ``upsample{n}_grey``, ``upsample{n}_rgb``,
         ``prior_box``, ``cnn_upsample{n}``, ``worn_upsample{n}`` or ``frame_box``
-        (``_padded`` after a detector's route when found on the padded copy); ``(None, "too_small")`` for an image with a side under :data:`MIN_SIDE` px,
+        (``_padded`` after a detector's route when found on the padded copy);
+        ``(None, "too_small")`` for an image with a side under :data:`MIN_SIDE` px,
         ``(None, "no_face")`` when no step finds a face, ``(None, "landmarks_implausible")``
         when faces were found but no landmarks passed :func:`landmark_check`, ``(None,
         "detector_error")`` when the CNN detector's helper died on the image.
@@ -549,6 +550,7 @@ def detect_landmarks(
 
     failed: list[str] = []
     cnn_errors: list[tuple[str, bool]] = []
+    frame_level = padded_cnn_level(min(work_grey.shape[:2]))  # the CNN's on the padded copy
 
     def landmarks_of(route: str, boxes: list, offset: int) -> np.ndarray | None:
         # the step's boxes, in the reduced (and padded) copy's pixels, in the image's
@@ -584,7 +586,7 @@ def detect_landmarks(
             found = _cascade(g, c, has_colour, upsample, grey_first, hog)
         else:
             img, offset = padded(rgb_of(), pad_by) if pad_by else (rgb_of(), 0)
-            levels = (padded_cnn_level(min(work_grey.shape[:2])),) if pad_by else cnn_upsample
+            levels = (frame_level,) if pad_by else cnn_upsample
             found = _cnn(img, levels, cnn_errors)
         for route, boxes in found:
             route = f"{route}_padded" if pad_by and step != "worn" else route
@@ -616,33 +618,30 @@ def detect_landmarks(
                     return hit
             if len(failed) == seen:  # this step found no face at all
                 padding = f", also padded by {pad:g}" if len(tries) > 1 else ""
-                notes.append(
-                    f"no frontal face at upsample {list(upsample)}{padding}"
-                    if step == "cascade"
-                    else f"no face by the CNN detector at upsample {list(cnn_upsample)}{padding}"
-                )
-        elif step == "frame":
-            if any(died for _, died in cnn_errors):
-                break  # a photo that killed the CNN's helper stays a detector_error
-            box = prior_box_pixels(FRAME_BOX, w, h)
+                if step == "cascade":
+                    notes.append(f"no frontal face at upsample {list(upsample)}{padding}")
+                else:
+                    level = f" (at {frame_level})" if padding else ""
+                    notes.append(
+                        f"no face by the CNN detector at upsample {list(cnn_upsample)}{padding}{level}"
+                    )
+        elif step == "frame" or prior_box is not None:
+            # the predictor on a fixed box, kept when its landmarks hold on the image
+            if step == "frame":
+                if any(died for _, died in cnn_errors):
+                    break  # a photo that killed the CNN's helper stays a detector_error
+                where, route, upper, most = FRAME_BOX, FRAME, worn, FRAME_MAX_FOLLOW
+            else:
+                where, route, upper, most = prior_box, "prior_box", False, PRIOR_MAX_FOLLOW
+            box = prior_box_pixels(where, w, h)
             pts = _shape(shape_predictor, grey, box)
-            ok, why = prior_box_check(grey, pts, box, predictor, worn, FRAME_MAX_FOLLOW)
+            ok, why = prior_box_check(grey, pts, box, predictor, upper, most)
             if ok:
                 if explain is not None:
                     explain["faces"] = 1
                     explain["detail"] = ""
-                return pts, FRAME
-            notes.append(f"frame box rejected: {why}")
-        elif prior_box is not None:
-            box = prior_box_pixels(prior_box, w, h)
-            pts = _shape(shape_predictor, grey, box)
-            ok, why = prior_box_check(grey, pts, box, predictor)
-            if ok:
-                if explain is not None:
-                    explain["faces"] = 1
-                    explain["detail"] = ""
-                return pts, "prior_box"
-            notes.append(f"prior box rejected: {why}")
+                return pts, route
+            notes.append(f"{route.replace('_', ' ')} rejected: {why}")
     if failed:
         notes.insert(0, "implausible landmarks (" + "; ".join(failed) + ")")
     notes += [msg for msg, _ in cnn_errors]
